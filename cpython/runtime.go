@@ -1,0 +1,288 @@
+package cpython
+
+/*
+#cgo pkg-config: python3-embed
+#cgo LDFLAGS: -ldl
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// GILMode chooses whether a free-threaded interpreter runs with its GIL.
+type GILMode int
+
+const (
+	// GILDefault follows PYTHON_GIL from the environment when it is "0" or
+	// "1" (the isolated configuration would otherwise ignore it), and else
+	// the build's default: off for a free-threaded build.
+	GILDefault GILMode = iota
+	// GILOff forces the GIL off (PYTHON_GIL=0): an extension that does not
+	// declare free-threading support can no longer turn it back on.
+	GILOff
+	// GILOn forces the GIL on, as a GIL build would run.
+	GILOn
+)
+
+// Config says where the Python installation lives. The zero value derives
+// everything from the libpython the program was linked against.
+type Config struct {
+	// Home is the installation prefix (sys.prefix). Default: the directory
+	// above the one holding the loaded libpython.
+	Home string
+	// Executable is the interpreter binary that sys.executable names, so that
+	// multiprocessing and subprocess start a real Python, never the Go
+	// program. Default: Home/bin/python3.X[t].
+	Executable string
+	// Paths are extra sys.path entries, appended after the standard library.
+	Paths []string
+	// GIL applies to free-threaded builds only.
+	GIL GILMode
+}
+
+// Runtime is the process's one embedded interpreter. It is initialized once
+// by [Init] and never finalized: a Go program cannot safely tear down and
+// re-create CPython. All methods are safe for concurrent use.
+type Runtime struct {
+	home, executable string
+	version          string
+	freeThreaded     bool
+	main             *C.PyThreadState // Python's main thread state, used only by serve
+	reqs             chan func()
+
+	mu    sync.Mutex
+	paths map[string]bool
+}
+
+var (
+	initMu  sync.Mutex
+	theRT   *Runtime
+	initErr error
+)
+
+// Init starts the embedded interpreter on first use and returns it. Later
+// calls return the same Runtime and add cfg.Paths to sys.path; a later call
+// naming a different Home or Executable fails. If the first initialization
+// failed, every later call returns that error: CPython cannot be initialized
+// twice in one process.
+//
+// Init dedicates one OS thread, locked for the life of the process, to be
+// Python's main thread; it also serves the runtime-wide queries below.
+func Init(cfg Config) (*Runtime, error) {
+	initMu.Lock()
+	defer initMu.Unlock()
+	if initErr != nil {
+		return nil, initErr
+	}
+	if theRT == nil {
+		theRT, initErr = start(cfg)
+		if initErr != nil {
+			return nil, initErr
+		}
+	} else {
+		if cfg.Home != "" && filepath.Clean(cfg.Home) != theRT.home {
+			return nil, fmt.Errorf("cpython: already initialized with home %s, not %s", theRT.home, cfg.Home)
+		}
+		if cfg.Executable != "" && cfg.Executable != theRT.executable {
+			return nil, fmt.Errorf("cpython: already initialized with executable %s, not %s", theRT.executable, cfg.Executable)
+		}
+	}
+	if err := theRT.AddPaths(cfg.Paths...); err != nil {
+		return nil, err
+	}
+	return theRT, nil
+}
+
+func start(cfg Config) (*Runtime, error) {
+	rt := &Runtime{
+		freeThreaded: C.slither_free_threaded_build() == 1,
+		reqs:         make(chan func()),
+		paths:        map[string]bool{},
+	}
+	home := cfg.Home
+	if home == "" {
+		lib := C.slither_libpython_path()
+		if lib == nil {
+			return nil, errors.New("cpython: cannot locate the loaded libpython; set Config.Home")
+		}
+		real, err := filepath.EvalSymlinks(C.GoString(lib))
+		if err != nil {
+			return nil, fmt.Errorf("cpython: locating libpython: %w", err)
+		}
+		home = filepath.Dir(filepath.Dir(real))
+	}
+	rt.home = filepath.Clean(home)
+	stdlibName := C.GoString(C.slither_stdlib_dirname())
+	stdlib := filepath.Join(rt.home, "lib", stdlibName)
+	if _, err := os.Stat(filepath.Join(stdlib, "os.py")); err != nil {
+		return nil, fmt.Errorf("cpython: no Python %s standard library under home %s (looked for %s): %w",
+			C.GoString(C.slither_header_version()), rt.home, stdlib, err)
+	}
+	rt.executable = cfg.Executable
+	if rt.executable == "" {
+		rt.executable = filepath.Join(rt.home, "bin", strings.TrimPrefix(stdlibName, "lib"))
+	}
+	if _, err := os.Stat(rt.executable); err != nil {
+		return nil, fmt.Errorf("cpython: interpreter executable %s: %w", rt.executable, err)
+	}
+	gil := -1
+	switch cfg.GIL {
+	case GILOff:
+		gil = 0
+	case GILOn:
+		gil = 1
+	case GILDefault:
+		switch os.Getenv("PYTHON_GIL") {
+		case "0":
+			gil = 0
+		case "1":
+			gil = 1
+		}
+	}
+	search := []string{stdlib, filepath.Join(stdlib, "lib-dynload"), filepath.Join(stdlib, "site-packages")}
+
+	done := make(chan error)
+	go rt.serve(search, gil, done)
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	rt.onMain(func() {
+		v := C.slither_version(rt.main)
+		rt.version = C.GoString(v)
+		C.free(unsafe.Pointer(v))
+	})
+	return rt, nil
+}
+
+// serve initializes Python on a goroutine locked to its OS thread for the
+// life of the process (it becomes Python's main thread), then runs the
+// runtime-wide operations sent to it. It never returns.
+func (rt *Runtime) serve(search []string, gil int, done chan<- error) {
+	runtime.LockOSThread()
+	chome := C.CString(rt.home)
+	cexe := C.CString(rt.executable)
+	cpaths := make([]*C.char, len(search))
+	for i, p := range search {
+		cpaths[i] = C.CString(p)
+	}
+	var cerr *C.char
+	ts := C.slither_initialize(chome, cexe, &cpaths[0], C.int(len(cpaths)), C.int(gil), &cerr)
+	C.free(unsafe.Pointer(chome))
+	C.free(unsafe.Pointer(cexe))
+	for _, p := range cpaths {
+		C.free(unsafe.Pointer(p))
+	}
+	if ts == nil {
+		msg := C.GoString(cerr)
+		C.free(unsafe.Pointer(cerr))
+		done <- fmt.Errorf("cpython: initializing Python at %s: %s", rt.home, msg)
+		// Keep the thread: a failed initialization may have left state tied to it.
+		select {}
+	}
+	rt.main = ts
+	done <- nil
+	for f := range rt.reqs {
+		f()
+	}
+}
+
+// onMain runs f on Python's main thread and waits for it.
+func (rt *Runtime) onMain(f func()) {
+	done := make(chan struct{})
+	rt.reqs <- func() { f(); close(done) }
+	<-done
+}
+
+// Home is the installation prefix in use.
+func (rt *Runtime) Home() string { return rt.home }
+
+// Executable is the interpreter binary sys.executable names.
+func (rt *Runtime) Executable() string { return rt.executable }
+
+// Version is sys.version of the embedded interpreter.
+func (rt *Runtime) Version() string { return rt.version }
+
+// FreeThreadedBuild reports whether the interpreter was built with
+// --disable-gil (Py_GIL_DISABLED). It says nothing of whether the GIL is off
+// right now: see [Runtime.GILEnabled].
+func (rt *Runtime) FreeThreadedBuild() bool { return rt.freeThreaded }
+
+// GILEnabled reports sys._is_gil_enabled() now. On a free-threaded build it
+// turns true when an extension module that does not declare free-threading
+// support is imported (unless the GIL was forced off). It costs a hop to the
+// main thread: call it after imports, not per item.
+func (rt *Runtime) GILEnabled() bool {
+	var on C.int
+	rt.onMain(func() { on = C.slither_gil_enabled(rt.main) })
+	return on != 0
+}
+
+// AddPaths appends directories to sys.path, skipping those already added.
+func (rt *Runtime) AddPaths(paths ...string) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var add []string
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("cpython: sys.path entry %q: %w", p, err)
+		}
+		if !rt.paths[abs] {
+			add = append(add, strconv.Quote(abs))
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	src := "import sys\nfor _p in [" + strings.Join(add, ", ") + "]:\n    if _p not in sys.path:\n        sys.path.append(_p)\ndel _p\n"
+	if err := rt.Exec(src); err != nil {
+		return fmt.Errorf("cpython: extending sys.path: %w", err)
+	}
+	for _, p := range paths {
+		abs, _ := filepath.Abs(p)
+		rt.paths[abs] = true
+	}
+	return nil
+}
+
+// Exec runs Python source in __main__ on the main thread. A raised
+// exception is returned as an [*Exception]. It is meant for set-up, not for
+// work: use a [Thread] for that.
+func (rt *Runtime) Exec(source string) error {
+	csrc := C.CString(source)
+	defer C.free(unsafe.Pointer(csrc))
+	var err error
+	rt.onMain(func() {
+		var out C.slither_buf
+		defer C.slither_buf_free(&out)
+		if C.slither_exec(rt.main, csrc, &out) != 0 {
+			err = decodeError(&out)
+		}
+	})
+	return err
+}
+
+// interrupt raises _slither_host.Cancelled in the Python thread tid.
+func (rt *Runtime) interrupt(tid C.ulong) {
+	rt.onMain(func() { C.slither_interrupt(rt.main, tid) })
+}
+
+// decodeError turns a non-OK record in out into a Go error.
+func decodeError(out *C.slither_buf) error {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(out.data)), int(out.len))
+	if len(b) == 0 {
+		return errCorrupt
+	}
+	return errorRecord(b[0], &decoder{b: b[1:]})
+}

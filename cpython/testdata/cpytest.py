@@ -1,0 +1,100 @@
+"""Python functions the cpython package's tests call."""
+import math
+import sys
+
+
+def echo(batch):
+    return batch
+
+
+def echo_args(*args):
+    return list(args)
+
+
+def types(batch):
+    return [type(x).__name__ for x in batch]
+
+
+def describe(batch):
+    """Returns facts about each item, to check what Python received."""
+    out = []
+    for x in batch:
+        d = {"type": type(x).__name__}
+        if isinstance(x, float):
+            d["nan"] = math.isnan(x)
+            d["inf"] = math.isinf(x)
+        if isinstance(x, (str, bytes, list, dict)):
+            d["len"] = len(x)
+        if isinstance(x, dict):
+            d["keys"] = list(x)
+        out.append(d)
+    return out
+
+
+def make(kind):
+    """Returns a Python value of the named kind."""
+    if kind == "set":
+        return {1, 2}
+    if kind == "object":
+        return object()
+    if kind == "intkey":
+        return {"ok": {1: "one"}}
+    if kind == "surrogate":
+        return ["fine", "\udc80"]
+    if kind == "tuple":
+        return (1, "two", (3.0, None))
+    if kind == "bytearray":
+        return bytearray(b"\x00\xff")
+    if kind == "bigint":
+        return [2**64 + 1, -(2**70), 2**63 - 1, -(2**63)]
+    if kind == "deep":
+        return nest(sys.getrecursionlimit())
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def nest(depth):
+    v = []
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def depth_of(v):
+    d = 0
+    while isinstance(v, list) and v:
+        v = v[0]
+        d += 1
+    return d
+
+
+def boom(batch):
+    raise ValueError(f"bad item {batch[0]!r}")
+
+
+class CustomError(Exception):
+    pass
+
+
+def _inner():
+    raise CustomError("from inner")
+
+
+def custom(batch):
+    _inner()
+
+
+def not_a_list(batch):
+    return {"a": 1}
+
+
+def spin_forever(batch):
+    while True:
+        pass
+
+
+not_callable = 42
+
+
+def evaluate(expr):
+    """eval() with this module's globals (a bare builtins.eval has no frame)."""
+    return eval(expr)

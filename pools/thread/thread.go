@@ -1,0 +1,364 @@
+// Package thread is Slither's embedded pool: batches run on threads of the
+// free-threaded CPython embedded in this process, truly in parallel while the
+// GIL is off.
+//
+// Each worker is a goroutine locked to its own OS thread for its whole life,
+// owning one persistent Python thread state; a batch costs one hand-off to
+// that goroutine and one crossing into C each way. A crash in Python code
+// run here (a segfault in an extension) kills the whole Go process: send
+// work that is not known to be thread-safe and crash-free to a process pool.
+package thread
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slither-go/slither/cpython"
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/python"
+)
+
+// DefaultSpin is how long an idle worker keeps polling for the next batch
+// before it parks its OS thread. Waking a parked, locked OS thread costs
+// microseconds (golang/go#18023), more than a small Python call, so a worker
+// that is kept busy should not park between batches.
+const DefaultSpin = 20 * time.Microsecond
+
+// Options configure a [Pool]. The zero value is valid.
+type Options struct {
+	// Workers is the number of Python threads. Zero means
+	// runtime.GOMAXPROCS(0); negative is an error.
+	Workers int
+	// Paths are directories to add to sys.path (process-wide), e.g. where
+	// the modules named in batches live.
+	Paths []string
+	// Python configures the interpreter when this pool is the first user of
+	// it in the process; later pools share the one interpreter (see
+	// [cpython.Init]).
+	Python cpython.Config
+	// Spin is how long an idle worker polls for work before parking. Zero
+	// means [DefaultSpin]; negative means never spin.
+	Spin time.Duration
+}
+
+// Pool is a [pools.Pool] of embedded Python threads. Its methods are safe
+// for concurrent use.
+type Pool struct {
+	rt      *cpython.Runtime
+	spin    time.Duration
+	jobs    chan *job // unbuffered: a batch is handed straight to a free worker
+	workers []*worker
+
+	mu      sync.RWMutex // guards closed against new submits
+	closed  bool
+	submits sync.WaitGroup // admitted Submit calls still handing off
+	waiting atomic.Int64
+
+	running   sync.WaitGroup // worker goroutines
+	done      chan struct{}  // closed when every worker has exited
+	abort     chan struct{}  // closed when Close gives up waiting
+	abortOnce sync.Once
+}
+
+var _ pools.Pool = (*Pool)(nil)
+
+type job struct {
+	ctx context.Context
+	b   pools.Batch
+	res chan result // buffered(1): the worker never blocks on a caller that left
+}
+
+type result struct {
+	out []any
+	err error
+}
+
+var jobPool = sync.Pool{New: func() any { return &job{res: make(chan result, 1)} }}
+
+type worker struct {
+	id int
+	th *cpython.Thread
+
+	mu  sync.Mutex // guards cur, against interrupts from other goroutines
+	cur uint64     // sequence number of the running call; 0 when idle
+	seq uint64     // last sequence number used (worker goroutine only)
+
+	calls, items, errs atomic.Uint64
+	busy               atomic.Int64
+}
+
+// New starts a pool; it returns once every worker has its thread state and
+// the slither Python package is importable.
+func New(opts Options) (*Pool, error) {
+	n := opts.Workers
+	if n < 0 {
+		return nil, fmt.Errorf("pools/thread: Options.Workers is %d; it must be >= 0 (0 means GOMAXPROCS)", n)
+	}
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	pkg, err := python.Dir()
+	if err != nil {
+		return nil, fmt.Errorf("pools/thread: %w", err)
+	}
+	cfg := opts.Python
+	cfg.Paths = append(append([]string{pkg}, cfg.Paths...), opts.Paths...)
+	rt, err := cpython.Init(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pools/thread: %w", err)
+	}
+	spin := opts.Spin
+	if spin == 0 {
+		spin = DefaultSpin
+	}
+	p := &Pool{
+		rt:    rt,
+		spin:  spin,
+		jobs:  make(chan *job),
+		done:  make(chan struct{}),
+		abort: make(chan struct{}),
+	}
+	ready := make(chan error, n)
+	for i := range n {
+		w := &worker{id: i}
+		p.workers = append(p.workers, w)
+		p.running.Add(1)
+		go p.work(w, ready)
+	}
+	var startErr error
+	for range n {
+		if err := <-ready; err != nil && startErr == nil {
+			startErr = err
+		}
+	}
+	if startErr != nil {
+		_ = p.Close(context.Background())
+		return nil, startErr
+	}
+	return p, nil
+}
+
+// Runtime is the interpreter the pool's threads run on.
+func (p *Pool) Runtime() *cpython.Runtime { return p.rt }
+
+// Kind returns [pools.KindThread].
+func (p *Pool) Kind() pools.Kind { return pools.KindThread }
+
+// Capacity is the number of workers.
+func (p *Pool) Capacity() int { return len(p.workers) }
+
+// Stats returns a snapshot of the workers' counters.
+func (p *Pool) Stats() pools.Stats {
+	s := pools.Stats{Kind: pools.KindThread, Waiting: int(p.waiting.Load())}
+	for _, w := range p.workers {
+		s.Workers = append(s.Workers, pools.WorkerStats{
+			ID:     w.id,
+			Calls:  w.calls.Load(),
+			Items:  w.items.Load(),
+			Errors: w.errs.Load(),
+			Busy:   time.Duration(w.busy.Load()),
+		})
+	}
+	return s
+}
+
+// Submit runs b on the next free worker; see [pools.Pool.Submit]. The
+// Python function sees slither.context() with this worker's id, pool
+// "thread" and b.Session. Cancelling ctx while the batch runs raises
+// slither.Cancelled inside it at its next bytecode boundary (code blocked in
+// C notices when it returns); Submit returns at once either way.
+func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil, fmt.Errorf("pools/thread: %s.%s: %w", b.Module, b.Function, pools.ErrClosed)
+	}
+	p.submits.Add(1)
+	p.mu.RUnlock()
+	defer p.submits.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, cancelled(b, ctx)
+	}
+
+	j := jobPool.Get().(*job)
+	j.ctx, j.b = ctx, b
+	p.waiting.Add(1)
+	select {
+	case p.jobs <- j:
+		p.waiting.Add(-1)
+	case <-ctx.Done():
+		p.waiting.Add(-1)
+		p.recycle(j)
+		return nil, cancelled(b, ctx)
+	case <-p.abort:
+		p.waiting.Add(-1)
+		p.recycle(j)
+		return nil, fmt.Errorf("pools/thread: %s.%s withdrawn: %w", b.Module, b.Function, pools.ErrClosed)
+	}
+	select {
+	case r := <-j.res:
+		p.recycle(j)
+		return r.out, r.err
+	case <-ctx.Done():
+		// The worker interrupts the call and drops its result; j is not
+		// reused because the worker still holds it.
+		return nil, cancelled(b, ctx)
+	}
+}
+
+func (p *Pool) recycle(j *job) {
+	j.ctx, j.b = nil, pools.Batch{}
+	jobPool.Put(j)
+}
+
+func cancelled(b pools.Batch, ctx context.Context) error {
+	return fmt.Errorf("pools/thread: %s.%s: %w", b.Module, b.Function, context.Cause(ctx))
+}
+
+// Close stops the pool; see [pools.Pool.Close]. Workers finish what was
+// submitted before Close, then release their thread states.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		go func() {
+			p.submits.Wait() // no Submit is still handing off: jobs can close
+			close(p.jobs)
+			p.running.Wait()
+			close(p.done)
+		}()
+	}
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		p.abortOnce.Do(func() {
+			close(p.abort)
+			for _, w := range p.workers {
+				w.interrupt(0)
+			}
+		})
+		return fmt.Errorf("pools/thread: close gave up waiting for running batches: %w", context.Cause(ctx))
+	}
+}
+
+// work is a worker's whole life: one locked OS thread, one thread state.
+func (p *Pool) work(w *worker, ready chan<- error) {
+	defer p.running.Done()
+	th, err := p.rt.NewThread()
+	if err != nil {
+		ready <- fmt.Errorf("pools/thread: worker %d: %w", w.id, err)
+		return
+	}
+	defer th.Close()
+	if _, err := th.Call("slither._context", "_bind", w.id, string(pools.KindThread)); err != nil {
+		ready <- fmt.Errorf("pools/thread: worker %d: binding slither.context: %w", w.id, err)
+		return
+	}
+	w.mu.Lock()
+	w.th = th
+	w.mu.Unlock()
+	ready <- nil
+
+	session := ""
+	for {
+		j, ok := p.next()
+		if !ok {
+			return
+		}
+		if err := j.ctx.Err(); err != nil {
+			j.res <- result{err: cancelled(j.b, j.ctx)}
+			continue
+		}
+		if j.b.Session != session {
+			if _, err := th.Call("slither._context", "_set_session", j.b.Session); err != nil {
+				j.res <- result{err: fmt.Errorf("pools/thread: worker %d: setting session: %w", w.id, err)}
+				continue
+			}
+			session = j.b.Session
+		}
+		j.res <- w.run(j)
+	}
+}
+
+// next returns the next batch, polling for p.spin before parking.
+func (p *Pool) next() (*job, bool) {
+	if p.spin > 0 {
+		deadline := time.Now().Add(p.spin)
+		for i := 0; ; i++ {
+			select {
+			case j, ok := <-p.jobs:
+				return j, ok
+			default:
+			}
+			if i%32 == 31 && time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	j, ok := <-p.jobs
+	return j, ok
+}
+
+func (w *worker) run(j *job) result {
+	// Calls are told apart by sequence number, not by *job: job structs are
+	// reused, and a late interrupt must never hit a later call.
+	w.seq++
+	seq := w.seq
+	w.mu.Lock()
+	w.cur = seq
+	w.mu.Unlock()
+	var stop func() bool
+	if j.ctx.Done() != nil {
+		stop = context.AfterFunc(j.ctx, func() { w.interrupt(seq) })
+	}
+
+	start := time.Now()
+	out, err := w.th.CallBatch(j.b.Module, j.b.Function, j.b.Items)
+	elapsed := time.Since(start)
+
+	if stop != nil {
+		stop()
+	}
+	w.mu.Lock()
+	w.cur = 0
+	w.mu.Unlock()
+	// An interrupt that raced with the end of the call must not hit the next one.
+	w.th.ClearInterrupt()
+
+	if err == nil {
+		out, err = pools.CheckResults(j.b, out)
+	} else {
+		if errors.Is(err, cpython.ErrCancelled) && j.ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(j.ctx), err)
+		}
+		err = fmt.Errorf("pools/thread: %s.%s: %w", j.b.Module, j.b.Function, err)
+	}
+	w.calls.Add(1)
+	w.items.Add(uint64(len(j.b.Items)))
+	w.busy.Add(int64(elapsed))
+	if err != nil {
+		w.errs.Add(1)
+		out = nil
+	}
+	return result{out: out, err: err}
+}
+
+// interrupt raises slither.Cancelled in the worker's running call if it is
+// call seq (any running call, for seq == 0).
+func (w *worker) interrupt(seq uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cur != 0 && (seq == 0 || w.cur == seq) {
+		w.th.Interrupt()
+	}
+}
