@@ -81,6 +81,8 @@ type Stats struct {
 	Workers []WorkerStats
 	// Waiting is the number of submitted batches waiting for a worker.
 	Waiting int
+	// Running is the number of workers running a batch right now.
+	Running int
 }
 
 // Totals sums the per-worker counters.
@@ -99,6 +101,8 @@ func (s Stats) Totals() WorkerStats {
 type WorkerStats struct {
 	// ID is the worker's index, as Python sees it in slither.context().worker_id.
 	ID int
+	// Running says whether the worker is running a batch right now.
+	Running bool
 	// Calls is the number of batches the worker ran (including failed ones).
 	Calls uint64
 	// Items is the number of items in those batches.

@@ -21,6 +21,25 @@ is_free_threaded() { # $1 = interpreter
   "$1" -c 'import sys, sysconfig; sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)' 2>/dev/null
 }
 
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# ensure_packages installs the Debian packages among "$@" that are missing.
+ensure_packages() {
+  local missing="" p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    log "installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  fi
+}
+
+# cgo needs a C compiler and pkg-config even when the build is cached.
+ensure_packages gcc pkg-config
+
 if [ -n "${SLITHER_PYTHON:-}" ]; then
   if [ ! -x "$SLITHER_PYTHON" ]; then
     log "SLITHER_PYTHON=$SLITHER_PYTHON is not an executable file"; exit 2
@@ -37,20 +56,9 @@ if [ -x "$PY" ] && is_free_threaded "$PY" && [ -f "$PREFIX/lib/pkgconfig/python-
   exit 0 # already built
 fi
 
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-
 # Build dependencies, from Debian's packages.
-DEPS="build-essential pkg-config dpkg-dev xz-utils libffi-dev libssl-dev zlib1g-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev uuid-dev libncurses-dev libexpat1-dev libgdbm-dev"
-missing=""
-for p in $DEPS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  log "installing build dependencies:$missing"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
-fi
+ensure_packages build-essential pkg-config dpkg-dev xz-utils libffi-dev libssl-dev zlib1g-dev \
+  libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev uuid-dev libncurses-dev libexpat1-dev libgdbm-dev
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slither-cpython.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -23,11 +23,10 @@ import (
 	"github.com/slither-go/slither/python"
 )
 
-// DefaultSpin is how long an idle worker keeps polling for the next batch
-// before it parks its OS thread. Waking a parked, locked OS thread costs
-// microseconds (golang/go#18023), more than a small Python call, so a worker
-// that is kept busy should not park between batches.
-const DefaultSpin = 20 * time.Microsecond
+// LowLatencySpin is a good [Options.Spin] for a pool whose callers wait on
+// small, unbatched calls while cores are spare: measured here, it cuts a
+// one-item round trip from tens of microseconds to one or two.
+const LowLatencySpin = 20 * time.Microsecond
 
 // Options configure a [Pool]. The zero value is valid.
 type Options struct {
@@ -41,18 +40,29 @@ type Options struct {
 	// it in the process; later pools share the one interpreter (see
 	// [cpython.Init]).
 	Python cpython.Config
-	// Spin is how long an idle worker polls for work before parking. Zero
-	// means [DefaultSpin]; negative means never spin.
+	// Spin is how long an idle worker polls for its next batch, and a
+	// caller for its result, before parking. Parking and waking a locked OS
+	// thread costs microseconds each way (golang/go#18023), more than a
+	// small Python call; spinning avoids it but burns a core, so it happens
+	// only while cores are spare (spinners plus running workers at most
+	// GOMAXPROCS). Zero or negative: never spin, best for throughput when
+	// the pool has as many workers as cores (see the package benchmarks).
 	Spin time.Duration
 }
 
 // Pool is a [pools.Pool] of embedded Python threads. Its methods are safe
 // for concurrent use.
 type Pool struct {
-	rt      *cpython.Runtime
-	spin    time.Duration
-	jobs    chan *job // unbuffered: a batch is handed straight to a free worker
-	workers []*worker
+	rt   *cpython.Runtime
+	spin time.Duration
+	// Spinning pays only on a spare core: a goroutine polling on the last
+	// free P starves the very goroutine that would hand it work. So
+	// spinners + workers running Python stay within procs (GOMAXPROCS).
+	spinners atomic.Int32
+	active   atomic.Int32 // workers running a batch
+	procs    int32
+	jobs     chan *job // buffered (one per worker): a send need not wake a spinning worker
+	workers  []*worker
 
 	mu      sync.RWMutex // guards closed against new submits
 	closed  bool
@@ -67,10 +77,19 @@ type Pool struct {
 
 var _ pools.Pool = (*Pool)(nil)
 
+// Job states: a queued job is taken by a worker or withdrawn by its
+// caller, whichever comes first.
+const (
+	jobQueued int32 = iota
+	jobTaken
+	jobWithdrawn
+)
+
 type job struct {
-	ctx context.Context
-	b   pools.Batch
-	res chan result // buffered(1): the worker never blocks on a caller that left
+	state atomic.Int32
+	ctx   context.Context
+	b     pools.Batch
+	res   chan result // buffered(1): the worker never blocks on a caller that left
 }
 
 type result struct {
@@ -90,6 +109,7 @@ type worker struct {
 
 	calls, items, errs atomic.Uint64
 	busy               atomic.Int64
+	active             atomic.Bool
 }
 
 // New starts a pool; it returns once every worker has its thread state and
@@ -112,14 +132,12 @@ func New(opts Options) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pools/thread: %w", err)
 	}
-	spin := opts.Spin
-	if spin == 0 {
-		spin = DefaultSpin
-	}
+	spin := max(opts.Spin, 0)
 	p := &Pool{
 		rt:    rt,
 		spin:  spin,
-		jobs:  make(chan *job),
+		procs: int32(runtime.GOMAXPROCS(0)),
+		jobs:  make(chan *job, n),
 		done:  make(chan struct{}),
 		abort: make(chan struct{}),
 	}
@@ -156,12 +174,17 @@ func (p *Pool) Capacity() int { return len(p.workers) }
 func (p *Pool) Stats() pools.Stats {
 	s := pools.Stats{Kind: pools.KindThread, Waiting: int(p.waiting.Load())}
 	for _, w := range p.workers {
+		active := w.active.Load()
+		if active {
+			s.Running++
+		}
 		s.Workers = append(s.Workers, pools.WorkerStats{
-			ID:     w.id,
-			Calls:  w.calls.Load(),
-			Items:  w.items.Load(),
-			Errors: w.errs.Load(),
-			Busy:   time.Duration(w.busy.Load()),
+			ID:      w.id,
+			Running: active,
+			Calls:   w.calls.Load(),
+			Items:   w.items.Load(),
+			Errors:  w.errs.Load(),
+			Busy:    time.Duration(w.busy.Load()),
 		})
 	}
 	return s
@@ -192,8 +215,7 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	j.ctx, j.b = ctx, b
 	p.waiting.Add(1)
 	select {
-	case p.jobs <- j:
-		p.waiting.Add(-1)
+	case p.jobs <- j: // still waiting until a worker takes it
 	case <-ctx.Done():
 		p.waiting.Add(-1)
 		p.recycle(j)
@@ -201,22 +223,35 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	case <-p.abort:
 		p.waiting.Add(-1)
 		p.recycle(j)
-		return nil, fmt.Errorf("pools/thread: %s.%s withdrawn: %w", b.Module, b.Function, pools.ErrClosed)
+		return nil, withdrawn(b)
+	}
+	if r, _, got := tryRecv(p, j.res); got {
+		p.recycle(j)
+		return r.out, r.err
 	}
 	select {
 	case r := <-j.res:
 		p.recycle(j)
 		return r.out, r.err
 	case <-ctx.Done():
-		// The worker interrupts the call and drops its result; j is not
-		// reused because the worker still holds it.
+		// Still queued: withdraw it, and the worker drops it unrun.
+		// Running: the worker interrupts the call. Either way the worker
+		// holds j, so it is not recycled here.
+		if j.state.CompareAndSwap(jobQueued, jobWithdrawn) {
+			p.waiting.Add(-1)
+		}
 		return nil, cancelled(b, ctx)
 	}
 }
 
 func (p *Pool) recycle(j *job) {
 	j.ctx, j.b = nil, pools.Batch{}
+	j.state.Store(jobQueued)
 	jobPool.Put(j)
+}
+
+func withdrawn(b pools.Batch) error {
+	return fmt.Errorf("pools/thread: %s.%s withdrawn: %w", b.Module, b.Function, pools.ErrClosed)
 }
 
 func cancelled(b pools.Batch, ctx context.Context) error {
@@ -275,9 +310,20 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 		if !ok {
 			return
 		}
+		if !j.state.CompareAndSwap(jobQueued, jobTaken) {
+			p.recycle(j) // withdrawn: its caller has gone and will not touch j
+			continue
+		}
+		p.waiting.Add(-1)
 		if err := j.ctx.Err(); err != nil {
 			j.res <- result{err: cancelled(j.b, j.ctx)}
 			continue
+		}
+		select {
+		case <-p.abort: // Close gave up: queued batches are withdrawn, not run
+			j.res <- result{err: withdrawn(j.b)}
+			continue
+		default:
 		}
 		if j.b.Session != session {
 			if _, err := th.Call("slither._context", "_set_session", j.b.Session); err != nil {
@@ -286,27 +332,45 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 			}
 			session = j.b.Session
 		}
-		j.res <- w.run(j)
+		p.active.Add(1)
+		r := w.run(j)
+		p.active.Add(-1) // before the reply, so this worker may spin for the next batch
+		j.res <- r
 	}
 }
 
-// next returns the next batch, polling for p.spin before parking.
+// next returns the next batch, or false once the pool is closed.
 func (p *Pool) next() (*job, bool) {
-	if p.spin > 0 {
-		deadline := time.Now().Add(p.spin)
-		for i := 0; ; i++ {
-			select {
-			case j, ok := <-p.jobs:
-				return j, ok
-			default:
-			}
-			if i%32 == 31 && time.Now().After(deadline) {
-				break
-			}
-		}
+	if j, ok, got := tryRecv(p, p.jobs); got {
+		return j, ok
 	}
 	j, ok := <-p.jobs
 	return j, ok
+}
+
+// tryRecv polls ch for up to p.spin while Ps are spare, so that a hand-off
+// need not park one OS thread and wake another (microseconds each). got is
+// false when nothing came.
+func tryRecv[T any](p *Pool, ch <-chan T) (v T, ok, got bool) {
+	if p.spin <= 0 {
+		return v, false, false
+	}
+	if p.spinners.Add(1)+p.active.Load() > p.procs {
+		p.spinners.Add(-1)
+		return v, false, false
+	}
+	defer p.spinners.Add(-1)
+	deadline := time.Now().Add(p.spin)
+	for i := 0; ; i++ {
+		select {
+		case v, ok = <-ch:
+			return v, ok, true
+		default:
+		}
+		if i%32 == 31 && time.Now().After(deadline) {
+			return v, false, false
+		}
+	}
 }
 
 func (w *worker) run(j *job) result {
@@ -322,9 +386,11 @@ func (w *worker) run(j *job) result {
 		stop = context.AfterFunc(j.ctx, func() { w.interrupt(seq) })
 	}
 
+	w.active.Store(true)
 	start := time.Now()
 	out, err := w.th.CallBatch(j.b.Module, j.b.Function, j.b.Items)
 	elapsed := time.Since(start)
+	w.active.Store(false)
 
 	if stop != nil {
 		stop()

@@ -1,0 +1,73 @@
+# Slither for Go. The two commands that matter:
+#   make demo   builds (or finds) the free-threaded Python, then runs the demo
+#   make test   builds (or finds) it, then vets and tests everything under -race
+#
+# The free-threaded CPython lives in a cache outside the repository, built once
+# from Debian's source package by scripts/build-python.sh:
+#   PY_VERSION=3.13                     the CPython version (3.14 builds the same way
+#                                       where Debian's source package can be fetched)
+#   SLITHER_PYTHON_PREFIX=DIR           where it is built (default below)
+#   SLITHER_PYTHON=/path/to/python3.13t use an existing free-threaded build instead
+
+PY_VERSION ?= 3.13
+SLITHER_PYTHON_PREFIX ?= $(HOME)/.cache/slither/cpython-$(PY_VERSION)t
+SLITHER_PYTHON ?=
+
+ifneq ($(SLITHER_PYTHON),)
+PYTHON := $(SLITHER_PYTHON)
+PY_LIBPC := $(shell $(SLITHER_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBPC"))' 2>/dev/null)
+PY_LIBDIR := $(shell $(SLITHER_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))' 2>/dev/null)
+else
+PYTHON := $(SLITHER_PYTHON_PREFIX)/bin/python$(PY_VERSION)t
+PY_LIBPC := $(SLITHER_PYTHON_PREFIX)/lib/pkgconfig
+PY_LIBDIR := $(SLITHER_PYTHON_PREFIX)/lib
+endif
+
+# cgo finds the headers and libpython through pkg-config (cpython/ asks for
+# python3-embed); the rpath lets the built binaries and test binaries load
+# that libpython with no LD_LIBRARY_PATH.
+export PKG_CONFIG_PATH := $(PY_LIBPC)$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
+export CGO_LDFLAGS := -Wl,-rpath,$(PY_LIBDIR) $(CGO_LDFLAGS)
+export CGO_ENABLED := 1
+export PATH := $(PATH):/usr/local/go/bin
+
+GO ?= go
+BIN := bin
+
+.PHONY: all python build demo test vet fmt-check bench env clean
+
+all: build
+
+# Idempotent: a second run checks the cached build and returns at once.
+python:
+	@PREFIX="$(SLITHER_PYTHON_PREFIX)" PY_VERSION="$(PY_VERSION)" SLITHER_PYTHON="$(SLITHER_PYTHON)" \
+		scripts/build-python.sh
+
+build: python
+	$(GO) build -o $(BIN)/slither ./cmd/slither
+
+demo: build
+	$(BIN)/slither demo
+
+vet: python
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needs to run on:"; echo "$$out"; exit 1; fi
+
+test: python fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The pools/thread benchmarks quoted in the README.
+bench: python
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pools/thread/
+
+# Prints the environment make passes to go, for running go by hand:
+#   eval "$$(make -s env)"
+env:
+	@echo 'export PKG_CONFIG_PATH="$(PKG_CONFIG_PATH)"'
+	@echo 'export CGO_LDFLAGS="$(CGO_LDFLAGS)"'
+
+clean:
+	rm -rf $(BIN)

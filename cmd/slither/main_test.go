@@ -1,0 +1,13 @@
+package main
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/slither-go/slither/internal/leaktest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, leaktest.Options()...)
+}

@@ -1,0 +1,45 @@
+package pools_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/slither-go/slither/pools"
+)
+
+func TestValidate(t *testing.T) {
+	assert.NoError(t, pools.Batch{Module: "m", Function: "f"}.Validate())
+	err := pools.Batch{Function: "f"}.Validate()
+	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
+	assert.EqualError(t, err, "pools: invalid batch: empty module name")
+	err = pools.Batch{Module: "m"}.Validate()
+	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
+	assert.EqualError(t, err, "pools: invalid batch: empty function name for module m")
+}
+
+func TestCheckResults(t *testing.T) {
+	b := pools.Batch{Module: "m", Function: "f", Items: []any{1, 2}}
+	out, err := pools.CheckResults(b, []any{"a", "b"})
+	assert.NoError(t, err)
+	assert.Equal(t, []any{"a", "b"}, out)
+
+	out, err = pools.CheckResults(b, []any{"a"})
+	assert.Nil(t, out, "a short reply returns no results at all")
+	var rc *pools.ResultCountError
+	assert.True(t, errors.As(err, &rc))
+	assert.Equal(t, 2, rc.Items)
+	assert.Equal(t, 1, rc.Results)
+	assert.ErrorIs(t, err, pools.ErrResultCount)
+	assert.EqualError(t, err, "pools: m.f returned 1 results for 2 items (a batch function must return exactly one result per item)")
+}
+
+func TestTotals(t *testing.T) {
+	s := pools.Stats{Workers: []pools.WorkerStats{
+		{ID: 0, Calls: 2, Items: 10, Errors: 1, Busy: time.Second},
+		{ID: 1, Calls: 3, Items: 5, Busy: 2 * time.Second},
+	}}
+	assert.Equal(t, pools.WorkerStats{ID: -1, Calls: 5, Items: 15, Errors: 1, Busy: 3 * time.Second}, s.Totals())
+}
