@@ -29,6 +29,8 @@ endif
 export PKG_CONFIG_PATH := $(PY_LIBPC)$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
 export CGO_LDFLAGS := -Wl,-rpath,$(PY_LIBDIR) $(CGO_LDFLAGS)
 export CGO_ENABLED := 1
+# The process pool's tests run their workers on the same free-threaded build.
+export SLITHER_TEST_PYTHON := $(PYTHON)
 export PATH := $(PATH):/usr/local/go/bin
 
 GO ?= go
@@ -59,9 +61,9 @@ fmt-check:
 test: python fmt-check vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# The pools/thread benchmarks quoted in the README.
+# The pool benchmarks quoted in the README.
 bench: python
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./pools/thread/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pools/thread/ ./pools/process/
 
 # Prints the environment make passes to go, for running go by hand:
 #   eval "$$(make -s env)"

@@ -37,7 +37,8 @@ type Batch struct {
 	// value (nil) sends an empty list.
 	Items []any
 	// Session is the session id Python sees as slither.context().session_id;
-	// empty means none.
+	// empty means none. Batches of one session all run on the same worker
+	// (strict affinity), where slither.session() is that session's state.
 	Session string
 }
 
@@ -68,6 +69,10 @@ type Pool interface {
 	Stats() Stats
 	// Kind says which implementation this is.
 	Kind() Kind
+	// CloseSession drops the state that session id holds on its worker
+	// (slither.session() in Python) and unpins it. Closing an unknown or
+	// already closed session does nothing.
+	CloseSession(id string)
 	// Close stops accepting batches and waits for those already submitted
 	// to finish (drain). If ctx ends first, queued batches fail with
 	// [ErrClosed], running ones are interrupted, and Close returns ctx's
@@ -85,7 +90,7 @@ type Stats struct {
 	Running int
 }
 
-// Totals sums the per-worker counters.
+// Totals sums the per-worker counters (ID is -1; RSS sums the workers').
 func (s Stats) Totals() WorkerStats {
 	t := WorkerStats{ID: -1}
 	for _, w := range s.Workers {
@@ -93,6 +98,8 @@ func (s Stats) Totals() WorkerStats {
 		t.Items += w.Items
 		t.Errors += w.Errors
 		t.Busy += w.Busy
+		t.Restarts += w.Restarts
+		t.RSS += w.RSS
 	}
 	return t
 }
@@ -103,6 +110,15 @@ type WorkerStats struct {
 	ID int
 	// Running says whether the worker is running a batch right now.
 	Running bool
+	// Pid is the worker's process id: this process for the thread pool, the
+	// current subprocess for the process pool (0 while it restarts).
+	Pid int
+	// Restarts counts the worker's process replacements: after crashes,
+	// timeouts and recycling (process pool only).
+	Restarts uint64
+	// RSS is the worker process's resident memory in bytes when last
+	// sampled (process pool only; 0 when unknown).
+	RSS uint64
 	// Calls is the number of batches the worker ran (including failed ones).
 	Calls uint64
 	// Items is the number of items in those batches.
@@ -122,7 +138,45 @@ var (
 	ErrInvalidBatch = errors.New("pools: invalid batch")
 	// ErrResultCount is matched by every [*ResultCountError].
 	ErrResultCount = errors.New("pools: wrong number of results")
+	// ErrWorkerCrashed is matched by errors of calls whose worker process
+	// died under them (a signal, an exit, a broken pipe). The worker is
+	// restarted; the call is not retried.
+	ErrWorkerCrashed = errors.New("pools: worker crashed")
+	// ErrTimeout is matched by errors of calls that ran past the pool's
+	// per-call timeout; their worker was killed and replaced.
+	ErrTimeout = errors.New("pools: call timed out")
+	// ErrSessionLost is matched by errors of calls whose session's worker
+	// died: its state is gone, and a session is never moved to another
+	// worker silently.
+	ErrSessionLost = errors.New("pools: session lost")
+	// ErrConversion is matched by errors of batches holding a value that
+	// has no mapping between Go and Python (either way), in either pool.
+	ErrConversion = errors.New("pools: value cannot cross between Go and Python")
+	// ErrPoolFailed is matched once a pool has given up restarting workers
+	// (too many restarts too quickly); every later call fails with it.
+	ErrPoolFailed = errors.New("pools: pool failed")
 )
+
+// PythonError is an exception raised by the Python function of a batch, in
+// either pool. Match it with errors.As.
+type PythonError struct {
+	Type      string // qualified type name, e.g. "ValueError" or "mymod.MyError"
+	Message   string // str(exc)
+	Traceback string // traceback.format_exception's text
+	// Err is the pool's own error value for the exception, if any (the
+	// thread pool's *cpython.Exception); Unwrap returns it.
+	Err error
+}
+
+// Unwrap returns e.Err.
+func (e *PythonError) Unwrap() error { return e.Err }
+
+func (e *PythonError) Error() string {
+	if e.Message == "" {
+		return "python: " + e.Type
+	}
+	return "python: " + e.Type + ": " + e.Message
+}
 
 // ResultCountError says a Python batch function returned a list whose
 // length differs from its batch's: the results cannot be matched to items,

@@ -38,8 +38,8 @@ func TestCheckResults(t *testing.T) {
 
 func TestTotals(t *testing.T) {
 	s := pools.Stats{Workers: []pools.WorkerStats{
-		{ID: 0, Calls: 2, Items: 10, Errors: 1, Busy: time.Second},
-		{ID: 1, Calls: 3, Items: 5, Busy: 2 * time.Second},
+		{ID: 0, Calls: 2, Items: 10, Errors: 1, Busy: time.Second, Restarts: 1, RSS: 100},
+		{ID: 1, Calls: 3, Items: 5, Busy: 2 * time.Second, RSS: 50},
 	}}
-	assert.Equal(t, pools.WorkerStats{ID: -1, Calls: 5, Items: 15, Errors: 1, Busy: 3 * time.Second}, s.Totals())
+	assert.Equal(t, pools.WorkerStats{ID: -1, Calls: 5, Items: 15, Errors: 1, Busy: 3 * time.Second, Restarts: 1, RSS: 150}, s.Totals())
 }

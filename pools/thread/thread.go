@@ -13,7 +13,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +55,11 @@ type Options struct {
 // Pool is a [pools.Pool] of embedded Python threads. Its methods are safe
 // for concurrent use.
 type Pool struct {
-	rt   *cpython.Runtime
-	spin time.Duration
+	rt    *cpython.Runtime
+	spin  time.Duration
+	pinMu sync.Mutex
+	pins  map[string]*worker // session id -> its worker
+
 	// Spinning pays only on a spare core: a goroutine polling on the last
 	// free P starves the very goroutine that would hand it work. So
 	// spinners + workers running Python stay within procs (GOMAXPROCS).
@@ -100,8 +105,10 @@ type result struct {
 var jobPool = sync.Pool{New: func() any { return &job{res: make(chan result, 1)} }}
 
 type worker struct {
-	id int
-	th *cpython.Thread
+	id     int
+	th     *cpython.Thread
+	pinned chan *job // batches of the sessions pinned to this worker
+	pins   int       // sessions pinned here; guarded by Pool.pinMu
 
 	mu  sync.Mutex // guards cur, against interrupts from other goroutines
 	cur uint64     // sequence number of the running call; 0 when idle
@@ -138,12 +145,13 @@ func New(opts Options) (*Pool, error) {
 		spin:  spin,
 		procs: int32(runtime.GOMAXPROCS(0)),
 		jobs:  make(chan *job, n),
+		pins:  map[string]*worker{},
 		done:  make(chan struct{}),
 		abort: make(chan struct{}),
 	}
 	ready := make(chan error, n)
 	for i := range n {
-		w := &worker{id: i}
+		w := &worker{id: i, pinned: make(chan *job, 1)}
 		p.workers = append(p.workers, w)
 		p.running.Add(1)
 		go p.work(w, ready)
@@ -173,6 +181,7 @@ func (p *Pool) Capacity() int { return len(p.workers) }
 // Stats returns a snapshot of the workers' counters.
 func (p *Pool) Stats() pools.Stats {
 	s := pools.Stats{Kind: pools.KindThread, Waiting: int(p.waiting.Load())}
+	pid := os.Getpid()
 	for _, w := range p.workers {
 		active := w.active.Load()
 		if active {
@@ -181,6 +190,7 @@ func (p *Pool) Stats() pools.Stats {
 		s.Workers = append(s.Workers, pools.WorkerStats{
 			ID:      w.id,
 			Running: active,
+			Pid:     pid,
 			Calls:   w.calls.Load(),
 			Items:   w.items.Load(),
 			Errors:  w.errs.Load(),
@@ -214,8 +224,12 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	j := jobPool.Get().(*job)
 	j.ctx, j.b = ctx, b
 	p.waiting.Add(1)
+	queue := p.jobs
+	if b.Session != "" {
+		queue = p.pin(b.Session).pinned
+	}
 	select {
-	case p.jobs <- j: // still waiting until a worker takes it
+	case queue <- j: // still waiting until a worker takes it
 	case <-ctx.Done():
 		p.waiting.Add(-1)
 		p.recycle(j)
@@ -267,6 +281,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		go func() {
 			p.submits.Wait() // no Submit is still handing off: jobs can close
 			close(p.jobs)
+			for _, w := range p.workers {
+				close(w.pinned)
+			}
 			p.running.Wait()
 			close(p.done)
 		}()
@@ -305,8 +322,9 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	ready <- nil
 
 	session := ""
+	jobs, pinned := p.jobs, w.pinned
 	for {
-		j, ok := p.next()
+		j, ok := p.next(&jobs, &pinned)
 		if !ok {
 			return
 		}
@@ -339,24 +357,108 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	}
 }
 
-// next returns the next batch, or false once the pool is closed.
-func (p *Pool) next() (*job, bool) {
-	if j, ok, got := tryRecv(p, p.jobs); got {
-		return j, ok
+// next returns the worker's next batch, from its pinned sessions or the
+// shared queue, or false once the pool is closed and both are drained.
+func (p *Pool) next(jobs, pinned *chan *job) (*job, bool) {
+	if *jobs == nil && *pinned == nil {
+		return nil, false
 	}
-	j, ok := <-p.jobs
-	return j, ok
+	if j := p.poll(*jobs, *pinned); j != nil {
+		return j, true
+	}
+	select {
+	case j, ok := <-*jobs:
+		if !ok {
+			*jobs = nil
+			return p.next(jobs, pinned)
+		}
+		return j, true
+	case j, ok := <-*pinned:
+		if !ok {
+			*pinned = nil
+			return p.next(jobs, pinned)
+		}
+		return j, true
+	}
+}
+
+// poll polls both queues for up to p.spin while Ps are spare (see
+// tryRecv). It returns nil when nothing came or a queue is closed: the
+// blocking receive that follows sorts that out.
+func (p *Pool) poll(jobs, pinned chan *job) *job {
+	if !p.startSpin() {
+		return nil
+	}
+	defer p.spinners.Add(-1)
+	deadline := time.Now().Add(p.spin)
+	for i := 0; ; i++ {
+		select {
+		case j := <-jobs:
+			return j
+		case j := <-pinned:
+			return j
+		default:
+		}
+		if i%32 == 31 && time.Now().After(deadline) {
+			return nil
+		}
+	}
+}
+
+// startSpin reserves a spinner slot; the caller releases it.
+func (p *Pool) startSpin() bool {
+	if p.spin <= 0 {
+		return false
+	}
+	if p.spinners.Add(1)+p.active.Load() > p.procs {
+		p.spinners.Add(-1)
+		return false
+	}
+	return true
+}
+
+// pin returns the worker of session id, pinning a new session to the
+// worker with the fewest sessions.
+func (p *Pool) pin(id string) *worker {
+	p.pinMu.Lock()
+	defer p.pinMu.Unlock()
+	if w, ok := p.pins[id]; ok {
+		return w
+	}
+	w := p.workers[0]
+	for _, c := range p.workers[1:] {
+		if c.pins < w.pins {
+			w = c
+		}
+	}
+	w.pins++
+	p.pins[id] = w
+	return w
+}
+
+// CloseSession drops session id's state (slither.session()) and unpins it;
+// see [pools.Pool.CloseSession]. It runs briefly on the interpreter's main
+// thread, not on a worker.
+func (p *Pool) CloseSession(id string) {
+	p.pinMu.Lock()
+	w, ok := p.pins[id]
+	if ok {
+		delete(p.pins, id)
+		w.pins--
+	}
+	p.pinMu.Unlock()
+	if !ok {
+		return
+	}
+	// Session state lives in one process-wide dict keyed by session id.
+	_ = p.rt.Exec("import slither._context as _c\n_c._drop_session(" + strconv.Quote(id) + ")\ndel _c\n")
 }
 
 // tryRecv polls ch for up to p.spin while Ps are spare, so that a hand-off
 // need not park one OS thread and wake another (microseconds each). got is
 // false when nothing came.
 func tryRecv[T any](p *Pool, ch <-chan T) (v T, ok, got bool) {
-	if p.spin <= 0 {
-		return v, false, false
-	}
-	if p.spinners.Add(1)+p.active.Load() > p.procs {
-		p.spinners.Add(-1)
+	if !p.startSpin() {
 		return v, false, false
 	}
 	defer p.spinners.Add(-1)
@@ -404,6 +506,13 @@ func (w *worker) run(j *job) result {
 	if err == nil {
 		out, err = pools.CheckResults(j.b, out)
 	} else {
+		if errors.Is(err, cpython.ErrConversion) {
+			err = conversionError{err}
+		}
+		var exc *cpython.Exception
+		if errors.As(err, &exc) {
+			err = &pools.PythonError{Type: exc.Type, Message: exc.Message, Traceback: exc.Traceback, Err: err}
+		}
 		if errors.Is(err, cpython.ErrCancelled) && j.ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", context.Cause(j.ctx), err)
 		}
@@ -418,6 +527,13 @@ func (w *worker) run(j *job) result {
 	}
 	return result{out: out, err: err}
 }
+
+// conversionError makes a cpython conversion error match
+// pools.ErrConversion too.
+type conversionError struct{ error }
+
+func (e conversionError) Unwrap() error        { return e.error }
+func (e conversionError) Is(target error) bool { return target == pools.ErrConversion }
 
 // interrupt raises slither.Cancelled in the worker's running call if it is
 // call seq (any running call, for seq == 0).

@@ -208,6 +208,9 @@ func TestErrors(t *testing.T) {
 	assert.Contains(t, err.Error(), "threadtest.short returned 2 results for 3 items")
 
 	_, err = p.Submit(ctx, batch("fail", 1, 2))
+	var pe *pools.PythonError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "ValueError", pe.Type)
 	var exc *cpython.Exception
 	require.ErrorAs(t, err, &exc)
 	assert.Equal(t, "ValueError", exc.Type)
@@ -217,6 +220,7 @@ func TestErrors(t *testing.T) {
 
 	_, err = p.Submit(ctx, batch("echo", make(chan int)))
 	assert.ErrorIs(t, err, cpython.ErrConversion)
+	assert.ErrorIs(t, err, pools.ErrConversion)
 
 	_, err = p.Submit(ctx, pools.Batch{Function: "f"})
 	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
@@ -373,4 +377,44 @@ func ExamplePool() {
 	out, err := p.Submit(context.Background(), pools.Batch{Module: "threadtest", Function: "cpu", Items: []any{10, 100}})
 	fmt.Println(out, err)
 	// Output: [69 5291] <nil>
+}
+
+func TestSessionsPinToOneWorkerWithOwnState(t *testing.T) {
+	p := newPool(t, 2)
+	ctx := context.Background()
+	base, err := p.Submit(ctx, batch("session_count", 1))
+	require.NoError(t, err)
+	a, b := pools.NewSession(ctx, p), pools.NewSession(ctx, p)
+	var wg sync.WaitGroup
+	for _, s := range []*pools.Session{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var worker any
+			for i := 1; i <= 50; i++ {
+				out, err := s.Submit(ctx, batch("bump", 1))
+				if !assert.NoError(t, err) {
+					return
+				}
+				pair := out[0].([]any)
+				assert.Equal(t, int64(i), pair[1], "session %s counts only its own calls", s.ID())
+				if i == 1 {
+					worker = pair[0]
+				}
+				assert.Equal(t, worker, pair[0], "session %s stays on one worker", s.ID())
+			}
+		}()
+	}
+	wg.Wait()
+	count := func() int64 {
+		out, err := p.Submit(ctx, batch("session_count", 1))
+		require.NoError(t, err)
+		return out[0].(int64)
+	}
+	assert.Equal(t, base[0].(int64)+2, count())
+	a.Close()
+	assert.Equal(t, base[0].(int64)+1, count(), "closing a session frees its state")
+	b.Close()
+	b.Close() // idempotent
+	assert.Equal(t, base[0].(int64), count())
 }

@@ -127,3 +127,18 @@ def shared(batch):
 def fresh(batch):
     """Like shared, but each result is a new list owned by this thread."""
     return [[1.5] for _ in batch]
+
+
+def bump(batch):
+    """Counts calls in the session's state; returns [worker, count] per item."""
+    st = slither.session()
+    out = []
+    for _ in batch:
+        st["n"] = st.get("n", 0) + 1
+        out.append([slither.context().worker_id, st["n"]])
+    return out
+
+
+def session_count(batch):
+    from slither import _context
+    return [_context._session_count()] * len(batch)

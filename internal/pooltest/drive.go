@@ -1,0 +1,61 @@
+// Package pooltest holds helpers the pool packages' benchmarks share.
+package pooltest
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/slither-go/slither/pools"
+)
+
+// Drive submits b.N copies of bt to p from callers goroutines, after a
+// warm-up that imports the module on every worker, and reports ns/item and
+// items/s beside ns/op (one op = one batch).
+func Drive(b *testing.B, p pools.Pool, bt pools.Batch, callers int) {
+	b.Helper()
+	ctx := context.Background()
+	for range 4 * p.Capacity() {
+		if _, err := p.Submit(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := p.Submit(ctx, bt); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	if items := float64(b.N) * float64(len(bt.Items)); items > 0 {
+		b.ReportMetric(float64(elapsed.Nanoseconds())/items, "ns/item")
+		b.ReportMetric(items/elapsed.Seconds(), "items/s")
+	}
+}
+
+// Ints returns n copies of v as batch items.
+func Ints(n, v int) []any {
+	items := make([]any, n)
+	for i := range items {
+		items[i] = v
+	}
+	return items
+}

@@ -1,0 +1,136 @@
+"""Python functions the pools/process tests and benchmarks call."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import slither
+
+_lock = threading.Lock()
+_cancelled = []
+_barriers = {}
+
+
+def echo(batch):
+    return batch
+
+
+def noop(batch):
+    return batch
+
+
+def types(batch):
+    return [type(x).__name__ for x in batch]
+
+
+def pid(batch):
+    c = slither.context()
+    return [{"pid": os.getpid(), "worker": c.worker_id, "pool": c.pool, "session": c.session_id} for _ in batch]
+
+
+def short(batch):
+    return batch[:-1]
+
+
+def fail(batch):
+    raise ValueError(f"cannot handle {len(batch)} items")
+
+
+def unmappable(batch):
+    return [object() for _ in batch]
+
+
+def segfault(batch):
+    import ctypes
+    ctypes.string_at(0)
+    return batch
+
+
+def sleep(batch):
+    time.sleep(batch[0])
+    return batch
+
+
+def hang(batch):
+    while True:
+        time.sleep(0.01)
+
+
+def spin_forever(batch):
+    try:
+        while True:
+            pass
+    except slither.Cancelled:
+        with _lock:
+            _cancelled.append(1)
+        raise
+
+
+def cancelled_count(batch):
+    with _lock:
+        return [len(_cancelled)] * len(batch)
+
+
+def shout(batch):
+    for x in batch:
+        print(f"shout: {x}", file=sys.stderr, flush=True)
+    return batch
+
+
+def bump(batch):
+    """Counts calls in the session's state; returns [pid, count] per item."""
+    st = slither.session()
+    out = []
+    for _ in batch:
+        st["n"] = st.get("n", 0) + 1
+        out.append([os.getpid(), st["n"]])
+    return out
+
+
+def session_count(batch):
+    from slither import _context
+    return [_context._session_count()] * len(batch)
+
+
+def no_session(batch):
+    return [slither.session() for _ in batch]
+
+
+def host(batch):
+    """Each item [name, args...] -> slither.host_call(name, *args), or the
+    HostError text prefixed with "error: "."""
+    out = []
+    for name, *args in batch:
+        try:
+            out.append(slither.host_call(name, *args))
+        except slither.HostError as e:
+            out.append("error: " + str(e))
+    return out
+
+
+def meet(batch):
+    """Returns only if two calls run at once in this process: a
+    threading.Barrier(2) and then a spin meeting in bytecode (see the
+    thread pool's test of the same name)."""
+    name, timeout = batch
+    with _lock:
+        b = _barriers.setdefault(name, [threading.Barrier(2), 0])
+    b[0].wait(timeout)
+    with _lock:
+        b[1] += 1
+    deadline = time.monotonic() + timeout
+    while b[1] < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"spin meeting timed out (GIL enabled: {sys._is_gil_enabled()})")
+    return [os.getpid(), threading.get_ident()]
+
+
+def grow(batch):
+    """Allocates batch[0] MB and keeps it, to raise the worker's RSS."""
+    global _ballast
+    _ballast = bytearray(batch[0] << 20)
+    for i in range(0, len(_ballast), 4096):
+        _ballast[i] = 1
+    return batch
