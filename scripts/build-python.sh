@@ -37,8 +37,9 @@ ensure_packages() {
   fi
 }
 
-# cgo needs a C compiler and pkg-config even when the build is cached.
-ensure_packages gcc pkg-config
+# cgo needs a C compiler and pkg-config even when the build is cached; the
+# process pool's tests also run workers on Debian's own (GIL) python3.
+ensure_packages gcc pkg-config python3
 
 if [ -n "${SLITHER_PYTHON:-}" ]; then
   if [ ! -x "$SLITHER_PYTHON" ]; then

@@ -4,6 +4,7 @@ package readme
 
 import (
 	"bytes"
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,9 @@ func TestREADMEProgramsRun(t *testing.T) {
 			}
 		}
 		require.NotEmpty(t, want, "README program %d ends with // Output: lines", i)
+		formatted, err := format.Source([]byte(src))
+		require.NoError(t, err)
+		require.Equal(t, string(formatted), src, "README program %d is gofmt-formatted", i)
 
 		// Inside the module (testdata is skipped by ./... patterns), so the
 		// program imports this checkout's packages.

@@ -611,3 +611,32 @@ func alive(pid int) bool {
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(f) > 0 && f[0] != "Z"
 }
+
+func TestRecycleAfterMaxAge(t *testing.T) {
+	o := opts(1)
+	o.MaxAge = 300 * time.Millisecond
+	p := newPool(t, o)
+	first := submit(t, p, batch("pid", 1))[0].(map[string]any)["pid"]
+	time.Sleep(400 * time.Millisecond)
+	submit(t, p, batch("echo", 1)) // the call after the age limit triggers the recycle
+	require.Eventually(t, func() bool {
+		out, err := p.Submit(context.Background(), batch("pid", 1))
+		return err == nil && out[0].(map[string]any)["pid"] != first
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Zero(t, p.Stats().Totals().Errors)
+}
+
+func TestCloseEscalatesToSIGKILL(t *testing.T) {
+	o := opts(1)
+	o.StopGrace = 100 * time.Millisecond
+	p, err := process.New(context.Background(), o)
+	require.NoError(t, err)
+	pid := pids(p)[0]
+	// A stopped process reads no shutdown message and handles no SIGTERM.
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	start := time.Now()
+	require.NoError(t, p.Close(context.Background()))
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "two grace periods passed first")
+	assert.False(t, alive(pid))
+}
