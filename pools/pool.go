@@ -202,3 +202,26 @@ func CheckResults(b Batch, results []any) ([]any, error) {
 	}
 	return results, nil
 }
+
+// CallInfo says where a batch ran. A pool fills it in before Submit returns
+// when Submit's context carries it (see [WithCallInfo]); it is not to be
+// read after a Submit that returned because its context ended.
+type CallInfo struct {
+	Worker int // the worker's index
+	Pid    int // the worker's process id
+}
+
+type callInfoKey struct{}
+
+// WithCallInfo returns a context that asks the pool to record where the
+// batch ran in ci.
+func WithCallInfo(ctx context.Context, ci *CallInfo) context.Context {
+	return context.WithValue(ctx, callInfoKey{}, ci)
+}
+
+// CallInfoFrom returns the CallInfo ctx carries, or nil; for pool
+// implementations.
+func CallInfoFrom(ctx context.Context) *CallInfo {
+	ci, _ := ctx.Value(callInfoKey{}).(*CallInfo)
+	return ci
+}

@@ -3,6 +3,8 @@ package pooltest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,4 +60,19 @@ func Ints(n, v int) []any {
 		items[i] = v
 	}
 	return items
+}
+
+// Python is the interpreter tests run process-pool workers on: the
+// free-threaded build make provides (SLITHER_TEST_PYTHON), else the default
+// cache location, else python3 from PATH.
+func Python() string {
+	if p := os.Getenv("SLITHER_TEST_PYTHON"); p != "" {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	p := filepath.Join(home, ".cache", "slither", "cpython-3.13t", "bin", "python3.13t")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "python3"
 }

@@ -28,11 +28,24 @@ func TestREADMEProgramsRun(t *testing.T) {
 	}
 	require.NotEmpty(t, programs, "the README shows at least one complete program")
 	for i, src := range programs {
+		// As in Go examples: "// Output:" then the expected lines, each a
+		// comment, on that line and the ones that follow.
 		var want []string
+		in := false
 		for _, line := range strings.Split(src, "\n") {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "// Output: "); ok {
-				want = append(want, rest)
+			line = strings.TrimSpace(line)
+			if rest, ok := strings.CutPrefix(line, "// Output:"); ok {
+				in = true
+				if rest = strings.TrimSpace(rest); rest != "" {
+					want = append(want, rest)
+				}
+				continue
 			}
+			if rest, ok := strings.CutPrefix(line, "//"); ok && in {
+				want = append(want, strings.TrimSpace(rest))
+				continue
+			}
+			in = false
 		}
 		require.NotEmpty(t, want, "README program %d ends with // Output: lines", i)
 		formatted, err := format.Source([]byte(src))

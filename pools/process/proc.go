@@ -18,6 +18,7 @@ import (
 
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
+	"github.com/slither-go/slither/telemetry"
 )
 
 // proc is one worker process.
@@ -178,6 +179,10 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 	pr.info = Interpreter{Executable: hello.Executable, Version: hello.Version, FreeThreaded: hello.FreeThreaded,
 		GILEnabled: hello.GILEnabled, Protocol: hello.Proto}
 	p.log.Debug("slither worker started", "worker", s.id, "pid", pr.pid, "python", hello.Version, "free_threaded", hello.FreeThreaded)
+	p.opts.Telemetry.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
+		"pool": "process", "worker": s.id, "pid": pr.pid, "python": hello.Version,
+		"free_threaded": hello.FreeThreaded, "gil_enabled": hello.GILEnabled,
+	})
 	p.bg.Add(1)
 	go pr.readLoop(fromWorkerR)
 	return pr, nil
@@ -380,6 +385,10 @@ func (pr *proc) readLoop(r *os.File) {
 	pr.cmu.Unlock()
 
 	crash := pr.crashError()
+	pr.p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
+		"pool": "process", "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
+		"exit_code": crash.ExitCode, "signal": int(crash.Signal), "recycled": pr.recycled.Load(),
+	})
 	// Unpin first, so that no new call of its sessions is granted to it.
 	pr.p.mu.Lock()
 	pr.p.unpin(pr.slot, pr, crash)
@@ -467,6 +476,9 @@ func (p *Pool) finish(pr *proc, c *call, r result, ran bool) {
 		if r.err != nil {
 			s.errs.Add(1)
 		}
+	}
+	if ci := pools.CallInfoFrom(c.ctx); ci != nil {
+		ci.Worker, ci.Pid = s.id, pr.pid
 	}
 	p.mu.Lock()
 	if ran {

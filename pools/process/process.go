@@ -36,6 +36,7 @@ import (
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
 	"github.com/slither-go/slither/python"
+	"github.com/slither-go/slither/telemetry"
 )
 
 // Options configure a [Pool]. The zero value runs GOMAXPROCS workers of the
@@ -82,6 +83,9 @@ type Options struct {
 	// Host serves slither.host_call(name, *args) from Python; nil makes
 	// every host call fail with a clear error.
 	Host HostFunc
+	// Telemetry receives pool.worker.start, pool.worker.exit and
+	// pool.worker.restart events; nil sends none.
+	Telemetry *telemetry.Bus
 	// Logger receives worker output (stdout and stderr lines, with worker
 	// id and pid) and supervision events; nil means slog.Default().
 	Logger *slog.Logger
@@ -599,6 +603,7 @@ func (p *Pool) restart(s *slot, _ error) {
 			return
 		}
 		p.mu.Unlock()
+		p.opts.Telemetry.Emit(telemetry.PoolWorkerRestart, telemetry.Measurements{}, telemetry.Metadata{"pool": "process", "worker": s.id})
 		pr, err := p.spawn(context.Background(), s)
 		p.mu.Lock()
 		if err == nil {

@@ -21,9 +21,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/slither-go/slither/internal/leaktest"
+	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/pools/process/wire"
+	"github.com/slither-go/slither/telemetry"
 )
 
 func TestMain(m *testing.M) {
@@ -36,19 +38,7 @@ func TestMain(m *testing.M) {
 
 const mod = "proctest"
 
-// testPython is the free-threaded build make provides (SLITHER_TEST_PYTHON),
-// else the default cache location, else python3 from PATH.
-func testPython() string {
-	if p := os.Getenv("SLITHER_TEST_PYTHON"); p != "" {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	p := filepath.Join(home, ".cache", "slither", "cpython-3.13t", "bin", "python3.13t")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return "python3"
-}
+func testPython() string { return pooltest.Python() }
 
 func opts(workers int) process.Options {
 	return process.Options{Workers: workers, Python: testPython(), Paths: []string{abs("testdata")}, Logger: quiet()}
@@ -639,4 +629,38 @@ func TestCloseEscalatesToSIGKILL(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "two grace periods passed first")
 	assert.False(t, alive(pid))
+}
+
+func TestWorkerEventsAndCallInfo(t *testing.T) {
+	bus := telemetry.New(quiet())
+	var mu sync.Mutex
+	var events []string
+	require.NoError(t, bus.Attach("test", func(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, fmt.Sprintf("%s worker=%v", ev, md["worker"]))
+	}, "pool.worker.*"))
+	o := opts(1)
+	o.Telemetry = bus
+	p := newPool(t, o)
+
+	var ci pools.CallInfo
+	out, err := p.Submit(pools.WithCallInfo(context.Background(), &ci), batch("pid", 1))
+	require.NoError(t, err)
+	assert.Equal(t, out[0].(map[string]any)["pid"], int64(ci.Pid))
+	assert.Equal(t, 0, ci.Worker)
+
+	_, err = p.Submit(context.Background(), batch("segfault", 1))
+	require.ErrorIs(t, err, pools.ErrWorkerCrashed)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) >= 4
+	}, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{
+		"pool.worker.start worker=0", "pool.worker.exit worker=0",
+		"pool.worker.restart worker=0", "pool.worker.start worker=0",
+	}, events[:4])
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/slither-go/slither/cpython"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/python"
+	"github.com/slither-go/slither/telemetry"
 )
 
 // LowLatencySpin is a good [Options.Spin] for a pool whose callers wait on
@@ -42,6 +43,9 @@ type Options struct {
 	// it in the process; later pools share the one interpreter (see
 	// [cpython.Init]).
 	Python cpython.Config
+	// Telemetry receives pool.worker.start and pool.worker.exit events;
+	// nil sends none.
+	Telemetry *telemetry.Bus
 	// Spin is how long an idle worker polls for its next batch, and a
 	// caller for its result, before parking. Parking and waking a locked OS
 	// thread costs microseconds each way (golang/go#18023), more than a
@@ -56,6 +60,7 @@ type Options struct {
 // for concurrent use.
 type Pool struct {
 	rt    *cpython.Runtime
+	tel   *telemetry.Bus
 	spin  time.Duration
 	pinMu sync.Mutex
 	pins  map[string]*worker // session id -> its worker
@@ -142,6 +147,7 @@ func New(opts Options) (*Pool, error) {
 	spin := max(opts.Spin, 0)
 	p := &Pool{
 		rt:    rt,
+		tel:   opts.Telemetry,
 		spin:  spin,
 		procs: int32(runtime.GOMAXPROCS(0)),
 		jobs:  make(chan *job, n),
@@ -320,8 +326,13 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	w.th = th
 	w.mu.Unlock()
 	ready <- nil
+	md := telemetry.Metadata{"pool": string(pools.KindThread), "worker": w.id, "pid": os.Getpid()}
+	p.tel.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{}, md)
+	defer p.tel.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{}, telemetry.Metadata{
+		"pool": string(pools.KindThread), "worker": w.id, "pid": os.Getpid(), "reason": "pool closed"})
 
 	session := ""
+	pid := os.Getpid()
 	jobs, pinned := p.jobs, w.pinned
 	for {
 		j, ok := p.next(&jobs, &pinned)
@@ -352,6 +363,9 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 		}
 		p.active.Add(1)
 		r := w.run(j)
+		if ci := pools.CallInfoFrom(j.ctx); ci != nil {
+			ci.Worker, ci.Pid = w.id, pid
+		}
 		p.active.Add(-1) // before the reply, so this worker may spin for the next batch
 		j.res <- r
 	}

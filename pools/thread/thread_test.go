@@ -18,6 +18,7 @@ import (
 	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/thread"
+	"github.com/slither-go/slither/telemetry"
 )
 
 func TestMain(m *testing.M) {
@@ -417,4 +418,26 @@ func TestSessionsPinToOneWorkerWithOwnState(t *testing.T) {
 	b.Close()
 	b.Close() // idempotent
 	assert.Equal(t, base[0].(int64), count())
+}
+
+func TestWorkerEvents(t *testing.T) {
+	bus := telemetry.New(nil)
+	var mu sync.Mutex
+	var got []string
+	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%s %v", ev, md["worker"]))
+		mu.Unlock()
+	}))
+	p, err := thread.New(thread.Options{Workers: 2, Telemetry: bus})
+	require.NoError(t, err)
+	var ci pools.CallInfo
+	_, err = p.Submit(pools.WithCallInfo(context.Background(), &ci), pools.Batch{Module: "slither._demo", Function: "count_primes"})
+	require.NoError(t, err)
+	assert.Contains(t, []int{0, 1}, ci.Worker)
+	assert.Equal(t, os.Getpid(), ci.Pid)
+	require.NoError(t, p.Close(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.ElementsMatch(t, []string{"pool.worker.start 0", "pool.worker.start 1", "pool.worker.exit 0", "pool.worker.exit 1"}, got)
 }

@@ -1,0 +1,169 @@
+package dispatch
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Batcher forms batches from items in arrival order. One batcher serves
+// one run, from one goroutine.
+type Batcher interface {
+	// Add takes the next item and returns the batches it completes, if any.
+	Add(it Item) [][]Item
+	// Flush returns every batch still being formed: the input has ended, or
+	// a partial batch waited too long (Options.Linger).
+	Flush() [][]Item
+}
+
+// Strategy makes a fresh [Batcher] for each run; it returns an error for
+// invalid settings. Implement it to plug in your own batching.
+type Strategy interface {
+	NewBatcher() (Batcher, error)
+}
+
+// StrategyFunc adapts a function to [Strategy].
+type StrategyFunc func() (Batcher, error)
+
+// NewBatcher calls f.
+func (f StrategyFunc) NewBatcher() (Batcher, error) { return f() }
+
+// FixedBatch cuts a batch every size items.
+func FixedBatch(size int) Strategy {
+	return StrategyFunc(func() (Batcher, error) {
+		if size < 1 {
+			return nil, fmt.Errorf("dispatch: FixedBatch size is %d; it must be >= 1", size)
+		}
+		return &fixed{size: size}, nil
+	})
+}
+
+type fixed struct {
+	size int
+	cur  []Item
+}
+
+func (f *fixed) Add(it Item) [][]Item {
+	f.cur = append(f.cur, it)
+	if len(f.cur) < f.size {
+		return nil
+	}
+	b := f.cur
+	f.cur = make([]Item, 0, f.size)
+	return [][]Item{b}
+}
+
+func (f *fixed) Flush() [][]Item {
+	if len(f.cur) == 0 {
+		return nil
+	}
+	b := f.cur
+	f.cur = nil
+	return [][]Item{b}
+}
+
+// WeightedBatch cuts a batch before its total weight would pass maxWeight.
+// An item heavier than maxWeight on its own forms a batch of its own: it is
+// never dropped.
+func WeightedBatch(maxWeight float64, weight func(Item) float64) Strategy {
+	return StrategyFunc(func() (Batcher, error) {
+		if !(maxWeight > 0) || math.IsInf(maxWeight, 0) {
+			return nil, fmt.Errorf("dispatch: WeightedBatch maxWeight is %v; it must be a positive number", maxWeight)
+		}
+		if weight == nil {
+			return nil, fmt.Errorf("dispatch: WeightedBatch needs a weight function")
+		}
+		return &weighted{max: maxWeight, weight: weight}, nil
+	})
+}
+
+type weighted struct {
+	max    float64
+	weight func(Item) float64
+	cur    []Item
+	sum    float64
+}
+
+func (w *weighted) Add(it Item) [][]Item {
+	wt := w.weight(it)
+	var out [][]Item
+	if len(w.cur) > 0 && w.sum+wt > w.max {
+		out = append(out, w.cur)
+		w.cur, w.sum = nil, 0
+	}
+	w.cur = append(w.cur, it)
+	w.sum += wt
+	if w.sum >= w.max { // full, or one overweight item alone
+		out = append(out, w.cur)
+		w.cur, w.sum = nil, 0
+	}
+	return out
+}
+
+func (w *weighted) Flush() [][]Item {
+	if len(w.cur) == 0 {
+		return nil
+	}
+	b := w.cur
+	w.cur, w.sum = nil, 0
+	return [][]Item{b}
+}
+
+// KeyPartition batches items of one key together, in arrival order, up to
+// maxSize per batch. A key's batch is cut when it fills or the input ends;
+// to bound memory, when more than 16 x maxSize items wait in all, the key
+// that has waited longest is cut short.
+func KeyPartition(key func(Item) string, maxSize int) Strategy {
+	return StrategyFunc(func() (Batcher, error) {
+		if maxSize < 1 {
+			return nil, fmt.Errorf("dispatch: KeyPartition maxSize is %d; it must be >= 1", maxSize)
+		}
+		if key == nil {
+			return nil, fmt.Errorf("dispatch: KeyPartition needs a key function")
+		}
+		return &partition{key: key, max: maxSize, open: map[string][]Item{}}, nil
+	})
+}
+
+type partition struct {
+	key     func(Item) string
+	max     int
+	open    map[string][]Item
+	order   []string // keys with open batches, oldest first
+	pending int
+}
+
+func (p *partition) Add(it Item) [][]Item {
+	k := p.key(it)
+	if _, ok := p.open[k]; !ok {
+		p.order = append(p.order, k)
+	}
+	p.open[k] = append(p.open[k], it)
+	p.pending++
+	var out [][]Item
+	if len(p.open[k]) >= p.max {
+		out = append(out, p.take(k))
+	}
+	for p.pending > 16*p.max && len(p.order) > 0 {
+		out = append(out, p.take(p.order[0]))
+	}
+	return out
+}
+
+func (p *partition) take(k string) []Item {
+	b := p.open[k]
+	delete(p.open, k)
+	if i := slices.Index(p.order, k); i >= 0 {
+		p.order = slices.Delete(p.order, i, i+1)
+	}
+	p.pending -= len(b)
+	return b
+}
+
+func (p *partition) Flush() [][]Item {
+	var out [][]Item
+	for len(p.order) > 0 {
+		out = append(out, p.take(p.order[0]))
+	}
+	return out
+}

@@ -1,0 +1,70 @@
+"""Python functions the dispatch tests call."""
+
+import os
+import threading
+import time
+
+_lock = threading.Lock()
+_attempts = {}
+_running = [0, 0]  # now, peak
+
+
+def square(batch):
+    return [x * x for x in batch]
+
+
+def noop(batch):
+    return batch
+
+
+def fail_on(batch):
+    """Items are ints; a negative one fails its whole batch."""
+    bad = [x for x in batch if x < 0]
+    if bad:
+        raise ValueError(f"negative item {bad[0]}")
+    return [x * 10 for x in batch]
+
+
+def flaky(batch):
+    """Items are [key, failures]: the batch fails until its first key has
+    been tried `failures` times, then returns the keys."""
+    key, failures = batch[0]
+    with _lock:
+        n = _attempts[key] = _attempts.get(key, 0) + 1
+    if n <= failures:
+        raise RuntimeError(f"flaky: attempt {n} of {key}")
+    return [k for k, _ in batch]
+
+
+def crash_once(batch):
+    """Items are [marker_path, value]: the one call that creates the marker
+    file (atomically, across processes) crashes its process."""
+    path = batch[0][0]
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return [[os.getpid(), v] for _, v in batch]
+    os._exit(9)
+
+
+def slow(batch):
+    """Tracks how many calls run at once (peak in _running[1])."""
+    with _lock:
+        _running[0] += 1
+        _running[1] = max(_running[1], _running[0])
+    time.sleep(0.02)
+    with _lock:
+        _running[0] -= 1
+    return batch
+
+
+def peak(batch):
+    with _lock:
+        p = _running[1]
+        _running[1] = 0
+    return [p] * len(batch)
+
+
+def sleepy(batch):
+    time.sleep(batch[0])
+    return batch
