@@ -36,7 +36,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all python build demo test vet fmt-check bench env clean
+.PHONY: all python build demo test vet nocgo fmt-check bench doctor env clean
 
 all: build
 
@@ -51,6 +51,9 @@ build: python
 demo: build
 	$(BIN)/slither demo
 
+doctor: build
+	$(BIN)/slither doctor
+
 vet: python
 	$(GO) vet ./...
 
@@ -58,7 +61,12 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needs to run on:"; echo "$$out"; exit 1; fi
 
-test: python fmt-check vet
+# Without cgo the module must still build (process pools only).
+nocgo:
+	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) vet ./...
+
+test: python fmt-check vet nocgo
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # The pool benchmarks quoted in the README.

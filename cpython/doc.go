@@ -1,6 +1,7 @@
 // Package cpython is Slither's thin binding to an embedded CPython 3.13+
 // (built free-threaded, --disable-gil, for real parallelism). It is the only
-// package of the module that uses cgo.
+// package of the module that uses cgo. Built with CGO_ENABLED=0 it is
+// empty, and so is pools/thread: the rest of the module builds without it.
 //
 // One interpreter serves the whole process: [Init] starts it once, on an OS
 // thread reserved for the process's life, and it is never finalized. Work

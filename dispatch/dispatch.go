@@ -42,7 +42,7 @@ type Options struct {
 	Module, Function string
 	// Session, if set, runs every batch in that session (one worker).
 	Session string
-	// Strategy forms the batches; nil means FixedBatch(64).
+	// Strategy forms the batches; nil means Adaptive with default settings.
 	Strategy Strategy
 	// MaxInFlight bounds the batches submitted at once; 0 means the pool's
 	// capacity.
@@ -207,6 +207,7 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 		r := &runner{d: d, ctx: ctx, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
 			results: make(chan done)}
 		batcher, _ := d.strategy().NewBatcher() // validated in start
+		r.observer, _ = batcher.(Observer)
 		go r.produce(batcher)
 
 		next := 0
@@ -267,7 +268,7 @@ var errStopped = errors.New("dispatch: the consumer stopped reading results")
 
 func (d *Dispatch) strategy() Strategy {
 	if d.opts.Strategy == nil {
-		return FixedBatch(64)
+		return Adaptive(AdaptiveOptions{})
 	}
 	return d.opts.Strategy
 }
@@ -310,6 +311,8 @@ type runner struct {
 	window  chan struct{} // batches not yet yielded (2 x MaxInFlight)
 	results chan done
 	wg      sync.WaitGroup
+
+	observer Observer // the batcher, if it learns from batch times
 }
 
 // produce pulls items, forms batches and starts them, then closes results
@@ -432,6 +435,9 @@ func (r *runner) run(seq int, items []Item) done {
 		m.Duration = time.Since(start)
 		if err == nil {
 			r.emit(telemetry.DispatchBatchStop, m, seq, attempt)
+			if r.observer != nil {
+				r.observer.Observe(len(items), m.Duration)
+			}
 			r.d.count(func(rep *Report) {
 				rep.Succeeded += len(items)
 				rep.PerWorker[ci.Worker]++

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package dispatch_test
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/internal/pooltest"
@@ -389,6 +392,7 @@ func peakHeap(t testing.TB, p pools.Pool, n int) uint64 {
 		}
 	}
 	o := opts("noop")
+	o.Strategy = dispatch.FixedBatch(64)
 	o.MaxInFlight = 8
 	o.Ordering = dispatch.AsCompleted
 	s := dispatch.Stream(context.Background(), p, dispatch.Wrap(in), o)
@@ -417,4 +421,23 @@ func TestStreamingMemoryIsBounded(t *testing.T) {
 	large := peakHeap(t, p, 1_000_000)
 	t.Logf("peak heap: %d KiB for 10k items, %d KiB for 1M items (%.2fx)", small>>10, large>>10, float64(large)/float64(small))
 	assert.Less(t, float64(large), 2*float64(small), "1M items need less than twice the heap of 10k")
+}
+
+func TestAdaptiveBatchSizeConverges(t *testing.T) {
+	p := threadPool(t, 1)
+	sizer, err := capacity.NewBatchSizer(capacity.SizerOptions{})
+	require.NoError(t, err)
+	o := opts("costly")
+	o.Strategy = dispatch.Adaptive(dispatch.AdaptiveOptions{Sizer: sizer})
+	o.MaxInFlight = 1
+	out, err := dispatch.Run(context.Background(), p, dispatch.Slice(ints(8000)), o)
+	require.NoError(t, err)
+	require.Len(t, out.Results, 8000)
+	// a = 2 ms, b = 100 us: n = 2e-3 x 0.95 / (0.05 x 1e-4) = 380.
+	a, b, ok := sizer.Estimate()
+	require.True(t, ok)
+	t.Logf("fitted overhead %v, per item %v, target %d, after %d batches", a, b, sizer.Target(), out.Report.Batches)
+	assert.InDelta(t, float64(2*time.Millisecond), float64(a), float64(700*time.Microsecond))
+	assert.InDelta(t, float64(100*time.Microsecond), float64(b), float64(20*time.Microsecond))
+	assert.InDelta(t, 380, sizer.Target(), 380*0.35)
 }

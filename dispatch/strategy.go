@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
+
+	"github.com/slither-go/slither/capacity"
 )
 
 // Batcher forms batches from items in arrival order. One batcher serves
@@ -167,3 +170,86 @@ func (p *partition) Flush() [][]Item {
 	}
 	return out
 }
+
+// Observer is implemented by batchers that learn from how long batches
+// take: dispatch calls Observe after each successful batch, from the
+// batch's goroutine (so concurrently).
+type Observer interface {
+	Observe(items int, d time.Duration)
+}
+
+// AdaptiveOptions configure [Adaptive].
+type AdaptiveOptions struct {
+	// Sizer proposes sizes and learns from batch times; nil means a
+	// capacity.NewBatchSizer with its defaults (16 to start, 1..4096,
+	// overhead under 5%).
+	Sizer *capacity.BatchSizer
+	// MaxWeight, when positive, also cuts a batch before its total Weight
+	// would pass it (an overweight item still gets a batch of its own).
+	MaxWeight float64
+	Weight    func(Item) float64
+}
+
+// Adaptive sizes batches from measured batch times so that the per-call
+// overhead stays under 5% of a batch's time (see package capacity for the
+// rule), within the sizer's bounds and any weight limit. It is the default
+// strategy. The sizer may be shared by runs of the same function.
+func Adaptive(o AdaptiveOptions) Strategy {
+	return StrategyFunc(func() (Batcher, error) {
+		if o.MaxWeight < 0 || (o.MaxWeight > 0 && o.Weight == nil) {
+			return nil, fmt.Errorf("dispatch: Adaptive with MaxWeight %v needs MaxWeight >= 0 and, when positive, a Weight function", o.MaxWeight)
+		}
+		s := o.Sizer
+		if s == nil {
+			var err error
+			if s, err = capacity.NewBatchSizer(capacity.SizerOptions{}); err != nil {
+				return nil, err
+			}
+		}
+		return &adaptive{o: o, s: s}, nil
+	})
+}
+
+type adaptive struct {
+	o     AdaptiveOptions
+	s     *capacity.BatchSizer
+	cur   []Item
+	limit int
+	w     float64
+}
+
+func (a *adaptive) Add(it Item) [][]Item {
+	var out [][]Item
+	var wt float64
+	if a.o.MaxWeight > 0 {
+		wt = a.o.Weight(it)
+		if len(a.cur) > 0 && a.w+wt > a.o.MaxWeight {
+			out = append(out, a.cut())
+		}
+	}
+	if len(a.cur) == 0 {
+		a.limit = a.s.Size()
+	}
+	a.cur = append(a.cur, it)
+	a.w += wt
+	if len(a.cur) >= a.limit || (a.o.MaxWeight > 0 && a.w >= a.o.MaxWeight) {
+		out = append(out, a.cut())
+	}
+	return out
+}
+
+func (a *adaptive) cut() []Item {
+	b := a.cur
+	a.cur, a.w = nil, 0
+	return b
+}
+
+func (a *adaptive) Flush() [][]Item {
+	if len(a.cur) == 0 {
+		return nil
+	}
+	return [][]Item{a.cut()}
+}
+
+// Observe feeds the sizer.
+func (a *adaptive) Observe(items int, d time.Duration) { a.s.Observe(items, d) }

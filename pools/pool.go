@@ -40,6 +40,8 @@ type Batch struct {
 	// empty means none. Batches of one session all run on the same worker
 	// (strict affinity), where slither.session() is that session's state.
 	Session string
+	// Route says where a [Router] sends the batch; pools ignore it.
+	Route Route
 }
 
 // Validate reports a batch that names no module or function, wrapping

@@ -6,9 +6,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"go.uber.org/goleak"
 
+	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/pools"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, leaktest.Options()...)
+}
 
 func TestValidate(t *testing.T) {
 	assert.NoError(t, pools.Batch{Module: "m", Function: "f"}.Validate())

@@ -1,5 +1,7 @@
-// Command slither is the Slither for Go command line: a demo of the embedded
-// free-threaded pool now; doctor, bench and example as their issues land.
+// Command slither is the Slither for Go command line: `slither demo` (the
+// embedded free-threaded pool at work) and `slither doctor` (interpreters,
+// GIL state, capacity and recommendations); bench and example as their
+// issues land.
 package main
 
 import (
@@ -17,7 +19,8 @@ func main() {
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "slither:", err)
-		os.Exit(1)
+		stop()
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -28,6 +31,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo())
+	root.AddCommand(newDemo(), newDoctor())
 	return root
 }

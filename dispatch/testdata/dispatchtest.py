@@ -68,3 +68,19 @@ def peak(batch):
 def sleepy(batch):
     time.sleep(batch[0])
     return batch
+
+
+def _busy(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def costly(batch):
+    """A known cost: 2 ms per call plus 100 us per item (busy, not asleep)."""
+    _busy(0.002)
+    out = []
+    for x in batch:
+        _busy(0.0001)
+        out.append(x)
+    return out

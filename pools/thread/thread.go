@@ -1,12 +1,5 @@
-// Package thread is Slither's embedded pool: batches run on threads of the
-// free-threaded CPython embedded in this process, truly in parallel while the
-// GIL is off.
-//
-// Each worker is a goroutine locked to its own OS thread for its whole life,
-// owning one persistent Python thread state; a batch costs one hand-off to
-// that goroutine and one crossing into C each way. A crash in Python code
-// run here (a segfault in an extension) kills the whole Go process: send
-// work that is not known to be thread-safe and crash-free to a process pool.
+//go:build cgo
+
 package thread
 
 import (
@@ -15,11 +8,14 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/cpython"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/python"
@@ -65,6 +61,13 @@ type Pool struct {
 	pinMu sync.Mutex
 	pins  map[string]*worker // session id -> its worker
 
+	// GIL watch: the state after the last check, the changes seen, and the
+	// modules whose first use has been checked.
+	gil        atomic.Bool
+	gilMu      sync.Mutex
+	gilChanges []GILChange
+	imported   sync.Map
+
 	// Spinning pays only on a spare core: a goroutine polling on the last
 	// free P starves the very goroutine that would hand it work. So
 	// spinners + workers running Python stay within procs (GOMAXPROCS).
@@ -85,7 +88,10 @@ type Pool struct {
 	abortOnce sync.Once
 }
 
-var _ pools.Pool = (*Pool)(nil)
+var (
+	_ pools.Pool    = (*Pool)(nil)
+	_ pools.Runtime = (*Pool)(nil)
+)
 
 // Job states: a queued job is taken by a worker or withdrawn by its
 // caller, whichever comes first.
@@ -119,6 +125,7 @@ type worker struct {
 	cur uint64     // sequence number of the running call; 0 when idle
 	seq uint64     // last sequence number used (worker goroutine only)
 
+	batches            uint64 // worker goroutine only
 	calls, items, errs atomic.Uint64
 	busy               atomic.Int64
 	active             atomic.Bool
@@ -172,6 +179,11 @@ func New(opts Options) (*Pool, error) {
 		_ = p.Close(context.Background())
 		return nil, startErr
 	}
+	if err := rt.Exec("import slither._gil\nslither._gil.install()\n"); err != nil {
+		_ = p.Close(context.Background())
+		return nil, fmt.Errorf("pools/thread: installing the GIL watch: %w", err)
+	}
+	p.gil.Store(rt.GILEnabled())
 	return p, nil
 }
 
@@ -367,6 +379,13 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 			ci.Worker, ci.Pid = w.id, pid
 		}
 		p.active.Add(-1) // before the reply, so this worker may spin for the next batch
+		// An import can turn the GIL back on: check after a module's first
+		// batch, after an inspection, and every 64th batch (imports inside
+		// functions).
+		w.batches++
+		if _, seen := p.imported.LoadOrStore(j.b.Module, true); !seen || w.batches%64 == 0 || j.b.Module == "slither._gil" {
+			p.checkGIL(w.th, j.b.Module)
+		}
 		j.res <- r
 	}
 }
@@ -540,6 +559,108 @@ func (w *worker) run(j *job) result {
 		out = nil
 	}
 	return result{out: out, err: err}
+}
+
+// GILChange is a change of the embedded interpreter's GIL state that the
+// pool saw, usually an import re-enabling it.
+type GILChange struct {
+	Enabled bool
+	// Module is the module CPython named when it re-enabled the GIL, or
+	// empty if it named none (the GIL was turned on some other way).
+	Module string
+	// During is the module of the batch after which the change was seen.
+	During string
+	At     time.Time
+}
+
+// checkGIL compares the GIL state with the last one seen and records and
+// announces (runtime.gil_changed) a change. Runs on a worker's thread.
+func (p *Pool) checkGIL(th *cpython.Thread, during string) {
+	v, err := th.Call("slither._gil", "state")
+	st, _ := v.([]any)
+	if err != nil || len(st) != 2 {
+		return
+	}
+	on, _ := st[0].(bool)
+	mods, _ := st[1].([]any)
+	p.gilMu.Lock()
+	defer p.gilMu.Unlock()
+	if on == p.gil.Load() && len(mods) == 0 {
+		return
+	}
+	p.gil.Store(on)
+	c := GILChange{Enabled: on, During: during, At: time.Now()}
+	if len(mods) > 0 {
+		c.Module, _ = mods[0].(string)
+	}
+	p.gilChanges = append(p.gilChanges, c)
+	p.tel.Emit(telemetry.RuntimeGILChanged, telemetry.Measurements{}, telemetry.Metadata{
+		"pool": string(pools.KindThread), "enabled": on, "module": c.Module, "during": during})
+}
+
+// FreeThreadedBuild reports whether the embedded interpreter was built
+// with --disable-gil.
+func (p *Pool) FreeThreadedBuild() bool { return p.rt.FreeThreadedBuild() }
+
+// GILEnabled reports the GIL state as of the pool's last check: at start,
+// after each module's first batch, and every 64th batch of a worker.
+func (p *Pool) GILEnabled() bool { return p.gil.Load() }
+
+// Describe reports the embedded interpreter for `slither doctor`: build,
+// GIL state, the modules that re-enabled the GIL, and (with calls > 0) the
+// mean time of that many no-op calls through this pool.
+func (p *Pool) Describe(ctx context.Context, calls int) (capacity.Embedded, error) {
+	e := capacity.Embedded{Available: true, Version: strings.Fields(p.rt.Version())[0], Executable: p.rt.Executable(),
+		FreeThreaded: p.FreeThreadedBuild(), GILEnabled: p.GILEnabled()}
+	for _, c := range p.GILChanges() {
+		if c.Enabled && c.Module != "" && !slices.Contains(e.EnabledBy, c.Module) {
+			e.EnabledBy = append(e.EnabledBy, c.Module)
+		}
+	}
+	if calls > 0 {
+		b := pools.Batch{Module: "slither._demo", Function: "noop", Items: []any{0}}
+		if _, err := p.Submit(ctx, b); err != nil { // warm-up: the import
+			return e, err
+		}
+		start := time.Now()
+		for range calls {
+			if _, err := p.Submit(ctx, b); err != nil {
+				return e, err
+			}
+		}
+		e.CallOverhead = time.Since(start) / time.Duration(calls)
+	}
+	return e, nil
+}
+
+// GILEnabledBy names the module that last turned the GIL on, if it is on
+// because of one.
+func (p *Pool) GILEnabledBy() string {
+	p.gilMu.Lock()
+	defer p.gilMu.Unlock()
+	if n := len(p.gilChanges); n > 0 && p.gil.Load() {
+		return p.gilChanges[n-1].Module
+	}
+	return ""
+}
+
+// GILChanges lists the GIL changes the pool has seen, oldest first.
+func (p *Pool) GILChanges() []GILChange {
+	p.gilMu.Lock()
+	defer p.gilMu.Unlock()
+	return slices.Clone(p.gilChanges)
+}
+
+// ThreadSafe reports whether module.function is marked
+// @slither.thread_safe. It imports the module in the embedded interpreter
+// (on a worker), which may itself turn the GIL on: the pool notices.
+func (p *Pool) ThreadSafe(ctx context.Context, module, function string) (bool, error) {
+	out, err := p.Submit(ctx, pools.Batch{Module: "slither._gil", Function: "thread_safe", Items: []any{[]any{module, function}}})
+	if err != nil {
+		return false, err
+	}
+	ok, _ := out[0].(bool)
+	return ok, nil
 }
 
 // conversionError makes a cpython conversion error match

@@ -29,3 +29,8 @@ def count_primes(batch):
         out.append(n)
     return out
 
+
+
+def noop(batch):
+    """Returns its batch: `slither doctor` times calls of it."""
+    return batch

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slither-go/slither/capacity"
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/pools/process"
+)
+
+type doctorOptions struct {
+	json    bool
+	check   []string
+	paths   []string
+	pythons []string
+	require string
+	measure bool
+}
+
+// errRequire makes the command exit with status 3: the machine cannot meet
+// the profile --require asked for.
+type errRequire struct{ msg string }
+
+func (e errRequire) Error() string { return e.msg }
+
+func newDoctor() *cobra.Command {
+	o := doctorOptions{}
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Report interpreters, GIL state, cores, memory, capacities and recommended pool and batch sizes",
+		Long: `doctor probes every Python it finds (SLITHER_PYTHON, the cached free-threaded build,
+python3.14t/python3.13t/python3 in PATH, /usr/bin/python3) and the interpreter embedded in
+this binary, reads the CPU affinity, cgroup quota and memory limits, times a no-op call
+through each kind of pool, and recommends pool sizes and batch sizes.
+
+--check imports each module in a fresh subprocess of each interpreter and says whether it
+imports, whether it turns the GIL back on (and which module CPython named), and whether two
+threads still scale afterwards.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDoctor(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.StringSliceVar(&o.check, "check", nil, "modules to classify, comma-separated (e.g. numpy,PIL,sklearn)")
+	f.StringSliceVar(&o.paths, "path", nil, "extra directories on sys.path for --check")
+	f.StringSliceVar(&o.pythons, "python", nil, "more interpreters to probe")
+	f.StringVar(&o.require, "require", "", "exit with status 3 unless this profile is met: free-threaded (a free-threaded interpreter with the GIL off), embedded (the embedded pool with the GIL off) or process (a working interpreter)")
+	f.BoolVar(&o.measure, "measure", true, "time no-op calls through each kind of pool")
+	return cmd
+}
+
+func runDoctor(ctx context.Context, w io.Writer, o doctorOptions) error {
+	switch o.require {
+	case "", "free-threaded", "embedded", "process":
+	default:
+		return fmt.Errorf("doctor: --require %q: want free-threaded, embedded or process", o.require)
+	}
+	r := capacity.NewReport()
+	calls := 0
+	if o.measure {
+		calls = 300
+	}
+	r.Embedded = embedded(ctx, calls)
+	paths := capacity.Candidates()
+	for _, p := range o.pythons {
+		if !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	r.ProcessOverhead = map[string]time.Duration{}
+	for _, p := range paths {
+		in := capacity.Probe(ctx, p)
+		r.Interpreters = append(r.Interpreters, in)
+		if in.Error == "" && o.measure {
+			if d, err := processOverhead(ctx, p, calls); err == nil {
+				r.ProcessOverhead[p] = d
+			} else {
+				r.Warnings = append(r.Warnings, err.Error())
+			}
+		}
+	}
+	for _, m := range o.check {
+		for _, in := range r.Interpreters {
+			if in.Error == "" {
+				r.Checks = append(r.Checks, capacity.CheckModule(ctx, in.Path, strings.TrimSpace(m), o.paths...))
+			}
+		}
+	}
+	measureWarnings := r.Warnings
+	r.Plan()
+	r.Warnings = append(r.Warnings, measureWarnings...)
+
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else if err := r.WriteText(w); err != nil {
+		return err
+	}
+	return requireProfile(r, o.require)
+}
+
+func requireProfile(r *capacity.Report, profile string) error {
+	ok := false
+	switch profile {
+	case "":
+		return nil
+	case "embedded":
+		ok = r.Embedded.Available && r.Embedded.FreeThreaded && !r.Embedded.GILEnabled
+	case "free-threaded":
+		ok = r.Embedded.Available && r.Embedded.FreeThreaded && !r.Embedded.GILEnabled
+		for _, in := range r.Interpreters {
+			ok = ok || (in.Error == "" && in.FreeThreaded && !in.GILEnabled)
+		}
+	case "process":
+		for _, in := range r.Interpreters {
+			ok = ok || in.Error == ""
+		}
+	}
+	if ok {
+		return nil
+	}
+	return errRequire{fmt.Sprintf("doctor: this machine does not meet --require %s (see the warnings above)", profile)}
+}
+
+// processOverhead times calls no-op calls through a one-worker process pool.
+func processOverhead(ctx context.Context, python string, calls int) (time.Duration, error) {
+	p, err := process.New(ctx, process.Options{Workers: 1, Python: python, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return 0, fmt.Errorf("doctor: a process pool on %s does not start: %w", python, err)
+	}
+	defer p.Close(context.Background())
+	b := pools.Batch{Module: "slither._demo", Function: "noop", Items: []any{0}}
+	if _, err := p.Submit(ctx, b); err != nil {
+		return 0, fmt.Errorf("doctor: a process pool on %s fails calls: %w", python, err)
+	}
+	start := time.Now()
+	for range calls {
+		if _, err := p.Submit(ctx, b); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start) / time.Duration(calls), nil
+}
+
+// exitCode maps an error from the command to the process exit status.
+func exitCode(err error) int {
+	var req errRequire
+	if errors.As(err, &req) {
+		return 3
+	}
+	return 1
+}

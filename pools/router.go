@@ -1,0 +1,278 @@
+package pools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/slither-go/slither/telemetry"
+)
+
+// Route says where a batch should run.
+type Route int
+
+const (
+	// Auto sends a batch to the embedded thread pool only when the
+	// embedded interpreter is a free-threaded build, its GIL is off right
+	// now, and the function is declared thread-safe; otherwise to the
+	// process pool.
+	Auto Route = iota
+	// Thread forces the embedded thread pool.
+	Thread
+	// Process forces the process pool.
+	Process
+)
+
+func (r Route) String() string {
+	switch r {
+	case Auto:
+		return "auto"
+	case Thread:
+		return "thread"
+	case Process:
+		return "process"
+	}
+	return fmt.Sprintf("Route(%d)", int(r))
+}
+
+// KindRouter is the Kind of a [Router].
+const KindRouter Kind = "router"
+
+// ErrNoRoute is matched by errors of batches no pool of the router can
+// take (a forced route to a missing pool, or nothing safe for Auto).
+var ErrNoRoute = errors.New("pools: no pool for this route")
+
+// Runtime is what routing needs to know of the embedded pool's interpreter;
+// the thread pool (pools/thread) implements it.
+type Runtime interface {
+	// FreeThreadedBuild reports a --disable-gil build.
+	FreeThreadedBuild() bool
+	// GILEnabled reports whether the GIL is on now (as last checked).
+	GILEnabled() bool
+	// ThreadSafe reports whether module.function is marked
+	// @slither.thread_safe in Python.
+	ThreadSafe(ctx context.Context, module, function string) (bool, error)
+}
+
+// Decision is where the router sent a batch, and why.
+type Decision struct {
+	Route  Route // Thread or Process
+	Pool   Pool
+	Reason string
+}
+
+// Router is a [Pool] over an embedded thread pool and a process pool that
+// routes each batch by its [Batch.Route]. Every decision carries its
+// reason, is counted, and is emitted as router.decision. A session stays in
+// the pool its first batch went to. Safe for concurrent use; set the fields
+// before first use.
+type Router struct {
+	// Thread is the embedded pool (nil if there is none); it must
+	// implement [Runtime] for Auto to choose it.
+	Thread Pool
+	// Process is the process pool (nil if there is none).
+	Process Pool
+	// Telemetry receives router.decision events; nil sends none.
+	Telemetry *telemetry.Bus
+
+	mu       sync.Mutex
+	declared map[[2]string]bool // Go-side declarations
+	marks    map[[2]string]bool // Python-side marks, as read once
+	sessions map[string]Decision
+	counts   map[string]int
+}
+
+var _ Pool = (*Router)(nil)
+
+// DeclareThreadSafe declares module.function thread-safe from Go, as
+// @slither.thread_safe does in Python (without importing the module to
+// read the mark).
+func (r *Router) DeclareThreadSafe(module, function string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.declared == nil {
+		r.declared = map[[2]string]bool{}
+	}
+	r.declared[[2]string{module, function}] = true
+}
+
+// Decide chooses the pool for b without running it.
+func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
+	if b.Session != "" {
+		r.mu.Lock()
+		d, ok := r.sessions[b.Session]
+		r.mu.Unlock()
+		if ok {
+			d.Reason = "session " + b.Session + " stays where it started: " + d.Reason
+			return d, nil
+		}
+	}
+	d, err := r.decide(ctx, b)
+	if err != nil {
+		return d, err
+	}
+	r.mu.Lock()
+	if r.counts == nil {
+		r.counts = map[string]int{}
+	}
+	r.counts[d.Route.String()]++
+	if b.Session != "" {
+		if r.sessions == nil {
+			r.sessions = map[string]Decision{}
+		}
+		r.sessions[b.Session] = d
+	}
+	r.mu.Unlock()
+	r.Telemetry.Emit(telemetry.RouterDecision, telemetry.Measurements{Items: len(b.Items)}, telemetry.Metadata{
+		"route": d.Route.String(), "reason": d.Reason, "module": b.Module, "function": b.Function, "requested": b.Route.String()})
+	return d, nil
+}
+
+func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
+	name := b.Module + "." + b.Function
+	toProcess := func(reason string) (Decision, error) {
+		if r.Process == nil {
+			return Decision{}, fmt.Errorf("%w: %s would go to a process pool (%s), and the router has none", ErrNoRoute, name, reason)
+		}
+		return Decision{Route: Process, Pool: r.Process, Reason: reason}, nil
+	}
+	switch b.Route {
+	case Thread:
+		if r.Thread == nil {
+			return Decision{}, fmt.Errorf("%w: %s asks for the thread pool, and the router has none", ErrNoRoute, name)
+		}
+		return Decision{Route: Thread, Pool: r.Thread, Reason: "route Thread requested"}, nil
+	case Process:
+		return toProcess("route Process requested")
+	case Auto:
+	default:
+		return Decision{}, fmt.Errorf("%w: unknown route %v for %s", ErrNoRoute, b.Route, name)
+	}
+	if r.Thread == nil {
+		return toProcess("no embedded thread pool")
+	}
+	rt, ok := r.Thread.(Runtime)
+	if !ok {
+		return toProcess("the thread pool does not report its interpreter's state")
+	}
+	if !rt.FreeThreadedBuild() {
+		return toProcess("the embedded interpreter is not a free-threaded build")
+	}
+	if rt.GILEnabled() {
+		reason := "the GIL is enabled in the embedded interpreter"
+		if w, ok := r.Thread.(interface{ GILEnabledBy() string }); ok {
+			if m := w.GILEnabledBy(); m != "" {
+				reason += " (re-enabled by module " + m + ")"
+			}
+		}
+		return toProcess(reason)
+	}
+	safe, how, err := r.threadSafe(ctx, rt, b.Module, b.Function)
+	if err != nil {
+		return toProcess(fmt.Sprintf("reading the thread-safety mark of %s failed: %v", name, err))
+	}
+	if !safe {
+		return toProcess(name + " is not declared thread-safe (@slither.thread_safe in Python, or Router.DeclareThreadSafe)")
+	}
+	return Decision{Route: Thread, Pool: r.Thread, Reason: name + " is declared thread-safe (" + how + ") and the GIL is off"}, nil
+}
+
+func (r *Router) threadSafe(ctx context.Context, rt Runtime, module, function string) (bool, string, error) {
+	k := [2]string{module, function}
+	r.mu.Lock()
+	declared := r.declared[k]
+	mark, known := r.marks[k]
+	r.mu.Unlock()
+	if declared {
+		return true, "declared in Go", nil
+	}
+	if !known {
+		var err error
+		if mark, err = rt.ThreadSafe(ctx, module, function); err != nil {
+			return false, "", err
+		}
+		r.mu.Lock()
+		if r.marks == nil {
+			r.marks = map[[2]string]bool{}
+		}
+		r.marks[k] = mark
+		r.mu.Unlock()
+	}
+	return mark, "@slither.thread_safe", nil
+}
+
+// Counts returns how many batches went each way, by route name.
+func (r *Router) Counts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.counts)
+}
+
+// Submit routes b by b.Route and runs it there.
+func (r *Router) Submit(ctx context.Context, b Batch) ([]any, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	d, err := r.Decide(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return d.Pool.Submit(ctx, b)
+}
+
+// Capacity is the sum of the pools' capacities.
+func (r *Router) Capacity() int {
+	n := 0
+	for _, p := range r.pools() {
+		n += p.Capacity()
+	}
+	return n
+}
+
+// Stats lists the workers of both pools (thread pool first) under
+// KindRouter; IDs are each pool's own.
+func (r *Router) Stats() Stats {
+	s := Stats{Kind: KindRouter}
+	for _, p := range r.pools() {
+		ps := p.Stats()
+		s.Workers = append(s.Workers, ps.Workers...)
+		s.Waiting += ps.Waiting
+		s.Running += ps.Running
+	}
+	return s
+}
+
+// Kind returns [KindRouter].
+func (r *Router) Kind() Kind { return KindRouter }
+
+// CloseSession closes the session in the pool it went to.
+func (r *Router) CloseSession(id string) {
+	r.mu.Lock()
+	d, ok := r.sessions[id]
+	delete(r.sessions, id)
+	r.mu.Unlock()
+	if ok {
+		d.Pool.CloseSession(id)
+	}
+}
+
+// Close closes both pools.
+func (r *Router) Close(ctx context.Context) error {
+	var errs []error
+	for _, p := range r.pools() {
+		errs = append(errs, p.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Router) pools() []Pool {
+	var ps []Pool
+	for _, p := range []Pool{r.Thread, r.Process} {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
