@@ -280,6 +280,27 @@ func (e *encoder) reflect(rv reflect.Value, path []string, depth int) error {
 // the buffer may be freed afterwards.
 type decoder struct {
 	b []byte
+	// intern, when set, dedupes map keys (few distinct ones, decoded over
+	// and over by host calls) so that they cost no allocation.
+	intern map[string]string
+}
+
+// maxInterned bounds a decoder's intern table.
+const maxInterned = 4096
+
+func (d *decoder) key() (string, error) {
+	b, err := d.bytes()
+	if err != nil || d.intern == nil {
+		return string(b), err
+	}
+	if s, ok := d.intern[string(b)]; ok { // no allocation for the lookup
+		return s, nil
+	}
+	s := string(b)
+	if len(d.intern) < maxInterned {
+		d.intern[s] = s
+	}
+	return s, nil
 }
 
 var errCorrupt = errors.New("cpython: corrupt value buffer from C")
@@ -364,7 +385,7 @@ func (d *decoder) decode() (any, error) {
 		}
 		out := make(map[string]any, n)
 		for range n {
-			k, err := d.string()
+			k, err := d.key()
 			if err != nil {
 				return nil, err
 			}

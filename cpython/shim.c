@@ -13,6 +13,18 @@
 #endif
 
 static PyObject *cancelled_exc; // _slither_host.Cancelled, created at init
+static PyObject *host_error_exc; // _slither_host.HostError, created at init
+static PyObject *view_error_exc; // _slither_host.ViewError(HostError), created at init
+static PyObject *host_call(PyObject *self, PyObject *args); // below: they need the codec
+static PyObject *host_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+
+static PyMethodDef host_methods[] = {
+    {"call", host_call, METH_VARARGS,
+     "call(name, args: list) -> result of the Go host function `name` (slither.host_call)."},
+    {"view", (PyCFunction)(void (*)(void))host_view, METH_FASTCALL | METH_KEYWORDS,
+     "view(name, **args) -> result of the store view `name` (slither.view)."},
+    {NULL, NULL, 0, NULL},
+};
 
 // ---------- buffers ----------
 
@@ -78,7 +90,7 @@ const char *slither_stdlib_dirname(void) {
 
 static PyModuleDef host_module = {
     PyModuleDef_HEAD_INIT, "_slither_host",
-    "Host side of Slither: objects the embedding Go process provides.", -1, NULL,
+    "Host side of Slither: objects the embedding Go process provides.", -1, host_methods,
 };
 
 static PyObject *host_init(void) {
@@ -94,6 +106,22 @@ static PyObject *host_init(void) {
         "Raised inside a Python function whose Go caller cancelled the call.",
         PyExc_BaseException, NULL);
     if (!cancelled_exc || PyModule_AddObjectRef(m, "Cancelled", cancelled_exc) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (!host_error_exc) host_error_exc = PyErr_NewExceptionWithDoc(
+        "_slither_host.HostError",
+        "A host call failed on the Go side; the message is the Go error's text.",
+        PyExc_Exception, NULL);
+    if (!host_error_exc || PyModule_AddObjectRef(m, "HostError", host_error_exc) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (!view_error_exc) view_error_exc = PyErr_NewExceptionWithDoc(
+        "_slither_host.ViewError",
+        "A store view failed, was unknown or out of scope, or timed out; the message is the Go error's text.",
+        host_error_exc, NULL);
+    if (!view_error_exc || PyModule_AddObjectRef(m, "ViewError", view_error_exc) < 0) {
         Py_DECREF(m);
         return NULL;
     }
@@ -636,4 +664,91 @@ int slither_exec(PyThreadState *ts, const char *source, slither_buf *out) {
     Py_XDECREF(main);
     PyEval_SaveThread();
     return rc;
+}
+
+// ---------- host calls: Python -> Go, on the calling thread ----------
+
+int slither_buf_set(slither_buf *b, const char *p, size_t n) {
+    b->len = 0;
+    return buf_put(b, p, n);
+}
+
+// host_send detaches the thread state (so that a stop-the-world can
+// proceed while Go runs), calls the Go host function of this thread state
+// on in (the Go-format list [name, payload], freed here), and decodes its
+// answer; a Go error becomes exc with the Go error's text.
+static PyObject *host_send(slither_buf *in, PyObject *exc) {
+    slither_buf out = {0};
+    PyThreadState *ts = PyThreadState_Get();
+    PyThreadState *saved = PyEval_SaveThread();
+    int status = slitherHostCall((uintptr_t)ts, in->data, in->len, &out);
+    PyEval_RestoreThread(saved);
+    slither_buf_free(in);
+    PyObject *result = NULL;
+    if (status == 0) {
+        reader r = {.p = out.data, .end = out.data + out.len, .max_depth = SLITHER_MAX_DEPTH};
+        result = decode(&r, 0);
+    } else {
+        PyObject *msg = PyUnicode_DecodeUTF8(out.data ? out.data : "", (Py_ssize_t)out.len, "replace");
+        if (msg) {
+            PyErr_SetObject(exc, msg);
+            Py_DECREF(msg);
+        }
+    }
+    slither_buf_free(&out);
+    return result;
+}
+
+// host_fail turns a failed encoding into a Python error.
+static PyObject *host_fail(writer *w, slither_buf *in, const char *what) {
+    slither_buf_free(in);
+    if (w->failed == 2) return NULL;
+    PyErr_Format(PyExc_TypeError, "%s: argument%s%s cannot go to Go: %s",
+                 what, w->path[0] ? " " : "s", w->path, w->reason);
+    return NULL;
+}
+
+// _slither_host.call(name, args): slither.host_call in the embedded pool.
+static PyObject *host_call(PyObject *self, PyObject *args) {
+    PyObject *name, *list;
+    if (!PyArg_ParseTuple(args, "UO!:call", &name, &PyList_Type, &list)) return NULL;
+    slither_buf in = {0};
+    writer w = {.out = &in, .max_depth = SLITHER_MAX_DEPTH};
+    // The list [name, args], written directly rather than built.
+    int rc = (buf_byte(&in, 'l') < 0 || buf_u64(&in, 2) < 0) ? nomem(&w) : encode(&w, name, 1);
+    if (rc == 0) rc = encode(&w, list, 1);
+    if (rc < 0) return host_fail(&w, &in, "slither.host_call");
+    return host_send(&in, host_error_exc);
+}
+
+// _slither_host.view(name, **kwargs): slither.view in the embedded pool —
+// the host call ["slither.view", [name, kwargs]], encoded straight from
+// the call's arguments (vectorcall: no tuple or dict is built).
+static PyObject *host_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs != 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "slither.view(name, **args): pass the view's name (a str) by position and its arguments by keyword");
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    slither_buf in = {0};
+    writer w = {.out = &in, .max_depth = SLITHER_MAX_DEPTH};
+    static const char view_name[] = "slither.view";
+    int rc = (buf_byte(&in, 'l') < 0 || buf_u64(&in, 2) < 0 || buf_byte(&in, 's') < 0 ||
+              buf_str(&in, view_name, sizeof(view_name) - 1) < 0 ||
+              buf_byte(&in, 'l') < 0 || buf_u64(&in, 2) < 0) ? nomem(&w) : encode(&w, args[0], 2);
+    if (rc == 0 && (buf_byte(&in, 'm') < 0 || buf_u64(&in, (uint64_t)nkw) < 0)) rc = nomem(&w);
+    for (Py_ssize_t i = 0; rc == 0 && i < nkw; i++) {
+        Py_ssize_t kl;
+        const char *ks = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kwnames, i), &kl);
+        if (!ks) { w.failed = 2; rc = -1; break; }
+        if (buf_str(&in, ks, (size_t)kl) < 0) { rc = nomem(&w); break; }
+        rc = encode(&w, args[nargs + i], 3);
+        if (rc < 0 && w.failed == 1) {
+            char part[96];
+            snprintf(part, sizeof(part), "%.80s", ks);
+            path_prepend(&w, part);
+        }
+    }
+    if (rc < 0) return host_fail(&w, &in, "slither.view");
+    return host_send(&in, view_error_exc);
 }

@@ -21,6 +21,16 @@ typedef struct {
 } slither_buf;
 
 void slither_buf_free(slither_buf *b);
+// Replaces b's contents with n bytes from p; -1 when out of memory.
+int slither_buf_set(slither_buf *b, const char *p, size_t n);
+
+// How deeply values may nest either way; the same as Go's MaxDepth.
+#define SLITHER_MAX_DEPTH 1000
+
+// Implemented in Go (hostcall.go): runs the host function of the thread
+// state ts on its [name, args] (in, Go format); writes the Go-format result
+// to out and returns 0, or writes an error text and returns 1.
+extern int slitherHostCall(uintptr_t ts, char *in, size_t inlen, slither_buf *out);
 
 // Result status, first byte of every output buffer.
 enum {

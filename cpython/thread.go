@@ -30,6 +30,10 @@ type Thread struct {
 	enc encoder
 	out C.slither_buf // reused between calls; C memory
 
+	host     HostFunc // serves host calls made on this thread
+	hostEnc  encoder
+	hostKeys map[string]string // interned names and map keys of host calls
+
 	mu          sync.Mutex // guards interrupted, with Interrupt
 	interrupted bool
 }
@@ -173,6 +177,7 @@ func (t *Thread) Close() error {
 	if err := t.check(); err != nil {
 		return err
 	}
+	t.SetHost(nil)
 	for k, fn := range t.fns {
 		C.slither_decref(t.ts, fn)
 		delete(t.fns, k)

@@ -36,7 +36,8 @@ type proc struct {
 	cmu sync.Mutex // serializes cancel requests
 	cw  *os.File   // the cancel pipe, served by a thread of its own
 
-	r *bufio.Reader
+	r         *bufio.Reader
+	spinUntil atomic.Int64 // unix ns: poll the worker's pipe until then before parking
 
 	pmu     sync.Mutex
 	pending map[uint64]*call
@@ -140,10 +141,11 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 	}
 	pr := &proc{
 		p: p, slot: s, cmd: cmd, pid: cmd.Process.Pid,
-		w: toWorkerW, r: bufio.NewReaderSize(fromWorkerR, 64<<10), cw: cancelW,
+		w: toWorkerW, cw: cancelW,
 		pending: map[uint64]*call{}, started: time.Now(),
 		stderr: tail{max: 8 << 10},
 	}
+	pr.r = bufio.NewReaderSize(newSpinReader(fromWorkerR, &pr.spinUntil), 64<<10)
 	pr.outs.Add(2)
 	go pr.forward(outR, "stdout", false)
 	go pr.forward(errR, "stderr", true)
@@ -362,7 +364,14 @@ func (pr *proc) readLoop(r *os.File) {
 			pr.result(m, atts)
 		case wire.THost:
 			pr.p.bg.Add(1)
-			go pr.host(m, atts)
+			if pr.p.threads == 1 {
+				// The worker's one thread waits for this answer and sends
+				// nothing else meanwhile: answering here saves a goroutine
+				// hand-off on every view call.
+				pr.host(m, atts)
+			} else {
+				go pr.host(m, atts)
+			}
 		default:
 			protoErr = fmt.Errorf("unexpected message %q", m.T)
 		}
@@ -516,6 +525,9 @@ func (pr *proc) host(m *wire.Inbound, atts [][]byte) {
 		}
 		_ = pr.write(hdr, enc.Atts)
 	}
+	// The worker's next message (another view call, or the result) usually
+	// follows within microseconds: poll for it rather than park.
+	defer pr.spinUntil.Store(time.Now().Add(hostSpin).UnixNano())
 	h := pr.p.opts.Host
 	if h == nil {
 		reply(nil, fmt.Errorf("no host function: the pool's Options.Host is nil (called %q)", m.N))
@@ -527,15 +539,68 @@ func (pr *proc) host(m *wire.Inbound, atts [][]byte) {
 		return
 	}
 	args, _ := v.([]any)
-	reply(callHost(h, ctx, HostCall{Name: m.N, Args: args, Worker: pr.slot.id, Pid: pr.pid, Session: session}))
+	reply(callHost(h, ctx, pools.HostCall{Name: m.N, Args: args, Worker: pr.slot.id, Pid: pr.pid, Session: session, Pool: pools.KindProcess}))
 }
 
 // callHost runs h, turning a panic into an error for Python.
-func callHost(h HostFunc, ctx context.Context, hc HostCall) (v any, err error) {
+func callHost(h pools.HostFunc, ctx context.Context, hc pools.HostCall) (v any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("host function for %q panicked: %v", hc.Name, r)
 		}
 	}()
 	return h(ctx, hc)
+}
+
+// hostSpin is how long the reader polls a worker's pipe after answering a
+// host call: waking a parked reader costs tens of microseconds on a VM,
+// more than a host call's whole work.
+const hostSpin = 50 * time.Microsecond
+
+// spinReader reads a pipe, polling it without parking until *until (when
+// set) has passed, then parking in the netpoller as usual.
+type spinReader struct {
+	f     *os.File
+	rc    syscall.RawConn
+	until *atomic.Int64
+}
+
+func newSpinReader(f *os.File, until *atomic.Int64) io.Reader {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return f
+	}
+	return &spinReader{f: f, rc: rc, until: until}
+}
+
+func (s *spinReader) Read(p []byte) (int, error) {
+	if s.until.Load() <= time.Now().UnixNano() {
+		return s.f.Read(p)
+	}
+	var n int
+	var rerr error
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), p)
+			if rerr == syscall.EINTR {
+				continue
+			}
+			if rerr != syscall.EAGAIN {
+				return true
+			}
+			if s.until.Load() <= time.Now().UnixNano() {
+				return false // park until readable; the callback runs again
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }

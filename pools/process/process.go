@@ -82,27 +82,13 @@ type Options struct {
 	StopGrace time.Duration
 	// Host serves slither.host_call(name, *args) from Python; nil makes
 	// every host call fail with a clear error.
-	Host HostFunc
+	Host pools.HostFunc
 	// Telemetry receives pool.worker.start, pool.worker.exit and
 	// pool.worker.restart events; nil sends none.
 	Telemetry *telemetry.Bus
 	// Logger receives worker output (stdout and stderr lines, with worker
 	// id and pid) and supervision events; nil means slog.Default().
 	Logger *slog.Logger
-}
-
-// HostFunc answers a Python worker's slither.host_call in the middle of a
-// batch. It runs on its own goroutine; ctx is the calling batch's context.
-// A returned error reaches Python as slither.HostError with its text.
-type HostFunc func(ctx context.Context, call HostCall) (any, error)
-
-// HostCall is one slither.host_call(name, *args) from Python.
-type HostCall struct {
-	Name    string
-	Args    []any
-	Worker  int
-	Pid     int
-	Session string // the calling batch's session, or ""
 }
 
 // Interpreter describes a worker's Python, from its handshake.

@@ -414,8 +414,8 @@ func TestSessionLostWhenWorkerDies(t *testing.T) {
 func TestHostCalls(t *testing.T) {
 	o := opts(1)
 	var mu sync.Mutex
-	var seen []process.HostCall
-	o.Host = func(ctx context.Context, c process.HostCall) (any, error) {
+	var seen []pools.HostCall
+	o.Host = func(ctx context.Context, c pools.HostCall) (any, error) {
 		mu.Lock()
 		seen = append(seen, c)
 		mu.Unlock()

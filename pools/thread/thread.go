@@ -39,6 +39,10 @@ type Options struct {
 	// it in the process; later pools share the one interpreter (see
 	// [cpython.Init]).
 	Python cpython.Config
+	// Host serves slither.host_call (and so slither.view) from Python:
+	// a direct call back into Go on the worker's own goroutine, no
+	// serialization through a pipe. Nil makes host calls fail clearly.
+	Host pools.HostFunc
 	// Telemetry receives pool.worker.start and pool.worker.exit events;
 	// nil sends none.
 	Telemetry *telemetry.Bus
@@ -57,6 +61,7 @@ type Options struct {
 type Pool struct {
 	rt    *cpython.Runtime
 	tel   *telemetry.Bus
+	host  pools.HostFunc
 	spin  time.Duration
 	pinMu sync.Mutex
 	pins  map[string]*worker // session id -> its worker
@@ -126,6 +131,7 @@ type worker struct {
 	seq uint64     // last sequence number used (worker goroutine only)
 
 	batches            uint64 // worker goroutine only
+	job                *job   // the running batch, for host calls (worker goroutine only)
 	calls, items, errs atomic.Uint64
 	busy               atomic.Int64
 	active             atomic.Bool
@@ -155,6 +161,7 @@ func New(opts Options) (*Pool, error) {
 	p := &Pool{
 		rt:    rt,
 		tel:   opts.Telemetry,
+		host:  opts.Host,
 		spin:  spin,
 		procs: int32(runtime.GOMAXPROCS(0)),
 		jobs:  make(chan *job, n),
@@ -337,6 +344,7 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	w.mu.Lock()
 	w.th = th
 	w.mu.Unlock()
+	th.SetHost(func(name string, args []any) (any, error) { return p.hostCall(w, name, args) })
 	ready <- nil
 	md := telemetry.Metadata{"pool": string(pools.KindThread), "worker": w.id, "pid": os.Getpid()}
 	p.tel.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{}, md)
@@ -374,7 +382,9 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 			session = j.b.Session
 		}
 		p.active.Add(1)
+		w.job = j
 		r := w.run(j)
+		w.job = nil
 		if ci := pools.CallInfoFrom(j.ctx); ci != nil {
 			ci.Worker, ci.Pid = w.id, pid
 		}
@@ -559,6 +569,21 @@ func (w *worker) run(j *job) result {
 		out = nil
 	}
 	return result{out: out, err: err}
+}
+
+// pid is this process's id (a syscall each time os.Getpid is asked).
+var pid = os.Getpid()
+
+// hostCall serves a host call from Python on worker w, during its batch.
+func (p *Pool) hostCall(w *worker, name string, args []any) (any, error) {
+	if p.host == nil {
+		return nil, fmt.Errorf("no host function: the pool's Options.Host is nil (called %q)", name)
+	}
+	ctx, session := context.Background(), ""
+	if j := w.job; j != nil {
+		ctx, session = j.ctx, j.b.Session
+	}
+	return p.host(ctx, pools.HostCall{Name: name, Args: args, Worker: w.id, Pid: pid, Session: session, Pool: pools.KindThread})
 }
 
 // GILChange is a change of the embedded interpreter's GIL state that the

@@ -6,6 +6,7 @@ exactly one result per item. Inside such a function:
     slither.context()      -> Context(worker_id, pool, session_id, pid)
     slither.session()      -> dict private to the batch's session on this worker
     slither.host_call(name, *args)   calls a function the Go side registered
+    slither.view(name, **args)       calls a store view (raises slither.ViewError)
     @slither.thread_safe   declares a function safe to run on many threads at once
 
 This package is stdlib-only and runs under any CPython >= 3.10, free-threaded
@@ -15,33 +16,59 @@ or not, embedded in the Go process (thread pool) or in a worker subprocess
 
 from ._context import Context, context, session, _bind, _set_session, _drop_session  # noqa: F401
 
-try:  # embedded in the Go process: the host module provides the class
-    from _slither_host import Cancelled
-except ImportError:  # in a subprocess worker
+try:  # embedded in the Go process: the host module provides these, in C
+    from _slither_host import Cancelled, HostError, ViewError
+    from _slither_host import call as _host
+    from _slither_host import view as _view
+except ImportError:  # in a subprocess worker (which sets _host) or plain Python
 
     class Cancelled(BaseException):
         """Raised inside a function whose Go caller cancelled the call."""
 
+    class HostError(Exception):
+        """A host call failed on the Go side; the message is the Go error text."""
 
-class HostError(Exception):
-    """A host call failed on the Go side; the message is the Go error text."""
+    class ViewError(HostError):
+        """A store view failed, was unknown or out of scope, or timed out; the
+        message is the Go error text."""
 
-
-# Set by the process worker; the embedded pool gets host calls with store
-# views (issue #6).
-_host = None
+    _host = None
+    _view = None
 
 
 def host_call(name, *args):
     """Calls the Go-side host function `name` with args and returns its result.
 
-    Blocks this thread (not the worker) until Go answers. Raises HostError
-    with the Go error's text when the Go side fails.
+    In the embedded pool this is a direct call into Go on this thread; in a
+    process worker, a request over the worker's pipe. Blocks this thread
+    until Go answers. Raises HostError with the Go error's text when the Go
+    side fails.
     """
     if _host is None:
-        raise RuntimeError("slither.host_call: no host connection in this process "
-                           "(host calls are available in process-pool workers)")
+        raise RuntimeError("slither.host_call: no Go host in this process "
+                           "(host calls work inside Slither pool workers)")
     return _host(name, list(args))
+
+
+def _process_view(name, **args):
+    try:
+        return _host("slither.view", [name, args])
+    except HostError as e:
+        raise ViewError(str(e)) from None
+
+
+def view(name, **args):
+    """Calls the store view `name` with keyword arguments and returns its
+    result. Views registered for the current batch's session are found
+    first, then global ones. Raises ViewError with the Go error's text."""
+    if _host is None:
+        raise RuntimeError("slither.view: no Go host in this process "
+                           "(views work inside Slither pool workers)")
+    return _process_view(name, **args)
+
+
+if _view is not None:  # embedded: one C call, no Python frame
+    view = _view  # noqa: F811
 
 
 def thread_safe(fn):
@@ -54,4 +81,5 @@ def thread_safe(fn):
     return fn
 
 
-__all__ = ["Cancelled", "Context", "HostError", "context", "host_call", "session", "thread_safe"]
+__all__ = ["Cancelled", "Context", "HostError", "ViewError", "context", "host_call", "session",
+           "thread_safe", "view"]

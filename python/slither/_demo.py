@@ -34,3 +34,8 @@ def count_primes(batch):
 def noop(batch):
     """Returns its batch: `slither doctor` times calls of it."""
     return batch
+
+
+def lookup(batch):
+    """Reads each item's price through the store view "price" (README)."""
+    return [slither.view("price", sku=sku) for sku in batch]

@@ -37,10 +37,12 @@ import json
 import math
 import os
 import queue
+import select
 import struct
 import sys
 import sysconfig
 import threading
+import time
 import traceback
 
 import slither
@@ -48,6 +50,8 @@ from slither import _context
 
 PROTOCOL = 1
 MAX_FRAME = 1 << 31
+# How long a thread waiting for a host call's answer polls before it sleeps.
+HOST_SPIN = 50e-6
 _LEN = struct.Struct(">I")
 _TAGS = ("$b", "$f", "$d", "$i")
 
@@ -113,30 +117,68 @@ def _decoder(atts):
 
 class Conn:
     """Frames over two pipe fds. send() is safe from any thread; recv() is
-    called by the main thread only."""
+    called by one thread at a time."""
 
     def __init__(self, rfd, wfd):
-        self._r = os.fdopen(rfd, "rb", buffering=1 << 16)
+        self._rfd = rfd
+        self._buf = b""  # bytes read from the pipe and not yet consumed
+        self._pos = 0
         self._wfd = wfd
         self._wlock = threading.Lock()
+        self._poll = None
+
+    def _read(self, n):
+        """Returns exactly n bytes, or fewer at end of input."""
+        avail = len(self._buf) - self._pos
+        if avail >= n:
+            b = self._buf[self._pos:self._pos + n]
+            self._pos += n
+            return b
+        parts = [self._buf[self._pos:]]
+        self._buf, self._pos = b"", 0
+        need = n - avail
+        while need > 0:
+            chunk = os.read(self._rfd, max(need, 1 << 16))
+            if not chunk:
+                break
+            if len(chunk) > need:  # keep the rest for the next frames
+                parts.append(chunk[:need])
+                self._buf = chunk[need:]
+                need = 0
+            else:
+                parts.append(chunk)
+                need -= len(chunk)
+        return b"".join(parts)
+
+    def wait(self, spin):
+        """Polls for input for up to spin seconds without blocking, so that
+        an answer expected within microseconds does not cost a sleep and a
+        wake-up of this thread (tens of microseconds on a loaded VM)."""
+        if len(self._buf) > self._pos:
+            return
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self._rfd, select.POLLIN)
+        end = time.perf_counter() + spin
+        while time.perf_counter() < end:
+            if self._poll.poll(0):
+                return
 
     def recv(self):
         """Returns the decoded header, or None at end of input."""
-        r = self._r
-        b = r.read(12)
+        b = self._read(12)
         if len(b) < 12:
             return None
         n, hl, na = struct.unpack(">III", b)
         if n < 8 or n > MAX_FRAME:
             raise ValueError(f"bad frame length {n}")
-        lens = struct.unpack(f">{na}I", r.read(4 * na)) if na else ()
-        hdr = r.read(hl)
+        lens = struct.unpack(f">{na}I", self._read(4 * na)) if na else ()
+        hdr = self._read(hl)
         if len(hdr) < hl:
             return None
-        # Each attachment is read into its own bytes object: no slicing copy.
         atts = []
         for ln in lens:
-            a = r.read(ln)
+            a = self._read(ln)
             if len(a) < ln:
                 return None
             atts.append(a)
@@ -371,6 +413,7 @@ class Worker:
     def pump(self, h):
         """Inline mode: reads frames until the reply to host request h."""
         while True:
+            self.conn.wait(HOST_SPIN)
             msg = self.conn.recv()
             if msg is None:
                 os._exit(0)
