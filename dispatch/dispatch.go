@@ -40,8 +40,18 @@ const (
 type Options struct {
 	// Module and Function name the Python batch function.
 	Module, Function string
-	// Session, if set, runs every batch in that session (one worker).
+	// Session, if set, runs every batch in that session (one worker,
+	// unless Unpinned).
 	Session string
+	// Unpinned lets the session's batches run on any worker (Python still
+	// sees the session, e.g. for session views).
+	Unpinned bool
+	// Route is where a pools.Router sends the batches (pools.Auto by
+	// default); plain pools ignore it.
+	Route pools.Route
+	// Timeout, when positive, bounds each submission of a batch; a batch
+	// that runs past it fails like any other (the error policy applies).
+	Timeout time.Duration
 	// Strategy forms the batches; nil means Adaptive with default settings.
 	Strategy Strategy
 	// MaxInFlight bounds the batches submitted at once; 0 means the pool's
@@ -290,8 +300,8 @@ func (d *Dispatch) start() error {
 		return fmt.Errorf("dispatch: Options.Module (%q) and Options.Function (%q) are both required", d.opts.Module, d.opts.Function)
 	case d.opts.MaxInFlight < 0:
 		return fmt.Errorf("dispatch: Options.MaxInFlight is %d; it must be >= 0 (0 means the pool's capacity)", d.opts.MaxInFlight)
-	case d.opts.Linger < 0:
-		return fmt.Errorf("dispatch: Options.Linger is %v; it must be >= 0", d.opts.Linger)
+	case d.opts.Linger < 0 || d.opts.Timeout < 0:
+		return fmt.Errorf("dispatch: Options.Linger (%v) and Options.Timeout (%v) must be >= 0", d.opts.Linger, d.opts.Timeout)
 	}
 	if err := checkPolicy(d.opts.OnError, false); err != nil {
 		return err
@@ -423,7 +433,8 @@ func (r *runner) run(seq int, items []Item) done {
 	for i, it := range items {
 		payloads[i] = it.Payload
 	}
-	b := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session}
+	b := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session,
+		Unpinned: o.Unpinned, Route: o.Route}
 	policy := o.OnError
 	backoff := time.Duration(0)
 	for attempt := 1; ; attempt++ {
@@ -431,7 +442,12 @@ func (r *runner) run(seq int, items []Item) done {
 		r.emit(telemetry.DispatchBatchStart, m, seq, attempt)
 		var ci pools.CallInfo
 		start := time.Now()
-		values, err := r.d.pool.Submit(pools.WithCallInfo(r.ctx, &ci), b)
+		sctx, cancel := r.ctx, context.CancelFunc(func() {})
+		if o.Timeout > 0 {
+			sctx, cancel = context.WithTimeoutCause(r.ctx, o.Timeout, fmt.Errorf("%w: batch ran past the %v timeout", pools.ErrTimeout, o.Timeout))
+		}
+		values, err := r.d.pool.Submit(pools.WithCallInfo(sctx, &ci), b)
+		cancel()
 		m.Duration = time.Since(start)
 		if err == nil {
 			r.emit(telemetry.DispatchBatchStop, m, seq, attempt)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -367,23 +366,6 @@ func TestTelemetryAndMetrics(t *testing.T) {
 // peakHeap streams n items through p with MaxInFlight 8 and returns the
 // highest heap in use seen meanwhile.
 func peakHeap(t testing.TB, p pools.Pool, n int) uint64 {
-	runtime.GC()
-	var peak uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapAlloc)
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
 	var in iter.Seq[int] = func(yield func(int) bool) {
 		for i := range n {
 			if !yield(i) {
@@ -395,14 +377,13 @@ func peakHeap(t testing.TB, p pools.Pool, n int) uint64 {
 	o.Strategy = dispatch.FixedBatch(64)
 	o.MaxInFlight = 8
 	o.Ordering = dispatch.AsCompleted
-	s := dispatch.Stream(context.Background(), p, dispatch.Wrap(in), o)
 	count := 0
-	for _, err := range s.Results() {
-		require.NoError(t, err)
-		count++
-	}
-	close(stop)
-	<-sampled
+	peak := pooltest.PeakHeap(func() {
+		for _, err := range dispatch.Stream(context.Background(), p, dispatch.Wrap(in), o).Results() {
+			require.NoError(t, err)
+			count++
+		}
+	})
 	require.Equal(t, n, count)
 	return peak
 }

@@ -17,3 +17,34 @@ type HostCall struct {
 	Session string // the calling batch's session, or ""
 	Pool    Kind
 }
+
+// Ref is a handle on a Python object kept in a session's state on one
+// worker (slither.ref in Python). It reaches Go as a small map; pass that
+// map back as an item and Python finds the object with slither.deref.
+type Ref struct {
+	ID      string
+	Session string
+	Worker  int
+	Pid     int
+}
+
+// AsRef reports whether v (a value returned by Python) is a ref.
+func AsRef(v any) (Ref, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return Ref{}, false
+	}
+	id, ok := m["__slither_ref__"].(string)
+	if !ok {
+		return Ref{}, false
+	}
+	r := Ref{ID: id}
+	r.Session, _ = m["session"].(string)
+	if w, ok := m["worker"].(int64); ok {
+		r.Worker = int(w)
+	}
+	if p, ok := m["pid"].(int64); ok {
+		r.Pid = int(p)
+	}
+	return r, true
+}

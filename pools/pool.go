@@ -40,9 +40,16 @@ type Batch struct {
 	// empty means none. Batches of one session all run on the same worker
 	// (strict affinity), where slither.session() is that session's state.
 	Session string
+	// Unpinned lets a batch of Session run on any worker: Python still
+	// sees the session id (for session-scoped views), but slither.session()
+	// state is then that worker's for the session.
+	Unpinned bool
 	// Route says where a [Router] sends the batch; pools ignore it.
 	Route Route
 }
+
+// Pinned reports whether b must run on its session's worker.
+func (b Batch) Pinned() bool { return b.Session != "" && !b.Unpinned }
 
 // Validate reports a batch that names no module or function, wrapping
 // [ErrInvalidBatch]. Pools call it before queueing.

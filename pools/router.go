@@ -100,7 +100,7 @@ func (r *Router) DeclareThreadSafe(module, function string) {
 
 // Decide chooses the pool for b without running it.
 func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
-	if b.Session != "" {
+	if b.Pinned() {
 		r.mu.Lock()
 		d, ok := r.sessions[b.Session]
 		r.mu.Unlock()
@@ -118,7 +118,7 @@ func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
 		r.counts = map[string]int{}
 	}
 	r.counts[d.Route.String()]++
-	if b.Session != "" {
+	if b.Pinned() {
 		if r.sessions == nil {
 			r.sessions = map[string]Decision{}
 		}
@@ -247,7 +247,8 @@ func (r *Router) Stats() Stats {
 // Kind returns [KindRouter].
 func (r *Router) Kind() Kind { return KindRouter }
 
-// CloseSession closes the session in the pool it went to.
+// CloseSession closes the session in the pool it was pinned to, or in both
+// pools for a session whose batches ran unpinned.
 func (r *Router) CloseSession(id string) {
 	r.mu.Lock()
 	d, ok := r.sessions[id]
@@ -255,6 +256,10 @@ func (r *Router) CloseSession(id string) {
 	r.mu.Unlock()
 	if ok {
 		d.Pool.CloseSession(id)
+		return
+	}
+	for _, p := range r.pools() { // unpinned batches may have run in either
+		p.CloseSession(id)
 	}
 }
 

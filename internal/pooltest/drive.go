@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,4 +76,29 @@ func Python() string {
 		return p
 	}
 	return "python3"
+}
+
+// PeakHeap runs f and returns the highest heap in use (HeapAlloc) sampled
+// every 2 ms meanwhile, after a collection before it starts.
+func PeakHeap(f func()) uint64 {
+	runtime.GC()
+	var peak uint64
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc)
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	f()
+	close(stop)
+	<-sampled
+	return peak
 }

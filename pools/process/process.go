@@ -336,7 +336,11 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	var c *call
 	for {
 		var err error
-		g, err = p.acquire(ctx, b.Session)
+		pin := ""
+		if b.Pinned() {
+			pin = b.Session
+		}
+		g, err = p.acquire(ctx, pin)
 		if err != nil {
 			return nil, p.wrap(b, err)
 		}
@@ -626,13 +630,23 @@ func (p *Pool) restart(s *slot, _ error) {
 func (p *Pool) CloseSession(id string) {
 	p.mu.Lock()
 	pn, ok := p.pins[id]
+	var targets []*proc
 	if ok {
 		delete(p.pins, id)
 		pn.slot.pins--
+		if pn.lost == nil {
+			targets = append(targets, pn.proc)
+		}
+	} else { // unpinned batches may have left state on any worker
+		for _, s := range p.slots {
+			if s.proc != nil {
+				targets = append(targets, s.proc)
+			}
+		}
 	}
 	p.mu.Unlock()
-	if ok && pn.lost == nil {
-		pn.proc.write(wire.AppendCloseSession(nil, id), nil)
+	for _, pr := range targets {
+		_ = pr.write(wire.AppendCloseSession(nil, id), nil)
 	}
 }
 

@@ -250,7 +250,7 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	j.ctx, j.b = ctx, b
 	p.waiting.Add(1)
 	queue := p.jobs
-	if b.Session != "" {
+	if b.Pinned() {
 		queue = p.pin(b.Session).pinned
 	}
 	select {
@@ -484,16 +484,13 @@ func (p *Pool) pin(id string) *worker {
 // thread, not on a worker.
 func (p *Pool) CloseSession(id string) {
 	p.pinMu.Lock()
-	w, ok := p.pins[id]
-	if ok {
+	if w, ok := p.pins[id]; ok {
 		delete(p.pins, id)
 		w.pins--
 	}
 	p.pinMu.Unlock()
-	if !ok {
-		return
-	}
-	// Session state lives in one process-wide dict keyed by session id.
+	// Session state lives in one process-wide dict keyed by session id,
+	// whether the session was pinned or its batches ran unpinned.
 	_ = p.rt.Exec("import slither._context as _c\n_c._drop_session(" + strconv.Quote(id) + ")\ndel _c\n")
 }
 

@@ -5,6 +5,7 @@ exactly one result per item. Inside such a function:
 
     slither.context()      -> Context(worker_id, pool, session_id, pid)
     slither.session()      -> dict private to the batch's session on this worker
+    slither.ref(obj) / slither.deref(handle)   keep an object in the session, hand Go a ref
     slither.host_call(name, *args)   calls a function the Go side registered
     slither.view(name, **args)       calls a store view (raises slither.ViewError)
     @slither.thread_safe   declares a function safe to run on many threads at once
@@ -14,7 +15,9 @@ or not, embedded in the Go process (thread pool) or in a worker subprocess
 (process pool, `python -m slither.worker`).
 """
 
-from ._context import Context, context, session, _bind, _set_session, _drop_session  # noqa: F401
+from ._context import (  # noqa: F401
+    Context, RefError, context, deref, ref, release, session, _bind, _set_session, _drop_session,
+)
 
 try:  # embedded in the Go process: the host module provides these, in C
     from _slither_host import Cancelled, HostError, ViewError
@@ -81,5 +84,5 @@ def thread_safe(fn):
     return fn
 
 
-__all__ = ["Cancelled", "Context", "HostError", "ViewError", "context", "host_call", "session",
-           "thread_safe", "view"]
+__all__ = ["Cancelled", "Context", "HostError", "RefError", "ViewError", "context", "deref", "host_call",
+           "ref", "release", "session", "thread_safe", "view"]

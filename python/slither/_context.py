@@ -73,3 +73,62 @@ def _drop_session(session_id):
 def _session_count():
     with _sessions_lock:
         return len(_sessions)
+
+
+# Refs: long-lived objects (a model, a cache, a connection) kept in a
+# session's state on its worker, handed to Go as a small dict and found
+# again when Go passes that dict back.
+
+_REF_KEY = "__slither_ref__"
+_ref_lock = threading.Lock()
+_ref_seq = [0]
+
+
+class RefError(Exception):
+    """A ref was used outside its session or worker, or after its session
+    was closed."""
+
+
+def ref(obj):
+    """Keeps obj in the current session's state and returns a handle for Go."""
+    c = context()
+    if c.session_id is None:
+        raise RuntimeError("slither.ref: this batch has no session (refs live in a session's state)")
+    with _ref_lock:
+        _ref_seq[0] += 1
+        rid = f"{c.session_id}:{c.pid}:{c.worker_id}:{_ref_seq[0]}"
+    session().setdefault("__refs__", {})[rid] = obj
+    return {_REF_KEY: rid, "session": c.session_id, "worker": c.worker_id, "pid": c.pid}
+
+
+def deref(handle):
+    """Returns the object a handle from slither.ref stands for."""
+    if not isinstance(handle, dict) or _REF_KEY not in handle:
+        raise TypeError(f"slither.deref: not a ref: {handle!r}")
+    rid = handle[_REF_KEY]
+    c = context()
+    if handle.get("session") != c.session_id:
+        raise RefError(f"ref {rid} belongs to session {handle.get('session')}; this batch runs in "
+                       f"session {c.session_id}")
+    if handle.get("pid") != c.pid or handle.get("worker") != c.worker_id:
+        raise RefError(f"ref {rid} lives on worker {handle.get('worker')} (pid {handle.get('pid')}); this "
+                       f"batch runs on worker {c.worker_id} (pid {c.pid}): run the session's batches pinned "
+                       f"to its worker")
+    with _sessions_lock:
+        d = _sessions.get(c.session_id)
+    obj = d.get("__refs__", {}).get(rid, _MISSING) if d is not None else _MISSING
+    if obj is _MISSING:
+        raise RefError(f"ref {rid} is gone: its session was closed or the ref released")
+    return obj
+
+
+def release(handle):
+    """Drops a ref before its session closes."""
+    c = context()
+    with _sessions_lock:
+        d = _sessions.get(c.session_id)
+    if d is not None:
+        d.get("__refs__", {}).pop(handle.get(_REF_KEY), None)
+
+
+_MISSING = object()

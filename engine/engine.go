@@ -1,0 +1,291 @@
+// Package engine is the one entry point a service needs: Start brings up
+// the embedded thread pool, the named process pools, the stores and their
+// views, and telemetry; the Engine then dispatches batches, runs pipelines
+// and opens sessions; Close stops everything in order.
+//
+// Zero configuration works: pool sizes come from the capacity model (one
+// worker per usable core), the thread pool starts when the binary has cgo
+// and a free-threaded libpython, and one process pool named "default" runs
+// the free-threaded build the Makefile provides (or python3).
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/slither-go/slither/capacity"
+	"github.com/slither-go/slither/dispatch"
+	"github.com/slither-go/slither/pipe"
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/pools/process"
+	"github.com/slither-go/slither/store"
+	"github.com/slither-go/slither/telemetry"
+)
+
+// DefaultPool is the name of the process pool used when none is named.
+const DefaultPool = "default"
+
+// Engine owns pools, stores, views and telemetry. Its methods are safe
+// for concurrent use.
+type Engine struct {
+	cfg     Config
+	tel     *telemetry.Bus
+	metrics *telemetry.Metrics
+	views   *store.Registry
+	stores  map[string]*store.Store
+	thread  pools.Pool // nil without an embedded pool
+	procs   map[string]*process.Pool
+	routers map[string]*pools.Router
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start brings the engine up; on any failure it stops what it started and
+// returns the error.
+func Start(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, tel: cfg.Telemetry, stores: map[string]*store.Store{}, procs: map[string]*process.Pool{},
+		routers: map[string]*pools.Router{}}
+	if e.tel == nil {
+		e.tel = telemetry.New(cfg.Logger)
+	}
+	e.metrics = telemetry.NewMetrics()
+	if err := e.metrics.Attach(e.tel, "engine.metrics"); err != nil {
+		return nil, err
+	}
+	e.views = store.NewRegistry(e.tel)
+	ok := false
+	defer func() {
+		if !ok {
+			_ = e.Close(context.Background())
+		}
+	}()
+	for _, def := range cfg.Stores {
+		if def.Telemetry == nil {
+			def.Telemetry = e.tel
+		}
+		s, err := store.Open(ctx, def)
+		if err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		e.stores[def.Name] = s
+		if err := e.views.AddStore(s); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
+	cores := capacity.Cores().Usable
+	host := func(ctx context.Context, c pools.HostCall) (any, error) {
+		return e.views.HostCall(ctx, c.Name, c.Args, c.Session)
+	}
+	if !cfg.Thread.Disabled {
+		workers := cfg.Thread.Workers
+		if workers == 0 {
+			workers = cores
+		}
+		th, err := startThread(workers, append(slices.Clone(cfg.Paths), cfg.Thread.Paths...), host, e.tel)
+		switch {
+		case err == nil:
+			e.thread = th
+		case cfg.Thread.Required:
+			return nil, fmt.Errorf("engine: the thread pool is required: %w", err)
+		default:
+			e.log().Warn("slither engine: no embedded thread pool; CPU work runs in processes", "reason", err)
+		}
+	}
+	procs := cfg.Process
+	if len(procs) == 0 {
+		procs = map[string]ProcessConfig{DefaultPool: {}}
+	}
+	for _, name := range slices.Sorted(maps.Keys(procs)) {
+		pc := procs[name]
+		workers := pc.Workers
+		if workers == 0 {
+			workers = cores
+		}
+		python := pc.Python
+		if python == "" {
+			python = defaultPython()
+		}
+		p, err := process.New(ctx, process.Options{
+			Workers: workers, ThreadsPerWorker: pc.ThreadsPerWorker, Python: python,
+			Paths: append(slices.Clone(cfg.Paths), pc.Paths...), Env: pc.Env, Preload: pc.Preload,
+			CallTimeout: pc.CallTimeout, MaxCalls: pc.MaxCalls, MaxRSSMB: pc.MaxRSSMB, MaxAge: pc.MaxAge,
+			Host: host, Telemetry: e.tel, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("engine: process pool %q: %w", name, err)
+		}
+		e.procs[name] = p
+		e.metrics.Probe("process/"+name, probe(p))
+		r := &pools.Router{Thread: e.thread, Process: p, Telemetry: e.tel}
+		for _, d := range cfg.ThreadSafe {
+			r.DeclareThreadSafe(d.Module, d.Function)
+		}
+		e.routers[name] = r
+	}
+	if e.thread != nil {
+		e.metrics.Probe("thread", probe(e.thread))
+	}
+	ok = true
+	return e, nil
+}
+
+func probe(p pools.Pool) telemetry.PoolProbe {
+	return func() (int, int) { return p.Stats().Running, p.Capacity() }
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.cfg.Logger != nil {
+		return e.cfg.Logger
+	}
+	return slog.Default()
+}
+
+// Close stops the engine: pools drain (their running batches finish, until
+// ctx ends), then the stores close. It is idempotent.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		var errs []error
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		all := slices.Collect(maps.Values(e.procs))
+		for _, p := range all {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := p.Close(ctx); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}()
+		}
+		if e.thread != nil {
+			if err := e.thread.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		wg.Wait()
+		for _, s := range e.stores {
+			s.Close()
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}
+
+// Telemetry is the engine's event bus; attach handlers to it.
+func (e *Engine) Telemetry() *telemetry.Bus { return e.tel }
+
+// Metrics is a snapshot of in-flight work and pool load.
+func (e *Engine) Metrics() telemetry.Snapshot { return e.metrics.Snapshot() }
+
+// Views is the registry of store views Python reaches with slither.view.
+func (e *Engine) Views() *store.Registry { return e.views }
+
+// Store returns the store named name, or nil.
+func (e *Engine) Store(name string) *store.Store { return e.stores[name] }
+
+// ThreadPool returns the embedded pool, or nil when there is none.
+func (e *Engine) ThreadPool() pools.Pool { return e.thread }
+
+// ProcessPool returns the process pool named name ("" for the default).
+func (e *Engine) ProcessPool(name string) *process.Pool {
+	if name == "" {
+		name = e.defaultPool()
+	}
+	return e.procs[name]
+}
+
+func (e *Engine) defaultPool() string {
+	if _, ok := e.procs[DefaultPool]; ok {
+		return DefaultPool
+	}
+	return slices.Sorted(maps.Keys(e.procs))[0]
+}
+
+// Pool returns the router over the thread pool and the process pool named
+// name ("" for the default): batches go where their Route says.
+func (e *Engine) Pool(name string) (pools.Pool, error) {
+	if name == "" {
+		name = e.defaultPool()
+	}
+	r, ok := e.routers[name]
+	if !ok {
+		return nil, fmt.Errorf("engine: no process pool named %q (pools: %v)", name, slices.Sorted(maps.Keys(e.routers)))
+	}
+	return r, nil
+}
+
+// DispatchOptions are dispatch.Options plus the pool to use.
+type DispatchOptions struct {
+	dispatch.Options
+	// Pool names the process pool ("" for the default); Options.Route
+	// picks between it and the thread pool.
+	Pool string
+}
+
+// Dispatch runs items through Python in batches; see dispatch.Run.
+func (e *Engine) Dispatch(ctx context.Context, items iter.Seq[dispatch.Item], o DispatchOptions) (*dispatch.Output, error) {
+	p, err := e.Pool(o.Pool)
+	if err != nil {
+		return nil, err
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = e.tel
+	}
+	return dispatch.Run(ctx, p, items, o.Options)
+}
+
+// Stream is Dispatch, lazily; see dispatch.Stream.
+func (e *Engine) Stream(ctx context.Context, items iter.Seq[dispatch.Item], o DispatchOptions) (*dispatch.Dispatch, error) {
+	p, err := e.Pool(o.Pool)
+	if err != nil {
+		return nil, err
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = e.tel
+	}
+	return dispatch.Stream(ctx, p, items, o.Options), nil
+}
+
+// PipeOptions configure a pipeline run.
+type PipeOptions struct {
+	// SessionViews are registered for the run's session while it lasts.
+	SessionViews []store.View
+}
+
+func (e *Engine) env(o PipeOptions) pipe.Env {
+	return pipe.Env{Pool: e.Pool, Views: e.views, SessionViews: o.SessionViews, Telemetry: e.tel}
+}
+
+// RunPipe runs a pipeline over items; see pipe.Pipe.Run.
+func (e *Engine) RunPipe(ctx context.Context, p *pipe.Pipe, items iter.Seq[dispatch.Item], o PipeOptions) (*pipe.Result, error) {
+	return p.Run(ctx, e.env(o), items)
+}
+
+// StreamPipe runs a pipeline lazily; see pipe.Pipe.Stream.
+func (e *Engine) StreamPipe(ctx context.Context, p *pipe.Pipe, items iter.Seq[dispatch.Item], o PipeOptions) *pipe.Stream {
+	return p.Stream(ctx, e.env(o), items)
+}
+
+// Session opens a session with strict affinity on the pool named pool
+// ("" for the default router): its batches all run on one worker, where
+// slither.session() and slither.ref keep state. Everything it holds is
+// released when it is closed or ctx ends.
+func (e *Engine) Session(ctx context.Context, pool string) (*pools.Session, error) {
+	p, err := e.Pool(pool)
+	if err != nil {
+		return nil, err
+	}
+	return pools.NewSession(ctx, p), nil
+}

@@ -1,0 +1,14 @@
+//go:build !cgo
+
+package engine
+
+import (
+	"errors"
+
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/telemetry"
+)
+
+func startThread(int, []string, pools.HostFunc, *telemetry.Bus) (pools.Pool, error) {
+	return nil, errors.New("built with CGO_ENABLED=0: the embedded interpreter is not in this binary")
+}
