@@ -12,9 +12,12 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/slither-go/slither/bench"
 )
 
 func main() {
+	bench.CrashChild() // the bench's thread-pool crash runs in a child of this binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
@@ -31,6 +34,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor())
+	root.AddCommand(newDemo(), newDoctor(), newBench())
 	return root
 }
