@@ -1,5 +1,5 @@
 # Slither for Go. The two commands that matter:
-#   make demo   builds (or finds) the free-threaded Python, then runs the demo
+#   make demo   builds (or finds) the free-threaded Python, then runs the five examples
 #   make test   builds (or finds) it, then vets and tests everything under -race
 #
 # The free-threaded CPython lives in a cache outside the repository, built once
@@ -49,7 +49,7 @@ build: python
 	$(GO) build -o $(BIN)/slither ./cmd/slither
 
 demo: build
-	$(BIN)/slither demo
+	$(BIN)/slither example --all
 
 doctor: build
 	$(BIN)/slither doctor

@@ -180,9 +180,10 @@ func (c *Config) ApplyEnv(environ []string) error {
 	return nil
 }
 
-// defaultPython is SLITHER_PYTHON, else the free-threaded build in the
-// default cache, else python3.
-func defaultPython() string {
+// DefaultPython is the interpreter process pools run when none is
+// configured: SLITHER_PYTHON, else the free-threaded build in the default
+// cache (make python), else python3.
+func DefaultPython() string {
 	if p := os.Getenv("SLITHER_PYTHON"); p != "" {
 		return p
 	}

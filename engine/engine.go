@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		python := pc.Python
 		if python == "" {
-			python = defaultPython()
+			python = DefaultPython()
 		}
 		p, err := process.New(ctx, process.Options{
 			Workers: workers, ThreadsPerWorker: pc.ThreadsPerWorker, Python: python,

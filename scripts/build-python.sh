@@ -38,8 +38,9 @@ ensure_packages() {
 }
 
 # cgo needs a C compiler and pkg-config even when the build is cached; the
-# process pool's tests also run workers on Debian's own (GIL) python3.
-ensure_packages gcc pkg-config python3
+# process pool's tests also run workers on Debian's own (GIL) python3, where
+# the ml_scoring and image_pipeline examples find scikit-learn and Pillow.
+ensure_packages gcc pkg-config python3 python3-numpy python3-sklearn python3-pil
 
 if [ -n "${SLITHER_PYTHON:-}" ]; then
   if [ ! -x "$SLITHER_PYTHON" ]; then

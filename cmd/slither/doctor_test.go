@@ -38,3 +38,18 @@ func TestDoctorJSONAndRequire(t *testing.T) {
 	assert.Equal(t, 3, exitCode(err))
 	assert.NoError(t, requireProfile(&r, "process"))
 }
+
+func TestExampleCommand(t *testing.T) {
+	var out bytes.Buffer
+	cmd := newRoot()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"example"})
+	require.NoError(t, cmd.Execute())
+	for _, e := range allExamples {
+		assert.Contains(t, out.String(), e.Name)
+	}
+	cmd = newRoot()
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetArgs([]string{"example", "nope"})
+	assert.ErrorContains(t, cmd.Execute(), `no example "nope"`)
+}

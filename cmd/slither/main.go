@@ -34,6 +34,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor(), newBench())
+	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample())
 	return root
 }

@@ -1,0 +1,260 @@
+// Package examples runs Slither's five end-to-end examples (behind
+// `slither example`): each runs the safe Slither way, checks its figures
+// against a serial reference, prints where each Python stage ran and why,
+// and, unless told not to, runs beside it a naive pure-Python threaded
+// version on the free-threaded interpreter that shares mutable state the
+// way the seed's baselines do, and reports what that observed.
+//
+// Each example lives in its own package under examples/ with its Python
+// beside it; this package holds what they share.
+package examples
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/store"
+	"github.com/slither-go/slither/telemetry"
+)
+
+// Example is one runnable example.
+type Example struct {
+	Name, Summary string
+	// Python holds the example's Python modules (and its baseline script,
+	// baseline.py), written to a directory on the pools' path.
+	Python fs.FS
+	// Modules must import on Debian's /usr/bin/python3 (numpy, sklearn,
+	// PIL); Packages are the Debian packages that provide them.
+	Modules, Packages []string
+	// Stores are started with the engine.
+	Stores func() []store.Definition
+	// Run runs the example the Slither way.
+	Run func(ctx context.Context, env *Env) error
+}
+
+// Options configure a run.
+type Options struct {
+	// Baseline also runs the naive threaded version.
+	Baseline bool
+	// Scale multiplies the input sizes (1 = the seed's README sizes).
+	Scale int
+	Out   io.Writer
+}
+
+// Env is what an example runs with.
+type Env struct {
+	Engine *engine.Engine
+	Out    io.Writer
+	Dir    string // where the example's Python files are
+	Scale  int
+	// FreeThreaded and System are the interpreters: the 3.13t build and
+	// Debian's python3.
+	FreeThreaded, System string
+
+	mu        sync.Mutex
+	verdicts  []Verdict
+	decisions map[string]string
+}
+
+// Verdict is one checked claim.
+type Verdict struct {
+	Check string
+	OK    bool
+	// Detail gives the figures behind it.
+	Detail string
+}
+
+// Printf writes to the example's output.
+func (e *Env) Printf(format string, args ...any) { fmt.Fprintf(e.Out, format, args...) }
+
+// Check records a verdict (and prints it at the end).
+func (e *Env) Check(check string, ok bool, detail string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.verdicts = append(e.verdicts, Verdict{Check: check, OK: ok, Detail: fmt.Sprintf(detail, args...)})
+}
+
+// Verdicts returns the verdicts so far.
+func (e *Env) Verdicts() []Verdict {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.verdicts)
+}
+
+// ErrMissingDeps is matched when an example's Python modules are missing
+// and could not be installed.
+var ErrMissingDeps = errors.New("examples: missing Python modules")
+
+// Result is what Run reports.
+type Result struct {
+	Name     string
+	Verdicts []Verdict
+	// Baseline is the naive version's report, as printed.
+	Baseline map[string]any
+}
+
+// OK reports whether every verdict held.
+func (r *Result) OK() bool {
+	for _, v := range r.Verdicts {
+		if !v.OK {
+			return false
+		}
+	}
+	return len(r.Verdicts) > 0
+}
+
+// Run runs one example.
+func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
+	if o.Scale < 1 {
+		o.Scale = 1
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	ft, system := engine.DefaultPython(), "/usr/bin/python3"
+	if err := ensureModules(system, ex.Modules, ex.Packages); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "slither-example-"+ex.Name+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.CopyFS(dir, ex.Python); err != nil {
+		return nil, fmt.Errorf("examples: writing %s's Python: %w", ex.Name, err)
+	}
+	cfg := engine.Config{
+		Paths:  []string{dir},
+		Logger: slog.New(slog.DiscardHandler),
+		Process: map[string]engine.ProcessConfig{
+			"default": {Python: ft, Workers: 2},
+			"system":  {Python: system, Workers: 2},
+		},
+	}
+	if ex.Stores != nil {
+		cfg.Stores = ex.Stores()
+	}
+	env := &Env{Out: o.Out, Dir: dir, Scale: o.Scale, FreeThreaded: ft, System: system, decisions: map[string]string{}}
+	cfg.Telemetry = telemetry.New(cfg.Logger)
+	_ = cfg.Telemetry.Attach("example.routes", func(_ telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+		env.mu.Lock()
+		defer env.mu.Unlock()
+		env.decisions[fmt.Sprintf("%v.%v", md["module"], md["function"])] = fmt.Sprintf("%v: %v", md["route"], md["reason"])
+	}, telemetry.RouterDecision)
+	eng, err := engine.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close(context.Background())
+	env.Engine = eng
+
+	env.Printf("== %s: %s\n", ex.Name, ex.Summary)
+	start := time.Now()
+	if err := ex.Run(ctx, env); err != nil {
+		return nil, fmt.Errorf("examples: %s: %w", ex.Name, err)
+	}
+	env.Printf("\nwhere each Python stage ran, and why:\n")
+	env.mu.Lock()
+	keys := make([]string, 0, len(env.decisions))
+	for k := range env.decisions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env.Printf("  %s -> %s\n", k, env.decisions[k])
+	}
+	env.mu.Unlock()
+	res := &Result{Name: ex.Name, Verdicts: env.Verdicts()}
+	env.Printf("\nverdict (against a serial reference), %v:\n", time.Since(start).Round(time.Millisecond))
+	for _, v := range res.Verdicts {
+		mark := "ok  "
+		if !v.OK {
+			mark = "FAIL"
+		}
+		env.Printf("  %s %s: %s\n", mark, v.Check, v.Detail)
+	}
+	if o.Baseline {
+		b, err := baseline(ctx, ft, dir, o.Scale)
+		if err != nil {
+			env.Printf("\nnaive threaded baseline: could not run: %v\n", err)
+		} else {
+			res.Baseline = b
+			env.Printf("\nnaive threaded baseline (pure Python on %s, shared mutable state, GIL off):\n", ft)
+			for _, line := range strings.Split(strings.TrimSpace(fmt.Sprint(b["report"])), "\n") {
+				env.Printf("  %s\n", line)
+			}
+		}
+	}
+	env.Printf("\n")
+	return res, nil
+}
+
+// baseline runs the example's baseline.py on the free-threaded build; it
+// prints one JSON object with a "report" text.
+func baseline(ctx context.Context, python, dir string, scale int) (map[string]any, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, python, filepath.Join(dir, "baseline.py"), fmt.Sprint(scale))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PYTHON_GIL=0")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var out map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return nil, fmt.Errorf("unreadable baseline output: %v", err)
+	}
+	return out, nil
+}
+
+// ensureModules checks that python imports modules, installing packages
+// with apt-get when running as root; otherwise it says what to run.
+func ensureModules(python string, modules, packages []string) error {
+	if len(modules) == 0 {
+		return nil
+	}
+	missing := func() []string {
+		var m []string
+		for _, mod := range modules {
+			if exec.Command(python, "-c", "import "+mod).Run() != nil {
+				m = append(m, mod)
+			}
+		}
+		return m
+	}
+	if m := missing(); len(m) == 0 {
+		return nil
+	} else if os.Geteuid() == 0 {
+		cmd := exec.Command("apt-get", append([]string{"install", "-y", "-qq"}, packages...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: %v for %s; installing %v failed: %v: %s", ErrMissingDeps, m, python, packages, err, lastLine(string(out)))
+		}
+		if m := missing(); len(m) > 0 {
+			return fmt.Errorf("%w: %v still not importable by %s after installing %v", ErrMissingDeps, m, python, packages)
+		}
+		return nil
+	} else {
+		return fmt.Errorf("%w: %s cannot import %v; run: sudo apt-get install %s", ErrMissingDeps, python, m, strings.Join(packages, " "))
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,32 @@
+"""text_analysis: the Python stage (runs in the embedded pool: it only
+keeps per-thread state)."""
+
+import os
+import threading
+
+import slither
+
+POSITIVE = {"good", "great", "excellent", "happy", "bright", "calm", "strong", "clear"}
+NEGATIVE = {"bad", "poor", "terrible", "sad", "dark", "noisy", "weak", "broken"}
+
+_local = threading.local()  # per-worker state: each worker is a thread here
+
+
+@slither.thread_safe
+def analyze(batch):
+    """Items {"id", "words"} -> frequencies, readability, sentiment, and the
+    worker's running document count."""
+    out = []
+    for doc in batch:
+        words = doc["words"]
+        freq = {}
+        for w in words:
+            freq[w] = freq.get(w, 0) + 1
+        score = sum(1 for w in words if w in POSITIVE) - sum(1 for w in words if w in NEGATIVE)
+        _local.docs = getattr(_local, "docs", 0) + 1
+        out.append({
+            "id": doc["id"], "freq": freq, "sentiment": score,
+            "readability": round(sum(len(w) for w in words) / max(1, len(words)), 3),
+            "worker": slither.context().worker_id, "pid": os.getpid(), "worker_docs": _local.docs,
+        })
+    return out
