@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gonum.org/v1/plot"
+
+	"github.com/slither-go/slither/capacity"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 )
@@ -224,4 +226,31 @@ func (r *Report) Plot(path string) error {
 	p.Y.Max = math.Ceil(p.Y.Max) + 1.5 // room for the legend
 	p.NominalX(wls...)
 	return p.Save(26*vg.Centimeter, 13*vg.Centimeter, path)
+}
+
+// Measured distils the run for the capacity model (see capacity.Measured):
+// the fastest correct parallel executor per workload and each executor's
+// median no-op call.
+func (r *Report) Measured() capacity.Measured {
+	m := capacity.Measured{Date: r.Date, Machine: r.Machine, Winners: map[string]string{}, CallOverhead: map[string]time.Duration{}}
+	for _, w := range r.Workloads {
+		best, rate := "", 0.0
+		for _, ex := range Executors {
+			if c, ok := r.Cell(w, ex); ok && ex != "serial" && c.Correct && c.ItemsPerSec > rate {
+				best, rate = ex, c.ItemsPerSec
+			}
+		}
+		if w == "segfault" {
+			continue
+		}
+		if best != "" {
+			m.Winners[w] = best
+		}
+	}
+	for _, ex := range Executors {
+		if c, ok := r.Cell("noop-b1", ex); ok && c.Correct && ex != "serial" {
+			m.CallOverhead[ex] = c.P50
+		}
+	}
+	return m
 }

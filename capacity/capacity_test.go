@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -139,4 +140,26 @@ func TestReportWarningsAndJSON(t *testing.T) {
 	b, err := json.Marshal(r)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"enabled_by":["_fastmath"]`)
+}
+
+func TestMeasuredFeedsThePlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "measured.json")
+	_, ok, err := capacity.LoadMeasured(path)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	m := capacity.Measured{Date: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), Winners: map[string]string{"cpu": "process-gil", "hash-1mb": "thread"},
+		CallOverhead: map[string]time.Duration{"thread": 20 * time.Microsecond, "process-gil": 80 * time.Microsecond}}
+	require.NoError(t, m.Save(path))
+	got, ok, err := capacity.LoadMeasured(path)
+	require.NoError(t, err)
+	require.True(t, ok)
+	r := &capacity.Report{CPU: capacity.CPU{Online: 2, Usable: 2, GOMAXPROCS: 2}, Measured: &got,
+		Embedded:     capacity.Embedded{Available: true, FreeThreaded: true},
+		Interpreters: []capacity.Interpreter{{Path: "/usr/bin/python3", Version: "3.11.2", GILEnabled: true}}}
+	r.Plan()
+	require.Len(t, r.Pools, 2)
+	assert.Contains(t, r.Pools[0].Note, "fastest here (slither bench 2026-11-23) for hash-1mb")
+	assert.Contains(t, r.Pools[1].Note, "for cpu")
+	assert.Equal(t, 80*time.Microsecond, r.Pools[1].CallOverhead, "the measured overhead, when doctor did not time one")
+	assert.Equal(t, 380, r.BatchAdvice[0].Sizes["thread"], "batch advice from the measured 20 us")
 }

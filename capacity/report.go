@@ -3,8 +3,10 @@ package capacity
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +28,9 @@ type Report struct {
 	// ProcessOverhead holds measured no-op calls through a one-worker
 	// process pool, by interpreter path, for Plan.
 	ProcessOverhead map[string]time.Duration `json:"-"`
+	// Measured is what the last full `slither bench` on this machine
+	// found, if it ran.
+	Measured *Measured `json:"measured,omitempty"`
 }
 
 // Embedded describes the interpreter embedded in this process.
@@ -103,6 +108,30 @@ func (r *Report) Plan() {
 				Workers: cores, ThreadsPerWorker: 1, Capacity: cores, CPU: ProcessCPU(cores, 1, cores, true),
 				CallOverhead: r.ProcessOverhead[in.Path],
 				Note:         "GIL build: for libraries not safe (or not importable) on the free-threaded one"})
+		}
+	}
+	if m := r.Measured; m != nil { // what slither bench measured here
+		for i := range r.Pools {
+			p := &r.Pools[i]
+			ex := "thread"
+			if p.Kind == "process" {
+				ex = "process-gil"
+				if strings.HasSuffix(p.Name, "t") {
+					ex = "process-ft"
+				}
+			}
+			if p.CallOverhead == 0 {
+				p.CallOverhead = m.CallOverhead[ex]
+			}
+			var won []string
+			for _, w := range slices.Sorted(maps.Keys(m.Winners)) {
+				if m.Winners[w] == ex {
+					won = append(won, w)
+				}
+			}
+			if len(won) > 0 {
+				p.Note += fmt.Sprintf("; fastest here (slither bench %s) for %s", m.Date.Format("2006-01-02"), strings.Join(won, ", "))
+			}
 		}
 	}
 	r.BatchAdvice = nil
@@ -259,6 +288,13 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s -> %s\t%s\n", c.Module, c.Interpreter, c.Verdict(), onOff(c.GILBefore), onOff(c.GILAfter), sp)
 		}
 		tw.Flush()
+	}
+
+	if m := r.Measured; m != nil {
+		fmt.Fprintf(&b, "\nMeasured by slither bench on %s (fastest correct executor per workload)\n", m.Date.Format("2006-01-02"))
+		for _, w := range slices.Sorted(maps.Keys(m.Winners)) {
+			fmt.Fprintf(&b, "  %-12s %s\n", w, m.Winners[w])
+		}
 	}
 
 	b.WriteString("\nWarnings\n")

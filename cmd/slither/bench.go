@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slither-go/slither/bench"
+	"github.com/slither-go/slither/capacity"
 )
 
 func newBench() *cobra.Command {
@@ -41,6 +42,11 @@ recommendation per workload.`,
 			} else {
 				var err error
 				if rep, err = bench.Run(cmd.Context(), o); err != nil {
+					return err
+				}
+			}
+			if !rep.Quick && len(o.Only) == 0 { // a full run (or a saved one) teaches the capacity model
+				if err := rep.Measured().Save(capacity.MeasuredPath()); err != nil {
 					return err
 				}
 			}

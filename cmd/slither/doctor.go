@@ -98,6 +98,9 @@ func runDoctor(ctx context.Context, w io.Writer, o doctorOptions) error {
 			}
 		}
 	}
+	if m, ok, err := capacity.LoadMeasured(capacity.MeasuredPath()); err == nil && ok {
+		r.Measured = &m
+	}
 	measureWarnings := r.Warnings
 	r.Plan()
 	r.Warnings = append(r.Warnings, measureWarnings...)
