@@ -240,6 +240,8 @@ func ensureModules(python string, modules, packages []string) error {
 	if m := missing(); len(m) == 0 {
 		return nil
 	} else if os.Geteuid() == 0 {
+		// A fresh machine may have no package lists yet.
+		_ = exec.Command("apt-get", "update", "-qq").Run()
 		cmd := exec.Command("apt-get", append([]string{"install", "-y", "-qq"}, packages...)...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {
