@@ -333,9 +333,10 @@ func (r *runner) produce(b Batcher) {
 		close(r.results)
 	}()
 	in := make(chan Item)
-	feedDone := make(chan struct{})
-	go func() { // the input may block: read it on its own goroutine
-		defer close(feedDone)
+	// The input is read on a goroutine of its own: an input that blocks
+	// (a channel nobody closes) must not stall a cancelled run. That
+	// goroutine ends when the input yields its next item, or ends.
+	go func() {
 		defer close(in)
 		for it := range r.d.items {
 			select {
@@ -345,8 +346,6 @@ func (r *runner) produce(b Batcher) {
 			}
 		}
 	}()
-	defer func() { <-feedDone }()
-
 	seq := 0
 	send := func(batches [][]Item) bool {
 		for _, items := range batches {

@@ -425,3 +425,41 @@ func TestAdaptiveBatchSizeConverges(t *testing.T) {
 	want := capacity.BatchFor(float64(a), float64(b), 0)
 	assert.InDelta(t, want, sizer.Target(), float64(want)*0.1)
 }
+
+func TestBlockedInputDoesNotStallABreak(t *testing.T) {
+	p := threadPool(t, 1)
+	ch := make(chan int) // never closed while the run is read
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := range 3 {
+			select {
+			case ch <- i:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	o := opts("square")
+	o.Strategy = dispatch.FixedBatch(1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for r, err := range dispatch.Stream(context.Background(), p, dispatch.Chan(ch), o).Results() {
+			require.NoError(t, err)
+			if r.Item.ID == "1" {
+				break // the input now blocks: breaking out must still return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("breaking out of a run whose input blocks did not return")
+	}
+	close(stop)
+	<-sent
+	close(ch) // lets the input's goroutine end before goleak looks
+	time.Sleep(10 * time.Millisecond)
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -198,4 +199,27 @@ func TestEarlyBreakAndRunOnce(t *testing.T) {
 	for _, err := range s.Outputs() {
 		assert.ErrorContains(t, err, "a Stream runs once")
 	}
+}
+
+func TestCancelWithBlockedInput(t *testing.T) {
+	p, err := pipe.New("p").Map("id", func(ctx context.Context, it Item) (Item, error) { return it, nil }).Build()
+	require.NoError(t, err)
+	ch := make(chan int) // never closed while the run is read
+	go func() { ch <- 1 }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Run(ctx, pipe.Env{}, dispatch.Chan(ch))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelling a run whose input blocks did not return")
+	}
+	close(ch)
+	time.Sleep(10 * time.Millisecond)
 }

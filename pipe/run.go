@@ -249,9 +249,10 @@ func (s *Stream) run(yield func(Output, error) bool) (err error) {
 	}
 
 	in := make(chan envelope, chanBuffer)
-	wg.Add(1)
-	go func() { // the input, read lazily
-		defer wg.Done()
+	// The input is read lazily on a goroutine of its own, outside the wait
+	// below: an input that blocks (a channel nobody closes) must not stall
+	// a cancelled run; that goroutine ends when the input next yields.
+	go func() {
 		defer close(in)
 		for it := range s.items {
 			select {
@@ -360,7 +361,7 @@ func (r *stageRun) run(ctx context.Context) {
 	case kindBatch:
 		r.batch(ctx)
 	default:
-		for e := range r.in {
+		for e := range recv(ctx, r.in) {
 			if e.out != "" { // already bound for an output
 				if !r.emit(ctx, e) {
 					return
@@ -369,6 +370,22 @@ func (r *stageRun) run(ctx context.Context) {
 			}
 			r.stats.in.Add(1)
 			if !r.item(ctx, e.it) {
+				return
+			}
+		}
+	}
+}
+
+// recv yields what ch delivers until it is closed or ctx ends.
+func recv(ctx context.Context, ch <-chan envelope) iter.Seq[envelope] {
+	return func(yield func(envelope) bool) {
+		for {
+			select {
+			case e, ok := <-ch:
+				if !ok || !yield(e) {
+					return
+				}
+			case <-ctx.Done():
 				return
 			}
 		}
@@ -416,7 +433,7 @@ func (r *stageRun) batch(ctx context.Context) {
 		r.stats.busy.Add(int64(time.Since(start)))
 		return r.deliver(ctx, items, outs, err)
 	}
-	for e := range r.in {
+	for e := range recv(ctx, r.in) {
 		if e.out != "" {
 			if !r.emit(ctx, e) {
 				return
@@ -562,7 +579,7 @@ func (r *stageRun) python(ctx context.Context) {
 	py := r.st.py
 	pool := &countingPool{Pool: r.pool, stats: r.stats}
 	input := func(yield func(Item) bool) {
-		for e := range r.in {
+		for e := range recv(ctx, r.in) {
 			if e.out != "" {
 				if !r.emit(ctx, e) {
 					return
