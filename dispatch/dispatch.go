@@ -87,9 +87,12 @@ type Report struct {
 	Items          int // items read from the input
 	Succeeded      int // items with a Value
 	SkippedBatches int // batches dropped by Skip
-	SkippedItems   int
-	Routed         int // items sent to error buckets by Route
-	Retries        int // re-submissions by Retry
+	SkippedItems   int // items dropped by Skip: whole batches', and single failed items
+	// FailedItems counts items the Python function failed on their own
+	// (slither.failed), before the policy acted on them.
+	FailedItems int
+	Routed      int // items sent to error buckets by Route
+	Retries     int // re-submissions by Retry
 	// PerWorker counts the batches each worker (by index) completed.
 	PerWorker map[int]int
 	Duration  time.Duration
@@ -425,19 +428,31 @@ func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt
 		"batch": seq, "attempt": attempt, "pool": string(r.d.pool.Kind())})
 }
 
-// run submits one batch, retrying and applying the error policy.
+// run submits one batch, retrying and applying the error policy. A whole
+// batch fails when Submit fails; single items fail when the Python function
+// returns slither.failed(...) for them. Retries resubmit what failed (the
+// whole batch, or just the failed items); results keep their input order.
 func (r *runner) run(seq int, items []Item) done {
 	o := &r.d.opts
-	payloads := make([]any, len(items))
-	for i, it := range items {
-		payloads[i] = it.Payload
+	values := make([]any, len(items))
+	hasValue := make([]bool, len(items))
+	var routed []Result
+	skippedItems := 0
+	pending := make([]int, len(items)) // indices still to run
+	for i := range pending {
+		pending[i] = i
 	}
-	b := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session,
-		Unpinned: o.Unpinned, Route: o.Route}
 	policy := o.OnError
 	backoff := time.Duration(0)
 	for attempt := 1; ; attempt++ {
-		m := telemetry.Measurements{Items: len(items), BatchSize: len(items)}
+		sub := make([]Item, len(pending))
+		payloads := make([]any, len(pending))
+		for k, i := range pending {
+			sub[k], payloads[k] = items[i], items[i].Payload
+		}
+		b := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session,
+			Unpinned: o.Unpinned, Route: o.Route}
+		m := telemetry.Measurements{Items: len(sub), BatchSize: len(sub)}
 		r.emit(telemetry.DispatchBatchStart, m, seq, attempt)
 		var ci pools.CallInfo
 		start := time.Now()
@@ -445,34 +460,56 @@ func (r *runner) run(seq int, items []Item) done {
 		if o.Timeout > 0 {
 			sctx, cancel = context.WithTimeoutCause(r.ctx, o.Timeout, fmt.Errorf("%w: batch ran past the %v timeout", pools.ErrTimeout, o.Timeout))
 		}
-		values, err := r.d.pool.Submit(pools.WithCallInfo(sctx, &ci), b)
+		out, err := r.d.pool.Submit(pools.WithCallInfo(sctx, &ci), b)
 		cancel()
 		m.Duration = time.Since(start)
+
+		var failed []int // indices into items
+		var errs []error // their errors
 		if err == nil {
 			r.emit(telemetry.DispatchBatchStop, m, seq, attempt)
 			if r.observer != nil {
-				r.observer.Observe(len(items), m.Duration)
+				r.observer.Observe(len(sub), m.Duration)
+			}
+			ok := 0
+			for k, v := range out {
+				if msg, bad := failedMarker(v); bad {
+					failed = append(failed, pending[k])
+					errs = append(errs, &ItemError{ID: sub[k].ID, Message: msg})
+					continue
+				}
+				values[pending[k]], hasValue[pending[k]] = v, true
+				ok++
 			}
 			r.d.count(func(rep *Report) {
-				rep.Succeeded += len(items)
+				rep.Succeeded += ok
+				rep.FailedItems += len(failed)
 				rep.PerWorker[ci.Worker]++
 			})
-			return done{seq: seq, items: items, values: values}
-		}
-		if r.ctx.Err() != nil { // cancelled: the consumer is stopping
-			r.emit(telemetry.DispatchBatchException, m, seq, attempt)
-			return done{seq: seq, skipped: true}
-		}
-		if o.Telemetry != nil {
-			o.Telemetry.Emit(telemetry.DispatchBatchException, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module,
-				"function": o.Function, "batch": seq, "attempt": attempt, "error": err.Error(), "pool": string(r.d.pool.Kind())})
+			if len(failed) == 0 {
+				break
+			}
+		} else {
+			if r.ctx.Err() != nil { // cancelled: the consumer is stopping
+				r.emit(telemetry.DispatchBatchException, m, seq, attempt)
+				return done{seq: seq, skipped: true}
+			}
+			if o.Telemetry != nil {
+				o.Telemetry.Emit(telemetry.DispatchBatchException, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module,
+					"function": o.Function, "batch": seq, "attempt": attempt, "error": err.Error(), "pool": string(r.d.pool.Kind())})
+			}
+			failed = pending
+			errs = make([]error, len(pending))
+			for k := range errs {
+				errs[k] = err
+			}
 		}
 		if rt, ok := policy.(Retry); ok {
 			retryable := Retryable
 			if rt.If != nil {
 				retryable = rt.If
 			}
-			if attempt <= rt.Attempts && retryable(err) {
+			if attempt <= rt.Attempts && retryable(errs[0]) {
 				if backoff == 0 {
 					backoff = rt.Backoff
 				} else {
@@ -488,31 +525,62 @@ func (r *runner) run(seq int, items []Item) done {
 					}
 				}
 				r.d.count(func(rep *Report) { rep.Retries++ })
-				r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, attempt+1)
+				r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(failed), BatchSize: len(failed)}, seq, attempt+1)
+				pending = failed
 				continue
 			}
 			policy = rt.Then
 		}
+		whole := err != nil
 		switch p := policy.(type) {
 		case Skip:
+			skippedItems += len(failed)
 			r.d.count(func(rep *Report) {
-				rep.SkippedBatches++
-				rep.SkippedItems += len(items)
+				if whole {
+					rep.SkippedBatches++
+				}
+				rep.SkippedItems += len(failed)
 			})
-			return done{seq: seq, skipped: true}
 		case Route:
-			routed := make([]Result, len(items))
-			for i, it := range items {
-				routed[i] = Result{Item: it, Err: err, Bucket: p(it, err)}
+			for k, i := range failed {
+				routed = append(routed, Result{Item: items[i], Err: errs[k], Bucket: p(items[i], errs[k])})
 			}
-			r.d.count(func(rep *Report) { rep.Routed += len(items) })
-			return done{seq: seq, routed: routed}
+			r.d.count(func(rep *Report) { rep.Routed += len(failed) })
 		default: // Halt
-			ids := make([]string, len(items))
-			for i, it := range items {
-				ids[i] = it.ID
+			ids := make([]string, len(failed))
+			for k, i := range failed {
+				ids[k] = items[i].ID
 			}
-			return done{seq: seq, err: &BatchError{Batch: seq, ItemIDs: ids, Attempts: attempt, Err: err}}
+			return done{seq: seq, err: &BatchError{Batch: seq, ItemIDs: ids, Attempts: attempt, Err: errs[0]}}
+		}
+		break
+	}
+	d := done{seq: seq, routed: routed, skipped: skippedItems == len(items)}
+	for i, it := range items {
+		if hasValue[i] {
+			d.items = append(d.items, it)
+			d.values = append(d.values, values[i])
 		}
 	}
+	return d
 }
+
+// failedMarker reports whether v is what slither.failed(message) returns
+// for one item that failed on its own.
+func failedMarker(v any) (string, bool) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return "", false
+	}
+	msg, ok := m["__slither_failed__"].(string)
+	return msg, ok
+}
+
+// ItemError is the error of one item that its Python function failed on
+// its own (slither.failed), leaving the rest of its batch good.
+type ItemError struct {
+	ID      string
+	Message string
+}
+
+func (e *ItemError) Error() string { return fmt.Sprintf("item %s failed: %s", e.ID, e.Message) }

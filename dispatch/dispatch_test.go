@@ -463,3 +463,60 @@ func TestBlockedInputDoesNotStallABreak(t *testing.T) {
 	close(ch) // lets the input's goroutine end before goleak looks
 	time.Sleep(10 * time.Millisecond)
 }
+
+func TestItemFailuresStayWithTheirItem(t *testing.T) {
+	p := threadPool(t, 2)
+	ctx := context.Background()
+	in := []int{1, 2, -3, 4, 5, 6, -7, 8}
+	o := opts("fail_items")
+	o.Strategy = dispatch.FixedBatch(4)
+
+	o.OnError = dispatch.Skip{}
+	out, err := dispatch.Run(ctx, p, dispatch.Slice(in), o)
+	require.NoError(t, err)
+	var got []any
+	for _, r := range out.Results {
+		got = append(got, r.Value)
+	}
+	assert.Equal(t, []any{int64(10), int64(20), int64(40), int64(50), int64(60), int64(80)}, got, "only the failed items are gone")
+	assert.Equal(t, 2, out.Report.FailedItems)
+	assert.Equal(t, 2, out.Report.SkippedItems)
+	assert.Zero(t, out.Report.SkippedBatches)
+
+	o.OnError = dispatch.Route(func(it dispatch.Item, err error) string { return "neg" })
+	out, err = dispatch.Run(ctx, p, dispatch.Slice(in), o)
+	require.NoError(t, err)
+	require.Len(t, out.Buckets["neg"], 2)
+	var ie *dispatch.ItemError
+	require.ErrorAs(t, out.Buckets["neg"][0].Err, &ie)
+	assert.Equal(t, "2", ie.ID)
+	assert.Equal(t, "negative -3", ie.Message)
+	assert.Len(t, out.Results, 6)
+
+	o.OnError = dispatch.Halt{}
+	_, err = dispatch.Run(ctx, p, dispatch.Slice([]int{1, -2, 3}), o)
+	var be *dispatch.BatchError
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, []string{"1"}, be.ItemIDs, "the error names the failed item, not its batch")
+	assert.ErrorContains(t, err, "item 1 failed: negative -2")
+
+	// Retry resubmits only what failed.
+	key := fmt.Sprintf("r%d", time.Now().UnixNano())
+	items := []any{[]any{key + "-a", 0}, []any{key + "-b", 2}, []any{key + "-c", 0}}
+	o = opts("flaky_items")
+	o.Strategy = dispatch.FixedBatch(3)
+	o.OnError = dispatch.Retry{Attempts: 2}
+	out, err = dispatch.Run(ctx, p, dispatch.Slice(items), o)
+	require.NoError(t, err)
+	got = nil
+	for _, r := range out.Results {
+		got = append(got, r.Value)
+	}
+	assert.Equal(t, []any{key + "-a", key + "-b", key + "-c"}, got, "input order kept across the retries")
+	assert.Equal(t, 2, out.Report.Retries)
+	assert.Equal(t, 2, out.Report.FailedItems)
+	attempts, err := p.Submit(ctx, pools.Batch{Module: mod, Function: "flaky_items", Items: []any{[]any{key + "-a", 100}}})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"__slither_failed__": key + "-a: attempt 2"}, attempts[0],
+		"item a ran once before this probe: it was not resubmitted")
+}

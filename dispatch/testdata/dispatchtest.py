@@ -81,3 +81,20 @@ def costly(batch):
     busy loop, so that other load on the machine does not distort it."""
     time.sleep(0.002 + 0.0001 * len(batch))
     return batch
+
+
+def fail_items(batch):
+    """Negative items fail on their own; the rest are multiplied by 10."""
+    import slither
+    return [slither.failed(f"negative {x}") if x < 0 else x * 10 for x in batch]
+
+
+def flaky_items(batch):
+    """Items [key, failures]: each fails on its own until tried failures+1 times."""
+    import slither
+    out = []
+    for key, failures in batch:
+        with _lock:
+            n = _attempts[key] = _attempts.get(key, 0) + 1
+        out.append(slither.failed(f"{key}: attempt {n}") if n <= failures else key)
+    return out

@@ -58,9 +58,9 @@ func run(ctx context.Context, env *examples.Env) error {
 		}).
 		Python("thumbnail", pipe.Python{Module: "images", Function: "thumbnail", Pool: "system", Route: pools.Process,
 			Strategy: dispatch.WeightedBatch(2_000_000, pixels), MaxInFlight: 2}).
-		Router("check", pipe.When("failed", func(it pipe.Item) bool { _, bad := it.Payload.(map[string]any)["error"]; return bad })).
-		Output("failed").
-		OnError("thumbnail", dispatch.Skip{}). // a whole batch failing (a worker crash) is skipped
+		// A picture its function failed on alone (slither.failed) goes to the
+		// "failed" bucket with its error; the rest of its batch is fine.
+		OnError("thumbnail", dispatch.Route(func(dispatch.Item, error) string { return "failed" })).
 		Build()
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func run(ctx context.Context, env *examples.Env) error {
 	if err != nil {
 		return err
 	}
-	thumbs := res.Outputs["default"]
+	thumbs := res.Outputs["out"]
 	failed := res.Outputs["failed"]
 	peak := map[any]float64{}
 	okSize := 0
@@ -94,7 +94,7 @@ func run(ctx context.Context, env *examples.Env) error {
 	env.Check("every good picture got a thumbnail within 128 px", okSize == len(thumbs) && len(thumbs) == len(items)-1,
 		"%d thumbnails for %d good pictures", len(thumbs), len(items)-1)
 	env.Check("the corrupt picture failed alone, not its batch", len(failed) == 1 && failed[0].ID == "img07-0" && tn.Skipped == 0,
-		"%d failed, %d skipped", len(failed), tn.Skipped)
+		"%d failed (slither.failed, routed to \"failed\"), %d skipped", len(failed), tn.Skipped)
 	env.Check("memory stayed bounded", top < worst, "peak %.0f MB per worker < %.0f MB unbounded", top, worst)
 	return nil
 }
@@ -102,7 +102,7 @@ func run(ctx context.Context, env *examples.Env) error {
 func errorsOf(items []pipe.Item) []string {
 	var out []string
 	for _, it := range items {
-		out = append(out, fmt.Sprintf("%s: %v", it.ID, it.Payload.(map[string]any)["error"]))
+		out = append(out, fmt.Sprintf("%s: %v", it.ID, it.Meta["error"]))
 	}
 	return out
 }

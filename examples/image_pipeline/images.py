@@ -5,6 +5,7 @@ import io
 import os
 import resource
 
+import slither
 from PIL import Image, ImageDraw
 
 
@@ -32,7 +33,7 @@ def thumbnail(batch):
             img = Image.open(io.BytesIO(data))
             img.load()
         except Exception as e:  # one bad picture fails alone, not its batch
-            out.append({"error": f"{type(e).__name__}: {e}"})
+            out.append(slither.failed(f"{type(e).__name__}: {e}"))
             continue
         img.thumbnail((128, 128))
         buf = io.BytesIO()

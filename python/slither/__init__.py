@@ -74,6 +74,14 @@ if _view is not None:  # embedded: one C call, no Python frame
     view = _view  # noqa: F811
 
 
+def failed(message):
+    """The result for one item that failed on its own: return it in that
+    item's place and the rest of the batch stays good; the Go side applies
+    the run's error policy to that item alone (skip it, route it to an
+    error bucket with this message, retry it, or halt)."""
+    return {"__slither_failed__": str(message)}
+
+
 def thread_safe(fn):
     """Marks fn as safe to run on many Python threads at once.
 
@@ -84,5 +92,5 @@ def thread_safe(fn):
     return fn
 
 
-__all__ = ["Cancelled", "Context", "HostError", "RefError", "ViewError", "context", "deref", "host_call",
+__all__ = ["Cancelled", "Context", "HostError", "RefError", "ViewError", "context", "deref", "failed", "host_call",
            "ref", "release", "session", "thread_safe", "view"]
