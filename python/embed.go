@@ -31,11 +31,22 @@ var (
 // different versions never mix and an existing copy is reused. Safe for
 // concurrent use; the work is done once per process.
 func Dir() (string, error) {
-	dirOnce.Do(func() { dir, dirErr = extract() })
+	dirOnce.Do(func() {
+		root := os.Getenv("SLITHER_CACHE_DIR")
+		if root == "" {
+			c, err := os.UserCacheDir()
+			if err != nil {
+				c = os.TempDir()
+			}
+			root = filepath.Join(c, "slither")
+		}
+		dir, dirErr = extract(root)
+	})
 	return dir, dirErr
 }
 
-func extract() (string, error) {
+// extract writes the package under root, unless an identical copy is there.
+func extract(root string) (string, error) {
 	h := sha256.New()
 	var files []string
 	err := fs.WalkDir(FS, ".", func(p string, d fs.DirEntry, err error) error {
@@ -53,14 +64,6 @@ func extract() (string, error) {
 	})
 	if err != nil {
 		return "", fmt.Errorf("python: reading embedded package: %w", err)
-	}
-	root := os.Getenv("SLITHER_CACHE_DIR")
-	if root == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			c = os.TempDir()
-		}
-		root = filepath.Join(c, "slither")
 	}
 	target := filepath.Join(root, "python-"+hex.EncodeToString(h.Sum(nil))[:16])
 	if _, err := os.Stat(filepath.Join(target, "slither", "__init__.py")); err == nil {

@@ -1,0 +1,4 @@
+package python
+
+// Extract exposes extract to the tests: Dir does its work once per process.
+var Extract = extract
