@@ -78,8 +78,9 @@ type Router struct {
 	Telemetry *telemetry.Bus
 
 	mu       sync.Mutex
-	declared map[[2]string]bool // Go-side declarations
-	marks    map[[2]string]bool // Python-side marks, as read once
+	declared map[[2]string]bool  // Go-side declarations
+	marks    map[[2]string]bool  // Python-side marks, as read once
+	refused  map[[2]string]error // modules a probe found turn the GIL on
 	sessions map[string]Decision
 	counts   map[string]int
 }
@@ -170,6 +171,10 @@ func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
 		return toProcess(reason)
 	}
 	safe, how, err := r.threadSafe(ctx, rt, b.Module, b.Function)
+	var re *errReenables
+	if errors.As(err, &re) {
+		return toProcess(err.Error())
+	}
 	if err != nil {
 		return toProcess(fmt.Sprintf("reading the thread-safety mark of %s failed: %v", name, err))
 	}
@@ -179,18 +184,73 @@ func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
 	return Decision{Route: Thread, Pool: r.Thread, Reason: name + " is declared thread-safe (" + how + ") and the GIL is off"}, nil
 }
 
+// FreeThreadedPool is implemented by pools whose Python is a free-threaded
+// build (process.Pool): the router imports a module there first, to learn
+// its mark and whether it turns the GIL on, before importing it in-process.
+type FreeThreadedPool interface {
+	FreeThreaded() bool
+}
+
+// errReenables is a probe's verdict that importing a module turns the GIL
+// back on; the module is then never imported into this process to check.
+type errReenables struct{ module, by string }
+
+func (e *errReenables) Error() string {
+	return fmt.Sprintf("importing %s in a free-threaded worker process turned the GIL on (module %s): it is not imported into this process", e.module, e.by)
+}
+
+// probe imports module in a free-threaded process worker and reports its
+// mark, or an error saying why the thread pool must not take it.
+func (r *Router) probe(ctx context.Context, module, function string) (bool, error) {
+	out, err := r.Process.Submit(ctx, Batch{Module: "slither._gil", Function: "inspect", Items: []any{[]any{module, function}}})
+	if err != nil {
+		return false, err
+	}
+	res, _ := out[0].(map[string]any)
+	if e, _ := res["error"].(string); e != "" {
+		return false, fmt.Errorf("importing %s in a worker process failed: %s", module, e)
+	}
+	if on, _ := res["gil_after"].(bool); on {
+		by := module
+		if names, _ := res["enabled_by"].([]any); len(names) > 0 {
+			by, _ = names[0].(string)
+		}
+		return false, &errReenables{module: module, by: by}
+	}
+	safe, _ := res["thread_safe"].(bool)
+	return safe, nil
+}
+
 func (r *Router) threadSafe(ctx context.Context, rt Runtime, module, function string) (bool, string, error) {
 	k := [2]string{module, function}
 	r.mu.Lock()
 	declared := r.declared[k]
 	mark, known := r.marks[k]
+	refused := r.refused[k]
 	r.mu.Unlock()
 	if declared {
 		return true, "declared in Go", nil
 	}
+	if refused != nil {
+		return false, "", refused
+	}
 	if !known {
 		var err error
-		if mark, err = rt.ThreadSafe(ctx, module, function); err != nil {
+		if ft, ok := r.Process.(FreeThreadedPool); ok && ft.FreeThreaded() {
+			mark, err = r.probe(ctx, module, function)
+		} else {
+			mark, err = rt.ThreadSafe(ctx, module, function)
+		}
+		var re *errReenables
+		if errors.As(err, &re) {
+			r.mu.Lock()
+			if r.refused == nil {
+				r.refused = map[[2]string]error{}
+			}
+			r.refused[k] = err
+			r.mu.Unlock()
+		}
+		if err != nil {
 			return false, "", err
 		}
 		r.mu.Lock()

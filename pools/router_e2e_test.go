@@ -90,8 +90,21 @@ func gilChild(t *testing.T, dir string) {
 	assert.Equal(t, pools.Process, d.Route)
 	assert.Contains(t, d.Reason, "routetest.plain is not declared thread-safe")
 
-	// The import through the thread pool turns the GIL on.
-	out, err := r.Submit(ctx, pools.Batch{Module: "routetest", Function: "load_ext", Items: []any{0}, Route: pools.Thread})
+	// A marked module that would turn the GIL on is found out in a worker
+	// process: it is never imported here, and the GIL stays off.
+	d, err = r.Decide(ctx, pools.Batch{Module: "routetest2", Function: "cpu"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Process, d.Route)
+	assert.Equal(t, "importing routetest2 in a free-threaded worker process turned the GIL on (module _nogil_ext): it is not imported into this process", d.Reason)
+	assert.False(t, th.GILEnabled(), "the embedded GIL is still off")
+	out, err := r.Submit(ctx, pools.Batch{Module: "routetest2", Function: "cpu", Items: []any{4}})
+	require.NoError(t, err)
+	assert.Equal(t, []any{int64(8)}, out)
+	assert.False(t, th.GILEnabled())
+	assert.Empty(t, th.GILChanges())
+
+	// Importing the extension through the thread pool anyway turns the GIL on.
+	out, err = r.Submit(ctx, pools.Batch{Module: "routetest", Function: "load_ext", Items: []any{0}, Route: pools.Thread})
 	require.NoError(t, err)
 	assert.Equal(t, []any{int64(42)}, out)
 	assert.True(t, th.GILEnabled(), "the pool saw the GIL turn on")

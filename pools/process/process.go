@@ -287,6 +287,13 @@ func (p *Pool) Interpreter() Interpreter {
 	return p.info
 }
 
+// FreeThreaded reports whether the workers' Python is a free-threaded
+// build with the GIL off at start (see pools.FreeThreadedPool).
+func (p *Pool) FreeThreaded() bool {
+	in := p.Interpreter()
+	return in.FreeThreaded && !in.GILEnabled
+}
+
 // Kind returns [pools.KindProcess].
 func (p *Pool) Kind() pools.Kind { return pools.KindProcess }
 

@@ -58,3 +58,28 @@ def thread_safe(batch):
         f = getattr(importlib.import_module(mod), fn)
         out.append(bool(getattr(f, "__slither_thread_safe__", False)))
     return out
+
+
+def inspect(batch):
+    """[[module, function], ...] -> what importing each module does here:
+    {"thread_safe": the @slither.thread_safe mark, "gil_after": whether the
+    GIL is on after the import, "enabled_by": the modules CPython named,
+    "error": the import error, if any}. Run in a worker process first, so
+    that a module is never imported into the Go process just to look."""
+    out = []
+    for mod, fn in batch:
+        res = {"thread_safe": False, "gil_after": enabled(), "enabled_by": [], "error": ""}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                f = getattr(importlib.import_module(mod), fn)
+                res["thread_safe"] = bool(getattr(f, "__slither_thread_safe__", False))
+            except BaseException as e:  # noqa: BLE001 - reported to Go
+                res["error"] = f"{type(e).__name__}: {e}"
+        res["gil_after"] = enabled()
+        for w in caught:
+            m = _PATTERN.search(str(w.message))
+            if m:
+                res["enabled_by"].append(m.group(1))
+        out.append(res)
+    return out
