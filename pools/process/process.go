@@ -234,12 +234,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	if err := errors.Join(errs...); err != nil {
 		p.mu.Lock()
 		p.closed, p.stopping = true, true
-		var live []*proc
-		for _, s := range p.slots {
-			if s.proc != nil {
-				live = append(live, s.proc)
-			}
-		}
+		live := p.liveLocked()
 		p.mu.Unlock()
 		for _, pr := range live {
 			pr.kill("pool start failed")
@@ -645,11 +640,7 @@ func (p *Pool) CloseSession(id string) {
 			targets = append(targets, pn.proc)
 		}
 	} else { // unpinned batches may have left state on any worker
-		for _, s := range p.slots {
-			if s.proc != nil {
-				targets = append(targets, s.proc)
-			}
-		}
+		targets = p.liveLocked()
 	}
 	p.mu.Unlock()
 	for _, pr := range targets {
@@ -679,12 +670,7 @@ func (p *Pool) Close(ctx context.Context) error {
 				w.ready <- grant{err: fmt.Errorf("withdrawn: %w", pools.ErrClosed)}
 			}
 			p.waiters = nil
-			var live []*proc
-			for _, s := range p.slots {
-				if s.proc != nil {
-					live = append(live, s.proc)
-				}
-			}
+			live := p.liveLocked()
 			p.mu.Unlock()
 			for _, pr := range live {
 				pr.kill("pool closed before its calls finished")
@@ -700,12 +686,7 @@ func (p *Pool) shutdown() {
 	<-p.drained
 	p.mu.Lock()
 	p.stopping = true
-	var live []*proc
-	for _, s := range p.slots {
-		if s.proc != nil {
-			live = append(live, s.proc)
-		}
-	}
+	live := p.liveLocked()
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, pr := range live {
@@ -720,6 +701,17 @@ func (p *Pool) shutdown() {
 		p.bg.Wait()
 		close(p.done)
 	}()
+}
+
+// liveLocked lists the worker processes running now. p.mu held.
+func (p *Pool) liveLocked() []*proc {
+	var live []*proc
+	for _, s := range p.slots {
+		if s.proc != nil {
+			live = append(live, s.proc)
+		}
+	}
+	return live
 }
 
 // readRSS reads a process's resident set size from /proc.

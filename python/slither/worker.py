@@ -236,22 +236,28 @@ class Worker:
             msg = self.calls.get()
             if msg is None:
                 return
-            cid = msg["id"]
-            self.local.call_id = cid
-            if msg.get("s") != session:
-                session = msg.get("s")
-                _context._set_session(session)
+            session = self.execute(msg, session)
+
+    def execute(self, msg, session):
+        """Runs one call on this thread and sends its result; returns the
+        session this thread is now in."""
+        cid = msg["id"]
+        self.local.call_id = cid
+        if msg.get("s") != session:
+            session = msg.get("s")
+            _context._set_session(session)
+        with self.running_lock:
+            self.running[cid] = threading.get_ident()
+        try:
+            reply = self.run(msg)
+        finally:
             with self.running_lock:
-                self.running[cid] = threading.get_ident()
-            try:
-                reply = self.run(msg)
-            finally:
-                with self.running_lock:
-                    self.running.pop(cid, None)
-            try:
-                self.send_result(cid, reply)
-            except OSError:
-                os._exit(0)
+                self.running.pop(cid, None)
+        try:
+            self.send_result(cid, reply)
+        except OSError:
+            os._exit(0)  # the Go side is gone
+        return session
 
     def lookup(self, mod, fn):
         key = (mod, fn)
@@ -391,22 +397,7 @@ class Worker:
                 if not self.control(msg):
                     self.exit()
                 continue
-            cid = msg["id"]
-            self.local.call_id = cid
-            if msg.get("s") != session:
-                session = msg.get("s")
-                _context._set_session(session)
-            with self.running_lock:
-                self.running[cid] = threading.get_ident()
-            try:
-                reply = self.run(msg)
-            finally:
-                with self.running_lock:
-                    self.running.pop(cid, None)
-            try:
-                self.send_result(cid, reply)
-            except OSError:
-                os._exit(0)
+            session = self.execute(msg, session)
             if self.exiting:
                 self.exit()
 
