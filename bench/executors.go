@@ -28,9 +28,7 @@ type runner func(ctx context.Context, w workload) Cell
 // executor prepares one column of the matrix.
 func executor(ctx context.Context, name string, o Options) (runner, func(), error) {
 	switch name {
-	case "thread":
-		return poolExecutor(ctx, name, o)
-	case "process-ft", "process-gil":
+	case "thread", "process-ft", "process-gil":
 		return poolExecutor(ctx, name, o)
 	case "py-threads":
 		return scriptExecutor("threads", o), func() {}, nil
