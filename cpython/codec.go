@@ -3,45 +3,30 @@
 package cpython
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"math/big"
-	"reflect"
 	"slices"
-	"strconv"
-	"unicode/utf8"
+	"strings"
+
+	"github.com/slither-go/slither/internal/convert"
 )
 
 // MaxDepth is how deeply lists and dicts may nest in a value that crosses
-// between Go and Python, either way. Deeper values fail with a
-// [*ConversionError] rather than exhausting the C stack.
-const MaxDepth = 1000
+// between Go and Python, either way; every pointer a Go value goes through
+// counts as a level too. Deeper (or cyclic) values fail with a
+// [*ConversionError] rather than exhausting the stack.
+const MaxDepth = convert.MaxDepth
 
-// ErrConversion is matched (errors.Is) by every [*ConversionError].
-var ErrConversion = errors.New("cpython: value cannot cross between Go and Python")
+// ErrConversion is matched (errors.Is) by every [*ConversionError]. It is
+// the same value as pools.ErrConversion and wire.ErrConversion.
+var ErrConversion = convert.ErrConversion
 
 // ConversionError reports a value that has no mapping between Go and Python.
 // Path locates it inside the value, e.g. "[3][name]"; it is empty for the
-// top level.
-type ConversionError struct {
-	Direction string // "go->python" or "python->go"
-	Path      string
-	Reason    string
-}
-
-func (e *ConversionError) Error() string {
-	at := ""
-	if e.Path != "" {
-		at = " at " + e.Path
-	}
-	return fmt.Sprintf("cpython: %s conversion%s: %s", e.Direction, at, e.Reason)
-}
-
-// Is makes errors.Is(err, ErrConversion) true.
-func (e *ConversionError) Is(target error) bool { return target == ErrConversion }
+// top level. Both pools report conversion failures with this one type.
+type ConversionError = convert.ConversionError
 
 // Wire tags, shared with shim.c.
 const (
@@ -57,9 +42,21 @@ const (
 	tagMap    = 'm'
 )
 
-// encoder appends Go values in the wire format.
+// encoder appends Go values in the wire format. It is the
+// [convert.Emitter] of the shared walk, which does the type mapping and
+// every check.
 type encoder struct {
-	buf []byte
+	buf  []byte
+	walk convert.Walker
+}
+
+// encodeList encodes items as one Python list, the top-level shape of every call.
+func (e *encoder) encodeList(items []any) error { return e.walk.List(e, items) }
+
+// encode encodes v, found at depth inside the value sent, at path (the
+// segments joined).
+func (e *encoder) encode(v any, path []string, depth int) error {
+	return e.walk.Value(e, v, depth, strings.Join(path, ""))
 }
 
 func (e *encoder) u64(v uint64) { e.buf = binary.LittleEndian.AppendUint64(e.buf, v) }
@@ -70,211 +67,61 @@ func (e *encoder) str(tag byte, s string) {
 	e.buf = append(e.buf, s...)
 }
 
-func (e *encoder) raw(tag byte, b []byte) {
-	e.buf = append(e.buf, tag)
-	e.u64(uint64(len(b)))
-	e.buf = append(e.buf, b...)
+func (e *encoder) None() { e.buf = append(e.buf, tagNone) }
+
+func (e *encoder) Bool(v bool) {
+	if v {
+		e.buf = append(e.buf, tagTrue)
+	} else {
+		e.buf = append(e.buf, tagFalse)
+	}
 }
 
-func convErr(path []string, format string, args ...any) error {
-	p := ""
-	for _, s := range path {
-		p += s
-	}
-	return &ConversionError{Direction: "go->python", Path: p, Reason: fmt.Sprintf(format, args...)}
-}
-
-// encodeList encodes items as one Python list, the top-level shape of every call.
-func (e *encoder) encodeList(items []any) error {
-	e.buf = append(e.buf, tagList)
-	e.u64(uint64(len(items)))
-	path := make([]string, 0, 8)
-	for i, v := range items {
-		if err := e.encode(v, append(path, "["+strconv.Itoa(i)+"]"), 1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (e *encoder) encode(v any, path []string, depth int) error {
-	if depth > MaxDepth {
-		return convErr(path, "nesting deeper than %d levels", MaxDepth)
-	}
-	switch x := v.(type) {
-	case nil:
-		e.buf = append(e.buf, tagNone)
-	case bool:
-		if x {
-			e.buf = append(e.buf, tagTrue)
-		} else {
-			e.buf = append(e.buf, tagFalse)
-		}
-	case int:
-		e.int(int64(x))
-	case int64:
-		e.int(x)
-	case int32:
-		e.int(int64(x))
-	case int16:
-		e.int(int64(x))
-	case int8:
-		e.int(int64(x))
-	case uint:
-		e.uint(uint64(x))
-	case uint64:
-		e.uint(x)
-	case uint32:
-		e.int(int64(x))
-	case uint16:
-		e.int(int64(x))
-	case uint8:
-		e.int(int64(x))
-	case float64:
-		e.float(x)
-	case float32:
-		e.float(float64(x))
-	case string:
-		if !utf8.ValidString(x) {
-			return convErr(path, "string is not valid UTF-8")
-		}
-		e.str(tagStr, x)
-	case []byte:
-		e.raw(tagBytes, x)
-	case *big.Int:
-		if x == nil {
-			e.buf = append(e.buf, tagNone)
-		} else {
-			e.str(tagBigInt, x.String())
-		}
-	case []any:
-		e.buf = append(e.buf, tagList)
-		e.u64(uint64(len(x)))
-		for i, item := range x {
-			if err := e.encode(item, append(path, "["+strconv.Itoa(i)+"]"), depth+1); err != nil {
-				return err
-			}
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		e.buf = append(e.buf, tagMap)
-		e.u64(uint64(len(keys)))
-		for _, k := range keys {
-			if err := e.key(k, path); err != nil {
-				return err
-			}
-			if err := e.encode(x[k], append(path, "["+k+"]"), depth+1); err != nil {
-				return err
-			}
-		}
-	default:
-		return e.reflect(reflect.ValueOf(v), path, depth)
-	}
-	return nil
-}
-
-func (e *encoder) key(k string, path []string) error {
-	if !utf8.ValidString(k) {
-		return convErr(path, "map key %q is not valid UTF-8", k)
-	}
-	e.u64(uint64(len(k)))
-	e.buf = append(e.buf, k...)
-	return nil
-}
-
-func (e *encoder) int(v int64) {
+func (e *encoder) Int(v int64) {
 	e.buf = append(e.buf, tagInt)
 	e.u64(uint64(v))
 }
 
-func (e *encoder) uint(v uint64) {
-	if v > math.MaxInt64 {
-		e.str(tagBigInt, strconv.FormatUint(v, 10))
-		return
-	}
-	e.int(int64(v))
+func (e *encoder) BigInt(v *big.Int) {
+	e.buf = append(e.buf, tagBigInt)
+	at := len(e.buf)
+	e.u64(0) // the length, once known
+	e.buf = v.Append(e.buf, 10)
+	binary.LittleEndian.PutUint64(e.buf[at:], uint64(len(e.buf)-at-8))
 }
 
-func (e *encoder) float(v float64) {
+func (e *encoder) Float(v float64) {
 	e.buf = append(e.buf, tagFloat)
 	e.u64(math.Float64bits(v))
 }
 
-// reflect handles typed slices, arrays, string-keyed maps and pointers, so
-// that []string or map[string]float64 cross without the caller re-boxing.
-func (e *encoder) reflect(rv reflect.Value, path []string, depth int) error {
-	switch rv.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if rv.IsNil() {
-			e.buf = append(e.buf, tagNone)
-			return nil
-		}
-		return e.encode(rv.Elem().Interface(), path, depth)
-	case reflect.Bool:
-		return e.encode(rv.Bool(), path, depth)
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		e.int(rv.Int())
-		return nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		e.uint(rv.Uint())
-		return nil
-	case reflect.Float32, reflect.Float64:
-		e.float(rv.Float())
-		return nil
-	case reflect.String:
-		return e.encode(rv.String(), path, depth)
-	case reflect.Slice, reflect.Array:
-		if rv.Kind() == reflect.Slice && rv.IsNil() {
-			e.buf = append(e.buf, tagNone)
-			return nil
-		}
-		if rv.Type().Elem().Kind() == reflect.Uint8 {
-			b := make([]byte, rv.Len())
-			reflect.Copy(reflect.ValueOf(b), rv)
-			e.raw(tagBytes, b)
-			return nil
-		}
-		n := rv.Len()
-		e.buf = append(e.buf, tagList)
-		e.u64(uint64(n))
-		for i := range n {
-			if err := e.encode(rv.Index(i).Interface(), append(path, "["+strconv.Itoa(i)+"]"), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	case reflect.Map:
-		if rv.Type().Key().Kind() != reflect.String {
-			return convErr(path, "map key type %s is not a string (Python dicts from Go need string keys)", rv.Type().Key())
-		}
-		if rv.IsNil() {
-			e.buf = append(e.buf, tagNone)
-			return nil
-		}
-		keys := rv.MapKeys()
-		slices.SortFunc(keys, func(a, b reflect.Value) int { return cmp.Compare(a.String(), b.String()) })
-		e.buf = append(e.buf, tagMap)
-		e.u64(uint64(len(keys)))
-		for _, k := range keys {
-			if err := e.key(k.String(), path); err != nil {
-				return err
-			}
-			if err := e.encode(rv.MapIndex(k).Interface(), append(path, "["+k.String()+"]"), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if !rv.IsValid() {
-		e.buf = append(e.buf, tagNone)
-		return nil
-	}
-	return convErr(path, "Go type %s has no Python mapping", rv.Type())
+func (e *encoder) String(s string) { e.str(tagStr, s) }
+
+func (e *encoder) Bytes(b []byte) {
+	e.buf = append(e.buf, tagBytes)
+	e.u64(uint64(len(b)))
+	e.buf = append(e.buf, b...)
 }
+
+func (e *encoder) BeginList(n int) {
+	e.buf = append(e.buf, tagList)
+	e.u64(uint64(n))
+}
+
+func (e *encoder) Item(int) {}
+func (e *encoder) EndList() {}
+
+func (e *encoder) BeginDict(keys []string) {
+	e.buf = append(e.buf, tagMap)
+	e.u64(uint64(len(keys)))
+}
+
+func (e *encoder) Key(_ int, k string) {
+	e.u64(uint64(len(k)))
+	e.buf = append(e.buf, k...)
+}
+
+func (e *encoder) EndDict() {}
 
 // decoder reads values written by shim.c. It copies everything it keeps, so
 // the buffer may be freed afterwards.
@@ -329,8 +176,18 @@ func (d *decoder) string() (string, error) {
 	return string(s), err
 }
 
-func (d *decoder) decode() (any, error) {
-	if len(d.b) == 0 {
+// decode reads one value. Nothing it allocates is larger than a small
+// multiple of the input it has left: every claimed length or count is
+// checked against the remaining bytes first, and nesting deeper than
+// MaxDepth (which shim.c never writes) is corrupt.
+func (d *decoder) decode() (any, error) { return d.value(0) }
+
+// minMapEntry is the smallest encoding of a dict entry: a key length and a
+// one-byte value.
+const minMapEntry = 8 + 1
+
+func (d *decoder) value(depth int) (any, error) {
+	if len(d.b) == 0 || depth > MaxDepth {
 		return nil, errCorrupt
 	}
 	tag := d.b[0]
@@ -368,19 +225,19 @@ func (d *decoder) decode() (any, error) {
 		return v, nil
 	case tagList:
 		n, err := d.u64()
-		if err != nil || n > uint64(len(d.b)) {
+		if err != nil || n > uint64(len(d.b)) { // an item takes a byte at least
 			return nil, errCorrupt
 		}
 		out := make([]any, n)
 		for i := range out {
-			if out[i], err = d.decode(); err != nil {
+			if out[i], err = d.value(depth + 1); err != nil {
 				return nil, err
 			}
 		}
 		return out, nil
 	case tagMap:
 		n, err := d.u64()
-		if err != nil || n > uint64(len(d.b)) {
+		if err != nil || n > uint64(len(d.b)/minMapEntry) {
 			return nil, errCorrupt
 		}
 		out := make(map[string]any, n)
@@ -389,7 +246,7 @@ func (d *decoder) decode() (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if out[k], err = d.decode(); err != nil {
+			if out[k], err = d.value(depth + 1); err != nil {
 				return nil, err
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/slither-go/slither/internal/convert"
 )
 
 // Kind names a pool implementation; Python code sees it as
@@ -160,10 +162,16 @@ var (
 	ErrSessionLost = errors.New("pools: session lost")
 	// ErrConversion is matched by errors of batches holding a value that
 	// has no mapping between Go and Python (either way), in either pool.
-	ErrConversion = errors.New("pools: value cannot cross between Go and Python")
+	// It is the same value as cpython.ErrConversion and wire.ErrConversion.
+	ErrConversion = convert.ErrConversion
 	// ErrPoolFailed is matched once a pool has given up restarting workers
 	// (too many restarts too quickly); every later call fails with it.
 	ErrPoolFailed = errors.New("pools: pool failed")
+	// ErrReentrant is matched by errors of batches submitted for a pinned
+	// session from inside a host call (or view) made by that same session's
+	// running batch: its worker is busy with the caller, so waiting for it
+	// would deadlock.
+	ErrReentrant = errors.New("pools: re-entrant submit to a session's own busy worker")
 )
 
 // PythonError is an exception raised by the Python function of a batch, in
@@ -218,6 +226,10 @@ func CheckResults(b Batch, results []any) ([]any, error) {
 type CallInfo struct {
 	Worker int // the worker's index
 	Pid    int // the worker's process id
+	// Service is how long the worker spent on the batch (conversion and the
+	// Python call), without the time it waited for a worker: what a batch
+	// size costs, for strategies that learn from it. 0 when unknown.
+	Service time.Duration
 }
 
 type callInfoKey struct{}

@@ -5,45 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/internal/convert"
 )
 
-// MaxDepth is how deeply lists and maps may nest in a value sent either way;
-// the same limit as the embedded pool's.
-const MaxDepth = 1000
+// MaxDepth is how deeply lists and maps may nest in a value sent either way
+// (every pointer a Go value goes through counts as a level too); the same
+// limit as the embedded pool's.
+const MaxDepth = convert.MaxDepth
 
-// ErrConversion is matched (errors.Is) by every [*ConversionError].
-var ErrConversion = errors.New("wire: value cannot cross between Go and Python")
+// ErrConversion is matched (errors.Is) by every [*ConversionError]. It is
+// the same value as pools.ErrConversion and cpython.ErrConversion.
+var ErrConversion = convert.ErrConversion
 
 // ConversionError reports a value with no mapping between Go and Python.
-// Path locates it inside the value, e.g. "[3][name]".
-type ConversionError struct {
-	Direction string // "go->python" or "python->go"
-	Path      string
-	Reason    string
-}
-
-func (e *ConversionError) Error() string {
-	at := ""
-	if e.Path != "" {
-		at = " at " + e.Path
-	}
-	return fmt.Sprintf("wire: %s conversion%s: %s", e.Direction, at, e.Reason)
-}
-
-// Is makes errors.Is(err, ErrConversion) and errors.Is(err,
-// pools.ErrConversion) true.
-func (e *ConversionError) Is(target error) bool {
-	return target == ErrConversion || target == pools.ErrConversion
-}
+// Path locates it inside the value, e.g. "[3][name]". Both pools report
+// conversion failures with this one type.
+type ConversionError = convert.ConversionError
 
 // Tags: a JSON object with exactly one of these keys is not a plain dict.
 const (
@@ -56,11 +39,14 @@ const (
 func isTag(k string) bool { return k == tagBytes || k == tagFloat || k == tagDict || k == tagInt }
 
 // Encoder appends Go values as tagged JSON, moving byte strings into
-// attachments. The zero value is ready; Reset reuses its buffers.
+// attachments. The zero value is ready; Reset reuses its buffers. Which Go
+// values map to what is the shared walk's ([convert.Walker]), the same as
+// the embedded pool's; big integers of any size become JSON numbers.
 type Encoder struct {
 	Buf  []byte
 	Atts [][]byte
-	path []string
+	walk convert.Walker
+	esc  []bool // for each dict being written, whether it is tag-escaped
 }
 
 // Reset empties the encoder, keeping its buffers.
@@ -68,100 +54,26 @@ func (e *Encoder) Reset() {
 	e.Buf = e.Buf[:0]
 	clear(e.Atts)
 	e.Atts = e.Atts[:0]
-	e.path = e.path[:0]
-}
-
-func (e *Encoder) fail(format string, args ...any) error {
-	return &ConversionError{Direction: "go->python", Path: strings.Join(e.path, ""), Reason: fmt.Sprintf(format, args...)}
+	e.esc = e.esc[:0]
 }
 
 // List appends items as one JSON array, the shape of every batch.
 func (e *Encoder) List(items []any) error {
-	e.Buf = append(e.Buf, '[')
-	for i, v := range items {
-		if i > 0 {
-			e.Buf = append(e.Buf, ',')
-		}
-		e.path = append(e.path, "["+strconv.Itoa(i)+"]")
-		if err := e.value(v, 1); err != nil {
-			return err
-		}
-		e.path = e.path[:len(e.path)-1]
-	}
-	e.Buf = append(e.Buf, ']')
-	return nil
+	e.esc = e.esc[:0] // a failed walk may have left dicts open
+	return e.walk.List((*emitter)(e), items)
 }
 
-func (e *Encoder) value(v any, depth int) error {
-	if depth > MaxDepth {
-		return e.fail("nesting deeper than %d levels", MaxDepth)
-	}
-	switch x := v.(type) {
-	case nil:
-		e.Buf = append(e.Buf, "null"...)
-	case bool:
-		e.Buf = strconv.AppendBool(e.Buf, x)
-	case int:
-		e.Buf = strconv.AppendInt(e.Buf, int64(x), 10)
-	case int64:
-		e.Buf = strconv.AppendInt(e.Buf, x, 10)
-	case int32:
-		e.Buf = strconv.AppendInt(e.Buf, int64(x), 10)
-	case int16:
-		e.Buf = strconv.AppendInt(e.Buf, int64(x), 10)
-	case int8:
-		e.Buf = strconv.AppendInt(e.Buf, int64(x), 10)
-	case uint:
-		e.Buf = strconv.AppendUint(e.Buf, uint64(x), 10)
-	case uint64:
-		e.Buf = strconv.AppendUint(e.Buf, x, 10)
-	case uint32:
-		e.Buf = strconv.AppendUint(e.Buf, uint64(x), 10)
-	case uint16:
-		e.Buf = strconv.AppendUint(e.Buf, uint64(x), 10)
-	case uint8:
-		e.Buf = strconv.AppendUint(e.Buf, uint64(x), 10)
-	case float64:
-		e.float(x)
-	case float32:
-		e.float(float64(x))
-	case string:
-		return e.str(x)
-	case []byte:
-		e.bytes(x)
-	case *big.Int:
-		if x == nil {
-			e.Buf = append(e.Buf, "null"...)
-		} else {
-			e.Buf = x.Append(e.Buf, 10)
-		}
-	case []any:
-		e.Buf = append(e.Buf, '[')
-		for i, item := range x {
-			if i > 0 {
-				e.Buf = append(e.Buf, ',')
-			}
-			e.path = append(e.path, "["+strconv.Itoa(i)+"]")
-			if err := e.value(item, depth+1); err != nil {
-				return err
-			}
-			e.path = e.path[:len(e.path)-1]
-		}
-		e.Buf = append(e.Buf, ']')
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		return e.dict(keys, func(k string) any { return x[k] }, depth)
-	default:
-		return e.reflect(reflect.ValueOf(v), depth)
-	}
-	return nil
-}
+// emitter writes the shared walk's events as tagged JSON. It is a distinct
+// type so that its methods are not part of Encoder's API.
+type emitter Encoder
 
-func (e *Encoder) float(f float64) {
+func (e *emitter) None()       { e.Buf = append(e.Buf, "null"...) }
+func (e *emitter) Bool(v bool) { e.Buf = strconv.AppendBool(e.Buf, v) }
+func (e *emitter) Int(v int64) { e.Buf = strconv.AppendInt(e.Buf, v, 10) }
+
+func (e *emitter) BigInt(v *big.Int) { e.Buf = v.Append(e.Buf, 10) }
+
+func (e *emitter) Float(f float64) {
 	switch {
 	case math.IsNaN(f):
 		e.Buf = append(e.Buf, `{"$f":"nan"}`...)
@@ -179,129 +91,59 @@ func (e *Encoder) float(f float64) {
 	}
 }
 
-func (e *Encoder) bytes(b []byte) {
+func (e *emitter) String(s string) { e.Buf = AppendString(e.Buf, s) }
+
+func (e *emitter) Bytes(b []byte) {
 	e.Buf = append(e.Buf, `{"$b":`...)
 	e.Buf = strconv.AppendInt(e.Buf, int64(len(e.Atts)), 10)
 	e.Buf = append(e.Buf, '}')
 	e.Atts = append(e.Atts, b)
 }
 
-func (e *Encoder) str(s string) error {
-	if !utf8.ValidString(s) {
-		return e.fail("string is not valid UTF-8")
+func (e *emitter) BeginList(int) { e.Buf = append(e.Buf, '[') }
+
+func (e *emitter) Item(i int) {
+	if i > 0 {
+		e.Buf = append(e.Buf, ',')
 	}
-	e.Buf = AppendString(e.Buf, s)
-	return nil
 }
 
-// dict appends a string-keyed map with keys in the given order.
-func (e *Encoder) dict(keys []string, get func(string) any, depth int) error {
-	for _, k := range keys {
-		if !utf8.ValidString(k) {
-			return e.fail("map key %q is not valid UTF-8", k)
-		}
-	}
+func (e *emitter) EndList() { e.Buf = append(e.Buf, ']') }
+
+// BeginDict starts a JSON object, or, for a dict whose one key is a tag, a
+// {"$d": [[key, value]]} escape so that it does not read as a tag.
+func (e *emitter) BeginDict(keys []string) {
 	escaped := len(keys) == 1 && isTag(keys[0])
+	e.esc = append(e.esc, escaped)
 	if escaped {
 		e.Buf = append(e.Buf, `{"$d":[`...)
 	} else {
 		e.Buf = append(e.Buf, '{')
 	}
-	for i, k := range keys {
-		if i > 0 {
-			e.Buf = append(e.Buf, ',')
-		}
-		if escaped {
-			e.Buf = append(e.Buf, '[')
-		}
+}
+
+func (e *emitter) Key(i int, k string) {
+	if e.esc[len(e.esc)-1] {
+		e.Buf = append(e.Buf, '[')
 		e.Buf = AppendString(e.Buf, k)
-		if escaped {
-			e.Buf = append(e.Buf, ',')
-		} else {
-			e.Buf = append(e.Buf, ':')
-		}
-		e.path = append(e.path, "["+k+"]")
-		if err := e.value(get(k), depth+1); err != nil {
-			return err
-		}
-		e.path = e.path[:len(e.path)-1]
-		if escaped {
-			e.Buf = append(e.Buf, ']')
-		}
+		e.Buf = append(e.Buf, ',')
+		return
 	}
+	if i > 0 {
+		e.Buf = append(e.Buf, ',')
+	}
+	e.Buf = AppendString(e.Buf, k)
+	e.Buf = append(e.Buf, ':')
+}
+
+func (e *emitter) EndDict() {
+	escaped := e.esc[len(e.esc)-1]
+	e.esc = e.esc[:len(e.esc)-1]
 	if escaped {
-		e.Buf = append(e.Buf, "]}"...)
+		e.Buf = append(e.Buf, "]]}"...)
 	} else {
 		e.Buf = append(e.Buf, '}')
 	}
-	return nil
-}
-
-// reflect handles typed slices, arrays, string-keyed maps and pointers.
-func (e *Encoder) reflect(rv reflect.Value, depth int) error {
-	switch rv.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if rv.IsNil() {
-			e.Buf = append(e.Buf, "null"...)
-			return nil
-		}
-		return e.value(rv.Elem().Interface(), depth)
-	case reflect.Bool:
-		return e.value(rv.Bool(), depth)
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		e.Buf = strconv.AppendInt(e.Buf, rv.Int(), 10)
-		return nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		e.Buf = strconv.AppendUint(e.Buf, rv.Uint(), 10)
-		return nil
-	case reflect.Float32, reflect.Float64:
-		e.float(rv.Float())
-		return nil
-	case reflect.String:
-		return e.str(rv.String())
-	case reflect.Slice, reflect.Array:
-		if rv.Kind() == reflect.Slice && rv.IsNil() {
-			e.Buf = append(e.Buf, "null"...)
-			return nil
-		}
-		if rv.Type().Elem().Kind() == reflect.Uint8 {
-			b := make([]byte, rv.Len())
-			reflect.Copy(reflect.ValueOf(b), rv)
-			e.bytes(b)
-			return nil
-		}
-		e.Buf = append(e.Buf, '[')
-		for i := range rv.Len() {
-			if i > 0 {
-				e.Buf = append(e.Buf, ',')
-			}
-			e.path = append(e.path, "["+strconv.Itoa(i)+"]")
-			if err := e.value(rv.Index(i).Interface(), depth+1); err != nil {
-				return err
-			}
-			e.path = e.path[:len(e.path)-1]
-		}
-		e.Buf = append(e.Buf, ']')
-		return nil
-	case reflect.Map:
-		if rv.Type().Key().Kind() != reflect.String {
-			return e.fail("map key type %s is not a string", rv.Type().Key())
-		}
-		if rv.IsNil() {
-			e.Buf = append(e.Buf, "null"...)
-			return nil
-		}
-		keys := make([]string, 0, rv.Len())
-		vals := make(map[string]any, rv.Len())
-		for it := rv.MapRange(); it.Next(); {
-			k := it.Key().String()
-			keys = append(keys, k)
-			vals[k] = it.Value().Interface()
-		}
-		slices.Sort(keys)
-		return e.dict(keys, func(k string) any { return vals[k] }, depth)
-	}
-	return e.fail("a Go %s has no Python mapping", rv.Type())
 }
 
 // AppendString appends s as a JSON string. It escapes only what JSON
@@ -334,9 +176,11 @@ func AppendString(buf []byte, s string) []byte {
 	return append(buf, '"')
 }
 
-// Decode parses a tagged JSON value, resolving attachments, into the Go
-// types the embedded pool returns: nil, bool, int64 (or *big.Int when it
-// does not fit), float64, string, []byte, []any and map[string]any.
+// Decode parses one tagged JSON value, resolving attachments, into the Go
+// types the embedded pool returns: nil, bool, int64 (or *big.Int, of any
+// size, when it does not fit), float64, string, []byte, []any and
+// map[string]any. Values nested deeper than MaxDepth fail with a
+// [*ConversionError].
 func Decode(data []byte, atts [][]byte) (any, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
@@ -344,36 +188,30 @@ func Decode(data []byte, atts [][]byte) (any, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, fmt.Errorf("wire: decoding value: %w", err)
 	}
-	return resolve(v, atts, nil)
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("wire: decoding value: data after the value")
+	}
+	v, t := resolve(v, atts, 0)
+	if t != nil {
+		return nil, t.Err(convert.PythonToGo)
+	}
+	return v, nil
 }
 
-func resolve(v any, atts [][]byte, path []string) (any, error) {
-	fail := func(format string, args ...any) error {
-		return &ConversionError{Direction: "python->go", Path: strings.Join(path, ""), Reason: fmt.Sprintf(format, args...)}
+// resolve turns numbers into int64, *big.Int or float64 and tagged objects
+// into what they stand for, in place.
+func resolve(v any, atts [][]byte, depth int) (any, *convert.Trace) {
+	if depth > MaxDepth {
+		return nil, convert.TooDeep()
 	}
 	switch x := v.(type) {
 	case json.Number:
-		s := string(x)
-		if strings.ContainsAny(s, ".eE") {
-			f, err := strconv.ParseFloat(s, 64)
-			if err != nil {
-				return nil, fail("float %s: %v", s, err)
-			}
-			return f, nil
-		}
-		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return i, nil
-		}
-		b, ok := new(big.Int).SetString(s, 10)
-		if !ok {
-			return nil, fail("bad integer %q", s)
-		}
-		return b, nil
+		return number(string(x))
 	case []any:
 		for i, item := range x {
-			r, err := resolve(item, atts, append(path, "["+strconv.Itoa(i)+"]"))
-			if err != nil {
-				return nil, err
+			r, t := resolve(item, atts, depth+1)
+			if t != nil {
+				return nil, t.AtIndex(i)
 			}
 			x[i] = r
 		}
@@ -381,57 +219,83 @@ func resolve(v any, atts [][]byte, path []string) (any, error) {
 	case map[string]any:
 		if len(x) == 1 {
 			for k, tv := range x {
-				switch k {
-				case tagBytes:
-					n, ok := tv.(json.Number)
-					i, err := strconv.Atoi(string(n))
-					if !ok || err != nil || i < 0 || i >= len(atts) {
-						return nil, fail("attachment %v out of range (%d attachments)", tv, len(atts))
-					}
-					return atts[i], nil
-				case tagFloat:
-					switch tv {
-					case "nan":
-						return math.NaN(), nil
-					case "inf":
-						return math.Inf(1), nil
-					case "-inf":
-						return math.Inf(-1), nil
-					}
-					return nil, fail("bad float tag %v", tv)
-				case tagDict:
-					pairs, ok := tv.([]any)
-					if !ok {
-						return nil, fail("bad dict tag")
-					}
-					m := make(map[string]any, len(pairs))
-					for _, p := range pairs {
-						kv, ok := p.([]any)
-						if !ok || len(kv) != 2 {
-							return nil, fail("bad dict tag pair")
-						}
-						key, ok := kv[0].(string)
-						if !ok {
-							return nil, fail("bad dict tag key")
-						}
-						r, err := resolve(kv[1], atts, append(path, "["+key+"]"))
-						if err != nil {
-							return nil, err
-						}
-						m[key] = r
-					}
-					return m, nil
+				if isTag(k) && k != tagInt {
+					return resolveTag(k, tv, atts, depth)
 				}
 			}
 		}
 		for k, item := range x {
-			r, err := resolve(item, atts, append(path, "["+k+"]"))
-			if err != nil {
-				return nil, err
+			r, t := resolve(item, atts, depth+1)
+			if t != nil {
+				return nil, t.AtKey(k)
 			}
 			x[k] = r
 		}
 		return x, nil
 	}
 	return v, nil
+}
+
+// number parses a JSON number: an integer of any length, or a float.
+func number(s string) (any, *convert.Trace) {
+	if strings.ContainsAny(s, ".eE") {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, convert.Failf("float %s: %v", s, err)
+		}
+		return f, nil
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, nil
+	}
+	b, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return nil, convert.Failf("bad integer %q", s)
+	}
+	return b, nil
+}
+
+// resolveTag resolves {tag: tv}.
+func resolveTag(tag string, tv any, atts [][]byte, depth int) (any, *convert.Trace) {
+	switch tag {
+	case tagBytes:
+		n, ok := tv.(json.Number)
+		i, err := strconv.Atoi(string(n))
+		if !ok || err != nil || i < 0 || i >= len(atts) {
+			return nil, convert.Failf("attachment %v out of range (%d attachments)", tv, len(atts))
+		}
+		return atts[i], nil
+	case tagFloat:
+		switch tv {
+		case "nan":
+			return math.NaN(), nil
+		case "inf":
+			return math.Inf(1), nil
+		case "-inf":
+			return math.Inf(-1), nil
+		}
+		return nil, convert.Failf("bad float tag %v", tv)
+	}
+	// tagDict: the escape of a dict whose one key is a tag.
+	pairs, ok := tv.([]any)
+	if !ok {
+		return nil, convert.Failf("bad dict tag")
+	}
+	m := make(map[string]any, len(pairs))
+	for _, p := range pairs {
+		kv, ok := p.([]any)
+		if !ok || len(kv) != 2 {
+			return nil, convert.Failf("bad dict tag pair")
+		}
+		key, ok := kv[0].(string)
+		if !ok {
+			return nil, convert.Failf("bad dict tag key")
+		}
+		r, t := resolve(kv[1], atts, depth+1)
+		if t != nil {
+			return nil, t.AtKey(key)
+		}
+		m[key] = r
+	}
+	return m, nil
 }
