@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/slither-go/slither/internal/cachedir"
 )
 
 // Measured is what `slither bench` learned on this machine and leaves for
@@ -22,33 +24,31 @@ type Measured struct {
 }
 
 // MeasuredPath is where bench saves, and doctor reads, the measurements:
-// $SLITHER_CACHE_DIR or the user cache directory, under slither/.
-func MeasuredPath() string {
-	root := os.Getenv("SLITHER_CACHE_DIR")
-	if root == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			c = os.TempDir()
-		}
-		root = filepath.Join(c, "slither")
+// measured.json in Slither's private cache directory ($SLITHER_CACHE_DIR or
+// the user cache directory, under slither/; see internal/cachedir). It
+// fails, rather than fall back to a shared directory, when there is none.
+func MeasuredPath() (string, error) {
+	root, err := cachedir.Root()
+	if err != nil {
+		return "", fmt.Errorf("capacity: measurements: %w", err)
 	}
-	return filepath.Join(root, "measured.json")
+	return filepath.Join(root, "measured.json"), nil
 }
 
-// Save writes m to path atomically.
+// Save writes m to path atomically: to a temporary file of a unique name in
+// the same directory (created 0700 if missing), renamed over path.
 func (m Measured) Save(path string) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("capacity: saving measurements: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := cachedir.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("capacity: saving measurements: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 // LoadMeasured reads measurements saved by bench; ok is false when there

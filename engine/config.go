@@ -1,17 +1,23 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
 )
@@ -55,18 +61,48 @@ type ThreadConfig struct {
 	Paths    []string `yaml:"paths"`
 }
 
-// ProcessConfig configures one process pool (see process.Options).
+// ProcessConfig configures one process pool; each field maps to the
+// process.Options field of the same name (zero means that field's
+// default).
 type ProcessConfig struct {
-	Python           string        `yaml:"python"`
-	Workers          int           `yaml:"workers"`
-	ThreadsPerWorker int           `yaml:"threads_per_worker"`
-	Paths            []string      `yaml:"paths"`
-	Env              []string      `yaml:"env"`
-	Preload          []string      `yaml:"preload"`
-	CallTimeout      time.Duration `yaml:"call_timeout"`
-	MaxCalls         int           `yaml:"max_calls"`
-	MaxRSSMB         int           `yaml:"max_rss_mb"`
-	MaxAge           time.Duration `yaml:"max_age"`
+	Python           string   `yaml:"python"`
+	Workers          int      `yaml:"workers"`
+	ThreadsPerWorker int      `yaml:"threads_per_worker"`
+	Paths            []string `yaml:"paths"`
+	// Env adds KEY=VALUE variables to the workers' small default
+	// environment; InheritEnv starts from all of this process's instead.
+	Env         []string      `yaml:"env"`
+	InheritEnv  bool          `yaml:"inherit_env"`
+	Dir         string        `yaml:"dir"`
+	Preload     []string      `yaml:"preload"`
+	CallTimeout time.Duration `yaml:"call_timeout"`
+	MaxCalls    int           `yaml:"max_calls"`
+	MaxRSSMB    int           `yaml:"max_rss_mb"`
+	MaxAge      time.Duration `yaml:"max_age"`
+	// StartTimeout bounds a worker's start; StopGrace is how long Close
+	// waits for a worker at each step before the next signal.
+	StartTimeout time.Duration `yaml:"start_timeout"`
+	StopGrace    time.Duration `yaml:"stop_grace"`
+	// More than MaxRestarts crashes within RestartWindow open the pool's
+	// breaker for RestartBackoff (doubling while starts keep failing).
+	MaxRestarts    int           `yaml:"max_restarts"`
+	RestartWindow  time.Duration `yaml:"restart_window"`
+	RestartBackoff time.Duration `yaml:"restart_backoff"`
+	// MaxFrame bounds one message between the pool and a worker, in bytes.
+	MaxFrame int `yaml:"max_frame"`
+}
+
+// options maps the configuration onto process.Options (the fields it does
+// not set are the engine's: Host, Telemetry, Logger).
+func (pc ProcessConfig) options(shared []string) process.Options {
+	return process.Options{
+		Python: pc.Python, Workers: pc.Workers, ThreadsPerWorker: pc.ThreadsPerWorker,
+		Paths: append(slices.Clone(shared), pc.Paths...), Env: pc.Env, InheritEnv: pc.InheritEnv, Dir: pc.Dir,
+		Preload: pc.Preload, CallTimeout: pc.CallTimeout, MaxCalls: pc.MaxCalls, MaxRSSMB: pc.MaxRSSMB, MaxAge: pc.MaxAge,
+		StartTimeout: pc.StartTimeout, StopGrace: pc.StopGrace,
+		MaxRestarts: pc.MaxRestarts, RestartWindow: pc.RestartWindow, RestartBackoff: pc.RestartBackoff,
+		MaxFrame: pc.MaxFrame,
+	}
 }
 
 func (c Config) validate() error {
@@ -77,12 +113,20 @@ func (c Config) validate() error {
 	if c.Thread.Disabled && c.Thread.Required {
 		errs = append(errs, errors.New("thread.disabled and thread.required are both set"))
 	}
-	for name, p := range c.Process {
+	upper := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(c.Process)) {
 		if name == "" {
 			errs = append(errs, errors.New("a process pool has an empty name"))
 		}
-		if p.Workers < 0 || p.ThreadsPerWorker < 0 || p.MaxCalls < 0 || p.MaxRSSMB < 0 || p.CallTimeout < 0 || p.MaxAge < 0 {
-			errs = append(errs, fmt.Errorf("process pool %q has a negative setting", name))
+		if other, dup := upper[strings.ToUpper(name)]; dup {
+			errs = append(errs, fmt.Errorf("process pools %q and %q differ only in case (SLITHER_POOL_%s_* could not tell them apart)",
+				other, name, strings.ToUpper(name)))
+		}
+		upper[strings.ToUpper(name)] = name
+		for _, f := range envFields(reflect.ValueOf(c.Process[name])) {
+			if f.negative() {
+				errs = append(errs, fmt.Errorf("process pool %q: %s is negative", name, f.key))
+			}
 		}
 	}
 	for _, f := range c.ThreadSafe {
@@ -96,22 +140,48 @@ func (c Config) validate() error {
 	return nil
 }
 
-// LoadConfig reads a YAML file into a Config, then applies the environment
-// (ApplyEnv). Unknown keys are an error, so a typo does not pass silently.
+// MaxConfigSize bounds a configuration file: a config is a few lines, and a
+// larger input is a mistake (or an attack on the parser).
+const MaxConfigSize = 1 << 20
+
+// LoadConfig reads a YAML file with [ParseConfig], then applies the
+// environment ([Config.ApplyEnv]) and validates the result.
 func LoadConfig(path string) (Config, error) {
-	var c Config
 	f, err := os.Open(path)
 	if err != nil {
-		return c, fmt.Errorf("engine: config: %w", err)
+		return Config{}, fmt.Errorf("engine: config: %w", err)
 	}
 	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("engine: config %s: %w", path, err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
 		return c, fmt.Errorf("engine: config %s: %w", path, err)
 	}
 	if err := c.ApplyEnv(os.Environ()); err != nil {
 		return c, err
+	}
+	return c, c.validate()
+}
+
+// ParseConfig reads one YAML document into a validated Config (the
+// environment is not applied). Unknown keys, a second document and input
+// over MaxConfigSize are errors, so a typo does not pass silently.
+func ParseConfig(data []byte) (Config, error) {
+	var c Config
+	if len(data) > MaxConfigSize {
+		return c, fmt.Errorf("engine: config is over %d bytes", MaxConfigSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("engine: config: %w", err)
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return Config{}, errors.New("engine: config: more than one YAML document")
 	}
 	return c, c.validate()
 }
@@ -123,59 +193,139 @@ func LoadConfig(path string) (Config, error) {
 //	SLITHER_POOL_<NAME>_WORKERS=4    SLITHER_POOL_<NAME>_PYTHON=/usr/bin/python3
 //	SLITHER_POOL_<NAME>_THREADS=2    SLITHER_POOL_<NAME>_CALL_TIMEOUT=30s
 //
-// <NAME> is the pool's name in upper case ("DEFAULT" for the default one).
+// <NAME> is the name, in upper case, of a process pool the config already
+// has ("DEFAULT" for the default one when it names none); a setting is any
+// scalar key of [ThreadConfig] or [ProcessConfig] in upper case
+// (SLITHER_POOL_DEFAULT_MAX_RESTARTS, SLITHER_THREAD_REQUIRED, ...;
+// THREADS is short for THREADS_PER_WORKER). Lists are set in the file only.
+// A SLITHER_THREAD_* or SLITHER_POOL_* variable that names no pool or no
+// setting is an error naming it and what is valid, never a new pool.
 func (c *Config) ApplyEnv(environ []string) error {
 	var errs []error
-	atoi := func(k, v string) int {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a number", k, v))
-		}
-		return n
-	}
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		switch {
-		case k == "SLITHER_THREAD_WORKERS":
-			c.Thread.Workers = atoi(k, v)
-		case k == "SLITHER_THREAD_DISABLED":
-			c.Thread.Disabled = v == "1" || strings.EqualFold(v, "true")
+		case strings.HasPrefix(k, "SLITHER_THREAD_"):
+			fields := envFields(reflect.ValueOf(&c.Thread).Elem())
+			if f, ok := fields[strings.TrimPrefix(k, "SLITHER_THREAD_")]; ok {
+				errs = append(errs, f.set(k, v))
+			} else {
+				errs = append(errs, fmt.Errorf("%s: unknown setting (SLITHER_THREAD_<SETTING>, settings: %s)", k, settingNames(fields)))
+			}
 		case strings.HasPrefix(k, "SLITHER_POOL_"):
-			rest := strings.TrimPrefix(k, "SLITHER_POOL_")
-			var name, field string
-			for _, f := range []string{"_WORKERS", "_PYTHON", "_THREADS", "_CALL_TIMEOUT"} {
-				if n, ok := strings.CutSuffix(rest, f); ok {
-					name, field = strings.ToLower(n), f
-					break
-				}
-			}
-			if name == "" {
-				errs = append(errs, fmt.Errorf("%s: unknown setting (want _WORKERS, _PYTHON, _THREADS or _CALL_TIMEOUT)", k))
-				continue
-			}
-			if c.Process == nil {
-				c.Process = map[string]ProcessConfig{}
-			}
-			p := c.Process[name]
-			switch field {
-			case "_WORKERS":
-				p.Workers = atoi(k, v)
-			case "_THREADS":
-				p.ThreadsPerWorker = atoi(k, v)
-			case "_PYTHON":
-				p.Python = v
-			case "_CALL_TIMEOUT":
-				d, err := time.ParseDuration(v)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s=%q: %w", k, v, err))
-				}
-				p.CallTimeout = d
-			}
-			c.Process[name] = p
+			errs = append(errs, c.applyPoolEnv(k, v))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("engine: environment: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("engine: environment: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) applyPoolEnv(k, v string) error {
+	names := slices.Sorted(maps.Keys(c.Process))
+	if len(names) == 0 {
+		names = []string{DefaultPool}
+	}
+	rest := strings.TrimPrefix(k, "SLITHER_POOL_")
+	settings := settingNames(envFields(reflect.ValueOf(&ProcessConfig{}).Elem()))
+	var match string
+	for _, n := range names { // the longest name wins: "a" and "a_b" both prefix A_B_WORKERS
+		if strings.HasPrefix(rest, strings.ToUpper(n)+"_") && len(n) > len(match) {
+			match = n
+		}
+	}
+	if match == "" {
+		upper := make([]string, len(names))
+		for i, n := range names {
+			upper[i] = strings.ToUpper(n)
+		}
+		return fmt.Errorf("%s: names no configured process pool (SLITHER_POOL_<NAME>_<SETTING>, names: %s; settings: %s)",
+			k, strings.Join(upper, ", "), settings)
+	}
+	if c.Process == nil {
+		c.Process = map[string]ProcessConfig{}
+	}
+	p := c.Process[match]
+	fields := envFields(reflect.ValueOf(&p).Elem())
+	f, ok := fields[strings.TrimPrefix(rest, strings.ToUpper(match)+"_")]
+	if !ok {
+		return fmt.Errorf("%s: unknown setting for process pool %q (settings: %s)", k, match, settings)
+	}
+	if err := f.set(k, v); err != nil {
+		return err
+	}
+	c.Process[match] = p
+	return nil
+}
+
+// envField is one scalar setting of a config struct, addressed by its YAML
+// key in upper case.
+type envField struct {
+	key string // the YAML key
+	v   reflect.Value
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// envAliases are extra variable names for settings, kept from older
+// releases.
+var envAliases = map[string]string{"threads_per_worker": "THREADS"}
+
+// envFields lists the scalar fields of the struct v (settable when v is
+// addressable) by variable suffix: the YAML key in upper case.
+func envFields(v reflect.Value) map[string]envField {
+	out := map[string]envField{}
+	for i := range v.NumField() {
+		key, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		fv := v.Field(i)
+		switch fv.Kind() {
+		case reflect.String, reflect.Bool, reflect.Int, reflect.Int64:
+		default:
+			continue // lists and maps: in the file only
+		}
+		if key == "" || key == "-" {
+			continue
+		}
+		out[strings.ToUpper(key)] = envField{key, fv}
+		if a, ok := envAliases[key]; ok {
+			out[a] = envField{key, fv}
+		}
+	}
+	return out
+}
+
+func settingNames(fields map[string]envField) string {
+	return strings.Join(slices.Sorted(maps.Keys(fields)), ", ")
+}
+
+func (f envField) negative() bool {
+	return (f.v.Kind() == reflect.Int || f.v.Kind() == reflect.Int64) && f.v.Int() < 0
+}
+
+// set parses v into the field; the error names the variable.
+func (f envField) set(k, v string) error {
+	switch {
+	case f.v.Type() == durationType:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: not a duration (e.g. 30s, 1m30s)", k, v)
+		}
+		f.v.SetInt(int64(d))
+	case f.v.Kind() == reflect.Int || f.v.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(v, 10, f.v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%s=%q: not a number", k, v)
+		}
+		f.v.SetInt(n)
+	case f.v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: not a boolean (1, true, 0 or false)", k, v)
+		}
+		f.v.SetBool(b)
+	default:
+		f.v.SetString(v)
 	}
 	return nil
 }

@@ -111,22 +111,21 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		if workers == 0 {
 			workers = cores
 		}
-		python := pc.Python
-		if python == "" {
-			python = DefaultPython()
+		opts := pc.options(cfg.Paths)
+		opts.Workers = workers
+		if opts.Python == "" {
+			opts.Python = DefaultPython()
 		}
-		p, err := process.New(ctx, process.Options{
-			Workers: workers, ThreadsPerWorker: pc.ThreadsPerWorker, Python: python,
-			Paths: append(slices.Clone(cfg.Paths), pc.Paths...), Env: pc.Env, Preload: pc.Preload,
-			CallTimeout: pc.CallTimeout, MaxCalls: pc.MaxCalls, MaxRSSMB: pc.MaxRSSMB, MaxAge: pc.MaxAge,
-			Host: host, Telemetry: e.tel, Logger: cfg.Logger,
-		})
+		opts.Host, opts.Telemetry, opts.Logger = host, e.tel, cfg.Logger
+		p, err := process.New(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("engine: process pool %q: %w", name, err)
 		}
 		e.procs[name] = p
 		e.metrics.Probe("process/"+name, probe(p))
-		r := &pools.Router{Thread: e.thread, Process: p, Telemetry: e.tel}
+		// Marks are read where the thread pool would import: its paths.
+		r := &pools.Router{Thread: e.thread, Process: p, Telemetry: e.tel, Logger: e.log(),
+			Paths: append(slices.Clone(cfg.Paths), cfg.Thread.Paths...)}
 		for _, d := range cfg.ThreadSafe {
 			r.DeclareThreadSafe(d.Module, d.Function)
 		}

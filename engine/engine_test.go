@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/pools/process/wire"
 	"github.com/slither-go/slither/store"
 )
 
@@ -60,13 +62,84 @@ thread_safe:
 	_, err = engine.LoadConfig(path)
 	assert.ErrorContains(t, err, "field wrokers not found")
 
-	var env engine.Config
+	env := engine.Config{Process: map[string]engine.ProcessConfig{"x": {}}}
 	err = env.ApplyEnv([]string{"SLITHER_POOL_X_WORKERS=many", "SLITHER_POOL_X_COLOR=red"})
 	assert.ErrorContains(t, err, `SLITHER_POOL_X_WORKERS="many": not a number`)
-	assert.ErrorContains(t, err, "SLITHER_POOL_X_COLOR: unknown setting")
+	assert.ErrorContains(t, err, `SLITHER_POOL_X_COLOR: unknown setting for process pool "x" (settings: CALL_TIMEOUT, DIR,`)
 
 	_, err = engine.Start(context.Background(), engine.Config{Thread: engine.ThreadConfig{Workers: -1}})
 	assert.ErrorContains(t, err, "engine: invalid config: thread.workers is -1")
+}
+
+// TestApplyEnvRejectsUnknownNames: a misspelled pool name or setting is an
+// error naming the variable and what is valid, never a new pool.
+func TestApplyEnvRejectsUnknownNames(t *testing.T) {
+	var zero engine.Config
+	err := zero.ApplyEnv([]string{"SLITHER_POOL_DEFUALT_WORKERS=4"})
+	assert.ErrorContains(t, err, "SLITHER_POOL_DEFUALT_WORKERS: names no configured process pool (SLITHER_POOL_<NAME>_<SETTING>, names: DEFAULT; settings: ")
+	assert.Empty(t, zero.Process, "no pool was created")
+
+	require.NoError(t, zero.ApplyEnv([]string{"SLITHER_POOL_DEFAULT_WORKERS=4", "SLITHER_PYTHON=/x", "HOME=/root"}))
+	assert.Equal(t, map[string]engine.ProcessConfig{"default": {Workers: 4}}, zero.Process, "the default pool, when the config names none")
+
+	c := engine.Config{Process: map[string]engine.ProcessConfig{"cpu": {}, "cpu_big": {}}}
+	require.NoError(t, c.ApplyEnv([]string{
+		"SLITHER_POOL_CPU_BIG_WORKERS=2", "SLITHER_POOL_CPU_THREADS=3", "SLITHER_POOL_CPU_MAX_RESTARTS=9",
+		"SLITHER_POOL_CPU_RESTART_WINDOW=1m", "SLITHER_POOL_CPU_START_TIMEOUT=5s", "SLITHER_POOL_CPU_STOP_GRACE=2s",
+		"SLITHER_POOL_CPU_RESTART_BACKOFF=3s", "SLITHER_POOL_CPU_MAX_FRAME=1048576", "SLITHER_POOL_CPU_INHERIT_ENV=1",
+		"SLITHER_THREAD_REQUIRED=true",
+	}))
+	assert.Equal(t, engine.ProcessConfig{Workers: 2}, c.Process["cpu_big"])
+	assert.Equal(t, engine.ProcessConfig{ThreadsPerWorker: 3, MaxRestarts: 9, RestartWindow: time.Minute,
+		StartTimeout: 5 * time.Second, StopGrace: 2 * time.Second, RestartBackoff: 3 * time.Second, MaxFrame: 1 << 20,
+		InheritEnv: true}, c.Process["cpu"])
+	assert.True(t, c.Thread.Required)
+
+	err = c.ApplyEnv([]string{"SLITHER_POOL_GPU_WORKERS=1", "SLITHER_THREAD_WROKERS=2", "SLITHER_THREAD_DISABLED=yes",
+		"SLITHER_POOL_CPU_PATHS=/x"})
+	assert.ErrorContains(t, err, "SLITHER_POOL_GPU_WORKERS: names no configured process pool (SLITHER_POOL_<NAME>_<SETTING>, names: CPU, CPU_BIG; ")
+	assert.ErrorContains(t, err, "SLITHER_THREAD_WROKERS: unknown setting (SLITHER_THREAD_<SETTING>, settings: DISABLED, REQUIRED, WORKERS)")
+	assert.ErrorContains(t, err, `SLITHER_THREAD_DISABLED="yes": not a boolean`)
+	assert.ErrorContains(t, err, `SLITHER_POOL_CPU_PATHS: unknown setting for process pool "cpu"`, "lists are set in the file")
+	assert.Len(t, c.Process, 2)
+}
+
+func TestParseConfigIsStrict(t *testing.T) {
+	c, err := engine.ParseConfig(nil)
+	require.NoError(t, err, "an empty file is the zero config")
+	assert.Equal(t, engine.Config{}, c)
+	_, err = engine.ParseConfig([]byte("thread: {workers: 1}\n---\nthread: {workers: 2}\n"))
+	assert.ErrorContains(t, err, "more than one YAML document")
+	_, err = engine.ParseConfig([]byte("process: {a: {stop_grace: -1s}}"))
+	assert.ErrorContains(t, err, `process pool "a": stop_grace is negative`)
+	_, err = engine.ParseConfig([]byte("process: {a: {}, A: {}}"))
+	assert.ErrorContains(t, err, `process pools "A" and "a" differ only in case`)
+	_, err = engine.ParseConfig(make([]byte, engine.MaxConfigSize+1))
+	assert.ErrorContains(t, err, "engine: config is over 1048576 bytes")
+	c, err = engine.ParseConfig([]byte(`process: {default: {max_restarts: 3, restart_window: 30s, restart_backoff: 2s,
+  start_timeout: 1m, stop_grace: 1s, dir: /srv, max_frame: 65536, inherit_env: true}}`))
+	require.NoError(t, err)
+	assert.Equal(t, engine.ProcessConfig{MaxRestarts: 3, RestartWindow: 30 * time.Second, RestartBackoff: 2 * time.Second,
+		StartTimeout: time.Minute, StopGrace: time.Second, Dir: "/srv", MaxFrame: 1 << 16, InheritEnv: true}, c.Process["default"])
+}
+
+// TestProcessSettingsReachThePool: a setting of the config is the pool's
+// (here the frame limit: a batch over it fails at once).
+func TestProcessSettingsReachThePool(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.Start(ctx, engine.Config{
+		Thread:  engine.ThreadConfig{Disabled: true},
+		Process: map[string]engine.ProcessConfig{"default": {Workers: 1, MaxFrame: 4 << 10}},
+		Paths:   []string{testdata(t)},
+		Logger:  quiet(),
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, eng.Close(ctx)) }()
+	_, err = eng.ProcessPool("").Submit(ctx, pools.Batch{Module: "enginetest", Function: "where", Items: []any{strings.Repeat("x", 8<<10)}})
+	assert.ErrorIs(t, err, wire.ErrFrameTooLarge)
+	out, err := eng.ProcessPool("").Submit(ctx, pools.Batch{Module: "enginetest", Function: "where", Items: []any{"small"}})
+	require.NoError(t, err)
+	assert.Equal(t, []any{"process"}, out)
 }
 
 func TestStartFailsCleanly(t *testing.T) {

@@ -1,12 +1,29 @@
 package pools
 
-import "context"
+import (
+	"context"
+	"fmt"
+
+	"github.com/slither-go/slither/internal/safecall"
+)
 
 // HostFunc answers slither.host_call(name, *args) made by Python code in
 // the middle of a batch, in either pool. It runs on a goroutine of the
 // pool's choosing; ctx is the calling batch's context. A returned error
-// reaches Python as slither.HostError with its text.
+// reaches Python as slither.HostError with its text; so does a panic, as
+// an error naming the host call (see [HostFunc.Call]).
 type HostFunc func(ctx context.Context, call HostCall) (any, error)
+
+// Call runs h for one host call: the one way pools call a host function,
+// so that both pools fail alike. A panic in h becomes an error matching
+// safecall.ErrPanic that names the call (`host function for "NAME"
+// panicked: ...`); a nil h is an error too.
+func (h HostFunc) Call(ctx context.Context, call HostCall) (any, error) {
+	if h == nil {
+		return nil, fmt.Errorf("no host function: the pool's Options.Host is nil (called %q)", call.Name)
+	}
+	return safecall.Values(fmt.Sprintf("host function for %q", call.Name), func() (any, error) { return h(ctx, call) })
+}
 
 // HostCall is one slither.host_call(name, *args) from Python.
 type HostCall struct {

@@ -1,6 +1,7 @@
 package pools_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/slither-go/slither/internal/leaktest"
+	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/pools"
 )
 
@@ -48,4 +50,29 @@ func TestTotals(t *testing.T) {
 		{ID: 1, Calls: 3, Items: 5, Busy: 2 * time.Second, RSS: 50},
 	}}
 	assert.Equal(t, pools.WorkerStats{ID: -1, Calls: 5, Items: 15, Errors: 1, Busy: 3 * time.Second, Restarts: 1, RSS: 150}, s.Totals())
+}
+
+// TestHostFuncCall: the pools call host functions through HostFunc.Call,
+// so a panicking one is an error naming the call in both pools.
+func TestHostFuncCall(t *testing.T) {
+	ctx := context.Background()
+	var h pools.HostFunc = func(_ context.Context, c pools.HostCall) (any, error) {
+		switch c.Name {
+		case "panic":
+			panic("boom")
+		case "fail":
+			return nil, errors.New("no")
+		}
+		return len(c.Args), nil
+	}
+	v, err := h.Call(ctx, pools.HostCall{Name: "count", Args: []any{1, 2}})
+	assert.NoError(t, err)
+	assert.Equal(t, 2, v)
+	_, err = h.Call(ctx, pools.HostCall{Name: "fail"})
+	assert.EqualError(t, err, "no")
+	_, err = h.Call(ctx, pools.HostCall{Name: "panic"})
+	assert.ErrorIs(t, err, safecall.ErrPanic)
+	assert.EqualError(t, err, `host function for "panic" panicked: boom`)
+	_, err = pools.HostFunc(nil).Call(ctx, pools.HostCall{Name: "x"})
+	assert.EqualError(t, err, `no host function: the pool's Options.Host is nil (called "x")`)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"sync"
 
@@ -51,9 +52,6 @@ type Runtime interface {
 	FreeThreadedBuild() bool
 	// GILEnabled reports whether the GIL is on now (as last checked).
 	GILEnabled() bool
-	// ThreadSafe reports whether module.function is marked
-	// @slither.thread_safe in Python.
-	ThreadSafe(ctx context.Context, module, function string) (bool, error)
 }
 
 // Decision is where the router sent a batch, and why.
@@ -61,6 +59,11 @@ type Decision struct {
 	Route  Route // Thread or Process
 	Pool   Pool
 	Reason string
+	// Warning, when not empty, is something the user should fix: the
+	// function's thread-safety mark could not be read (or its module turns
+	// the GIL on), so a function meant for the thread pool runs in
+	// processes. The router also logs it, once per function.
+	Warning string
 }
 
 // Router is a [Pool] over an embedded thread pool and a process pool that
@@ -68,6 +71,14 @@ type Decision struct {
 // reason, is counted, and is emitted as router.decision. A session stays in
 // the pool its first batch went to. Safe for concurrent use; set the fields
 // before first use.
+//
+// Auto reads a function's @slither.thread_safe mark once, never by
+// importing its module into this process (an import may turn the GIL on
+// for good): in a worker of the process pool when that runs a
+// free-threaded Python, else in a short-lived subprocess of a free-threaded
+// Python (see [Router.Python]). A read that fails is remembered, logged
+// once and reported in [Decision.Warning]; the function then runs in
+// processes.
 type Router struct {
 	// Thread is the embedded pool (nil if there is none); it must
 	// implement [Runtime] for Auto to choose it.
@@ -76,11 +87,21 @@ type Router struct {
 	Process Pool
 	// Telemetry receives router.decision events; nil sends none.
 	Telemetry *telemetry.Bus
+	// Logger receives a warning for each function whose mark could not be
+	// read or whose module turns the GIL on; nil means slog.Default().
+	Logger *slog.Logger
+	// Python is the free-threaded interpreter that reads marks in a
+	// subprocess when the process pool's Python is not free-threaded.
+	// Empty means the embedded interpreter's own executable, as the thread
+	// pool describes it.
+	Python string
+	// Paths are put on that subprocess's sys.path (after the slither
+	// package): the directories the thread pool imports modules from.
+	Paths []string
 
 	mu       sync.Mutex
-	declared map[[2]string]bool  // Go-side declarations
-	marks    map[[2]string]bool  // Python-side marks, as read once
-	refused  map[[2]string]error // modules a probe found turn the GIL on
+	declared map[[2]string]bool      // Go-side declarations
+	marks    map[[2]string]*markRead // Python-side marks, read once (failures too)
 	sessions map[string]Decision
 	counts   map[string]int
 }
@@ -126,8 +147,12 @@ func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
 		r.sessions[b.Session] = d
 	}
 	r.mu.Unlock()
-	r.Telemetry.Emit(telemetry.RouterDecision, telemetry.Measurements{Items: len(b.Items)}, telemetry.Metadata{
-		"route": d.Route.String(), "reason": d.Reason, "module": b.Module, "function": b.Function, "requested": b.Route.String()})
+	md := telemetry.Metadata{"route": d.Route.String(), "reason": d.Reason, "module": b.Module, "function": b.Function,
+		"requested": b.Route.String()}
+	if d.Warning != "" {
+		md["warning"] = d.Warning
+	}
+	r.Telemetry.Emit(telemetry.RouterDecision, telemetry.Measurements{Items: len(b.Items)}, md)
 	return d, nil
 }
 
@@ -162,105 +187,41 @@ func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
 		return toProcess("the embedded interpreter is not a free-threaded build")
 	}
 	if rt.GILEnabled() {
-		reason := "the GIL is enabled in the embedded interpreter"
-		if w, ok := r.Thread.(interface{ GILEnabledBy() string }); ok {
-			if m := w.GILEnabledBy(); m != "" {
-				reason += " (re-enabled by module " + m + ")"
-			}
-		}
-		return toProcess(reason)
+		return toProcess(r.gilReason())
 	}
-	safe, how, err := r.threadSafe(ctx, rt, b.Module, b.Function)
-	var re *errReenables
-	if errors.As(err, &re) {
-		return toProcess(err.Error())
-	}
+	safe, how, err := r.threadSafe(ctx, b.Module, b.Function)
 	if err != nil {
-		return toProcess(fmt.Sprintf("reading the thread-safety mark of %s failed: %v", name, err))
+		if ctx.Err() != nil {
+			return Decision{}, fmt.Errorf("pools: routing %s: %w", name, context.Cause(ctx))
+		}
+		var re *errReenables
+		reason := err.Error()
+		if !errors.As(err, &re) {
+			reason = fmt.Sprintf("reading the thread-safety mark of %s failed: %v", name, err)
+		}
+		d, derr := toProcess(reason)
+		d.Warning = reason
+		return d, derr
 	}
 	if !safe {
 		return toProcess(name + " is not declared thread-safe (@slither.thread_safe in Python, or Router.DeclareThreadSafe)")
 	}
+	// The state now, not as it was before the mark was read: another
+	// batch's import may have turned the GIL on meanwhile.
+	if rt.GILEnabled() {
+		return toProcess(r.gilReason())
+	}
 	return Decision{Route: Thread, Pool: r.Thread, Reason: name + " is declared thread-safe (" + how + ") and the GIL is off"}, nil
 }
 
-// FreeThreadedPool is implemented by pools whose Python is a free-threaded
-// build (process.Pool): the router imports a module there first, to learn
-// its mark and whether it turns the GIL on, before importing it in-process.
-type FreeThreadedPool interface {
-	FreeThreaded() bool
-}
-
-// errReenables is a probe's verdict that importing a module turns the GIL
-// back on; the module is then never imported into this process to check.
-type errReenables struct{ module, by string }
-
-func (e *errReenables) Error() string {
-	return fmt.Sprintf("importing %s in a free-threaded worker process turned the GIL on (module %s): it is not imported into this process", e.module, e.by)
-}
-
-// probe imports module in a free-threaded process worker and reports its
-// mark, or an error saying why the thread pool must not take it.
-func (r *Router) probe(ctx context.Context, module, function string) (bool, error) {
-	out, err := r.Process.Submit(ctx, Batch{Module: "slither._gil", Function: "inspect", Items: []any{[]any{module, function}}})
-	if err != nil {
-		return false, err
-	}
-	res, _ := out[0].(map[string]any)
-	if e, _ := res["error"].(string); e != "" {
-		return false, fmt.Errorf("importing %s in a worker process failed: %s", module, e)
-	}
-	if on, _ := res["gil_after"].(bool); on {
-		by := module
-		if names, _ := res["enabled_by"].([]any); len(names) > 0 {
-			by, _ = names[0].(string)
+func (r *Router) gilReason() string {
+	reason := "the GIL is enabled in the embedded interpreter"
+	if w, ok := r.Thread.(interface{ GILEnabledBy() string }); ok {
+		if m := w.GILEnabledBy(); m != "" {
+			reason += " (re-enabled by module " + m + ")"
 		}
-		return false, &errReenables{module: module, by: by}
 	}
-	safe, _ := res["thread_safe"].(bool)
-	return safe, nil
-}
-
-func (r *Router) threadSafe(ctx context.Context, rt Runtime, module, function string) (bool, string, error) {
-	k := [2]string{module, function}
-	r.mu.Lock()
-	declared := r.declared[k]
-	mark, known := r.marks[k]
-	refused := r.refused[k]
-	r.mu.Unlock()
-	if declared {
-		return true, "declared in Go", nil
-	}
-	if refused != nil {
-		return false, "", refused
-	}
-	if !known {
-		var err error
-		if ft, ok := r.Process.(FreeThreadedPool); ok && ft.FreeThreaded() {
-			mark, err = r.probe(ctx, module, function)
-		} else {
-			mark, err = rt.ThreadSafe(ctx, module, function)
-		}
-		var re *errReenables
-		if errors.As(err, &re) {
-			r.mu.Lock()
-			if r.refused == nil {
-				r.refused = map[[2]string]error{}
-			}
-			r.refused[k] = err
-			r.mu.Unlock()
-		}
-		if err != nil {
-			return false, "", err
-		}
-		r.mu.Lock()
-		if r.marks == nil {
-			r.marks = map[[2]string]bool{}
-		}
-		r.marks[k] = mark
-		r.mu.Unlock()
-	}
-	return mark, "@slither.thread_safe", nil
+	return reason
 }
 
 // Counts returns how many batches went each way, by route name.

@@ -142,3 +142,68 @@ func gilChild(t *testing.T, dir string) {
 	assert.Equal(t, "re-enables the GIL", c.Verdict())
 	assert.Equal(t, "_nogil_ext", c.EnabledBy)
 }
+
+// TestMarksAreNotReadInThisProcess: with a process pool whose Python has
+// the GIL (it cannot tell what an import does to a free-threaded one), Auto
+// reads a mark in a short-lived free-threaded subprocess. A marked module
+// that turns the GIL on is never imported here, the decision says why and
+// warns, and the GIL of the Go process stays off. In a child process: a
+// failure would leave the GIL on for the rest of the binary.
+func TestMarksAreNotReadInThisProcess(t *testing.T) {
+	if dir := os.Getenv(gilChildEnv); dir != "" {
+		marksChild(t, dir)
+		return
+	}
+	gil := capacity.Probe(context.Background(), "/usr/bin/python3")
+	if gil.Error != "" || !gil.GILEnabled {
+		t.Skip("needs a Python with the GIL at /usr/bin/python3")
+	}
+	dir := t.TempDir()
+	buildExtension(t, pooltest.Python(), dir)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMarksAreNotReadInThisProcess$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), gilChildEnv+"="+dir)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "child:\n%s", out)
+	assert.Contains(t, string(out), "--- PASS: TestMarksAreNotReadInThisProcess")
+}
+
+func marksChild(t *testing.T, dir string) {
+	ctx := context.Background()
+	th, err := thread.New(thread.Options{Workers: 2, Paths: []string{"testdata", dir}})
+	require.NoError(t, err)
+	defer th.Close(ctx)
+	abs, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	pr, err := process.New(ctx, process.Options{Workers: 1, Python: "/usr/bin/python3", Paths: []string{abs},
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	defer pr.Close(ctx)
+	require.False(t, pr.FreeThreaded())
+	var logs bytes.Buffer
+	r := &pools.Router{Thread: th, Process: pr, Paths: []string{"testdata", dir}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	emb, err := th.Describe(ctx, 0)
+	require.NoError(t, err)
+
+	require.False(t, th.GILEnabled())
+	want := "importing routetest2 in a free-threaded subprocess (" + emb.Executable +
+		") turned the GIL on (module _nogil_ext): it is not imported into this process"
+	for range 2 {
+		d, err := r.Decide(ctx, pools.Batch{Module: "routetest2", Function: "cpu"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route, d.Reason)
+		assert.Equal(t, want, d.Reason)
+		assert.Equal(t, want, d.Warning)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "routetest2.cpu runs in processes"), logs.String())
+
+	// Nothing was imported here: the GIL is off, and the first decision
+	// for a marked module says so truthfully.
+	_, err = th.Submit(ctx, pools.Batch{Module: "routetest", Function: "cpu", Items: []any{1}}) // a GIL check after a first batch
+	require.NoError(t, err)
+	assert.False(t, th.GILEnabled(), "the embedded GIL is still off")
+	assert.Empty(t, th.GILChanges())
+	d, err := r.Decide(ctx, pools.Batch{Module: "routetest", Function: "cpu"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Thread, d.Route)
+	assert.Equal(t, "routetest.cpu is declared thread-safe (@slither.thread_safe) and the GIL is off", d.Reason)
+}

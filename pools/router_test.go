@@ -1,30 +1,63 @@
 package pools_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/capacity"
+	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
 )
 
 // fakePool stands in for a pool in the router's own unit tests (the
-// routing rules are pure Go); router_e2e_test.go routes real pools.
+// routing rules are pure Go); router_e2e_test.go routes real pools. As a
+// process pool it answers the router's mark reads (slither._gil.inspect)
+// from marked, reenables and importErr.
 type fakePool struct {
 	kind         pools.Kind
 	freeThreaded bool
 	gil          bool
-	marked       map[string]bool
-	inspected    int
-	submitted    []pools.Batch
-	closed       []string
+	marked       map[string]bool   // "module.function" -> @slither.thread_safe
+	reenables    map[string]bool   // module -> importing it turns the GIL on
+	importErr    map[string]string // module -> its import error
+	onInspect    func()            // runs during each mark read
+	closedErr    error             // every Submit fails with it
+	t            *testing.T        // set on a thread pool: it must never import to read a mark
+
+	mu        sync.Mutex
+	inspected int
+	submitted []pools.Batch
+	closed    []string
 }
 
-func (f *fakePool) Submit(_ context.Context, b pools.Batch) ([]any, error) {
+func (f *fakePool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if f.closedErr != nil {
+		return nil, f.closedErr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b.Module == "slither._gil" && b.Function == "inspect" {
+		f.inspected++
+		if f.onInspect != nil {
+			f.onInspect()
+		}
+		mf := b.Items[0].([]any)
+		m, fn := mf[0].(string), mf[1].(string)
+		return []any{map[string]any{"thread_safe": f.marked[m+"."+fn], "gil_after": f.reenables[m],
+			"enabled_by": []any{"_ext"}, "error": f.importErr[m]}}, nil
+	}
 	f.submitted = append(f.submitted, b)
 	return []any{string(f.kind)}, nil
 }
@@ -36,10 +69,16 @@ func (f *fakePool) Kind() pools.Kind            { return f.kind }
 func (f *fakePool) CloseSession(id string)      { f.closed = append(f.closed, id) }
 func (f *fakePool) Close(context.Context) error { return nil }
 func (f *fakePool) FreeThreadedBuild() bool     { return f.freeThreaded }
+func (f *fakePool) FreeThreaded() bool          { return f.freeThreaded }
 func (f *fakePool) GILEnabled() bool            { return f.gil }
 func (f *fakePool) GILEnabledBy() string        { return "_ext" }
+
+// ThreadSafe is how the router used to read marks: by importing the module
+// into the Go process's interpreter. It must not be called any more.
 func (f *fakePool) ThreadSafe(_ context.Context, m, fn string) (bool, error) {
-	f.inspected++
+	if f.t != nil {
+		f.t.Errorf("the router imported %s into the embedded interpreter to read a mark", m)
+	}
 	return f.marked[m+"."+fn], nil
 }
 
@@ -56,12 +95,12 @@ func TestRoutingRules(t *testing.T) {
 				for _, route := range []pools.Route{pools.Auto, pools.Thread, pools.Process} {
 					name := fmt.Sprintf("freethreaded=%v/gil=%v/decl=%d/route=%v", build, gil, d, route)
 					t.Run(name, func(t *testing.T) {
-						th := &fakePool{kind: pools.KindThread, freeThreaded: build, gil: gil, marked: map[string]bool{}}
-						pr := &fakePool{kind: pools.KindProcess}
+						th := &fakePool{kind: pools.KindThread, freeThreaded: build, gil: gil, t: t}
+						pr := &fakePool{kind: pools.KindProcess, freeThreaded: true, marked: map[string]bool{}}
 						r := &pools.Router{Thread: th, Process: pr}
 						switch d {
 						case python:
-							th.marked["m.f"] = true
+							pr.marked["m.f"] = true
 						case golang:
 							r.DeclareThreadSafe("m", "f")
 						}
@@ -91,7 +130,7 @@ func TestRoutingRules(t *testing.T) {
 							assert.Equal(t, "m.f is declared thread-safe (@slither.thread_safe) and the GIL is off", dec.Reason)
 						case d == golang:
 							assert.Equal(t, "m.f is declared thread-safe (declared in Go) and the GIL is off", dec.Reason)
-							assert.Zero(t, th.inspected, "a Go declaration needs no import")
+							assert.Zero(t, pr.inspected, "a Go declaration needs no import")
 						}
 					})
 				}
@@ -111,11 +150,11 @@ func TestRouterMissingPoolsAndSessions(t *testing.T) {
 	_, err = onlyProcess.Decide(ctx, pools.Batch{Module: "m", Function: "f", Route: pools.Thread})
 	assert.ErrorIs(t, err, pools.ErrNoRoute)
 
-	th := &fakePool{kind: pools.KindThread, freeThreaded: true, marked: map[string]bool{}}
-	onlyThread := &pools.Router{Thread: th}
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	onlyThread := &pools.Router{Thread: th, Logger: slog.New(slog.DiscardHandler)}
 	_, err = onlyThread.Decide(ctx, b)
 	assert.ErrorIs(t, err, pools.ErrNoRoute)
-	assert.ErrorContains(t, err, "would go to a process pool (m.f is not declared thread-safe")
+	assert.ErrorContains(t, err, "would go to a process pool (reading the thread-safety mark of m.f failed: no free-threaded Python to read it in")
 
 	// A session stays where it started, even when the rules change.
 	bus := telemetry.New(nil)
@@ -146,4 +185,142 @@ func TestRouterMissingPoolsAndSessions(t *testing.T) {
 	assert.Equal(t, 4, r.Capacity())
 	assert.Len(t, r.Stats().Workers, 4)
 	assert.Equal(t, pools.KindRouter, r.Kind())
+}
+
+// TestRouterRemembersAndShowsFailedMarkReads: a mark that cannot be read
+// is read once, logged once, and every decision that depends on it says so
+// in Decision.Warning (and router.decision metadata), not only in telemetry.
+func TestRouterRemembersAndShowsFailedMarkReads(t *testing.T) {
+	var logs bytes.Buffer
+	bus := telemetry.New(nil)
+	var warnings []any
+	require.NoError(t, bus.Attach("t", func(_ telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+		warnings = append(warnings, md["warning"])
+	}, telemetry.RouterDecision))
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	pr := &fakePool{kind: pools.KindProcess, freeThreaded: true, marked: map[string]bool{"gilly.f": true},
+		importErr: map[string]string{"broken": "ModuleNotFoundError: No module named 'broken'"}, reenables: map[string]bool{"gilly": true}}
+	r := &pools.Router{Thread: th, Process: pr, Telemetry: bus, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	ctx := context.Background()
+
+	const broken = "reading the thread-safety mark of broken.f failed: importing broken in a free-threaded worker process failed: ModuleNotFoundError: No module named 'broken'"
+	for range 3 {
+		d, err := r.Decide(ctx, pools.Batch{Module: "broken", Function: "f"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route)
+		assert.Equal(t, broken, d.Reason)
+		assert.Equal(t, broken, d.Warning, "the user sees it on the decision")
+	}
+	const gilly = "importing gilly in a free-threaded worker process turned the GIL on (module _ext): it is not imported into this process"
+	for range 2 {
+		d, err := r.Decide(ctx, pools.Batch{Module: "gilly", Function: "f"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route)
+		assert.Equal(t, gilly, d.Warning)
+	}
+	assert.Equal(t, 2, pr.inspected, "each module was imported once; failures are remembered")
+	assert.Equal(t, 1, strings.Count(logs.String(), "broken.f runs in processes"), "logged once:\n%s", logs.String())
+	assert.Equal(t, 1, strings.Count(logs.String(), "gilly.f runs in processes"))
+	assert.Contains(t, logs.String(), "level=WARN")
+	assert.Equal(t, []any{broken, broken, broken, gilly, gilly}, warnings)
+}
+
+// TestRouterReasonIsTheGILStateAfterTheRead: when the GIL turns on while a
+// mark is being read (another batch's import), the decision must not claim
+// that the GIL is off.
+func TestRouterReasonIsTheGILStateAfterTheRead(t *testing.T) {
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	pr := &fakePool{kind: pools.KindProcess, freeThreaded: true, marked: map[string]bool{"m.f": true}}
+	pr.onInspect = func() { th.gil = true }
+	r := &pools.Router{Thread: th, Process: pr}
+	d, err := r.Decide(context.Background(), pools.Batch{Module: "m", Function: "f"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Process, d.Route)
+	assert.Equal(t, "the GIL is enabled in the embedded interpreter (re-enabled by module _ext)", d.Reason)
+}
+
+// TestRouterReadsEachMarkOnce: concurrent first decisions for one function
+// share one read; a read cut short by its caller's context is not a
+// verdict and is done again.
+func TestRouterReadsEachMarkOnce(t *testing.T) {
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	pr := &fakePool{kind: pools.KindProcess, freeThreaded: true, marked: map[string]bool{"m.f": true}}
+	r := &pools.Router{Thread: th, Process: pr}
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := r.Decide(cancelled, pools.Batch{Module: "m", Function: "f"})
+	assert.ErrorIs(t, err, context.Canceled)
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := r.Decide(context.Background(), pools.Batch{Module: "m", Function: "f"})
+			assert.NoError(t, err)
+			assert.Equal(t, pools.Thread, d.Route, d.Reason)
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 1, pr.inspected)
+
+	// A pool that cannot run the read is not a verdict on the module.
+	down := &fakePool{kind: pools.KindProcess, freeThreaded: true, marked: map[string]bool{"m.g": true}, closedErr: pools.ErrPoolFailed}
+	r = &pools.Router{Thread: th, Process: down, Logger: slog.New(slog.DiscardHandler)}
+	d, err := r.Decide(context.Background(), pools.Batch{Module: "m", Function: "g"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Process, d.Route)
+	assert.Contains(t, d.Warning, "pools: pool failed")
+	down.closedErr = nil
+	d, err = r.Decide(context.Background(), pools.Batch{Module: "m", Function: "g"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Thread, d.Route, "read again once the pool is back")
+}
+
+// TestRouterReadsMarksInASubprocess: when the process pool's Python is not
+// free-threaded, marks are read in a short-lived free-threaded subprocess,
+// never by importing the module into this process's interpreter (the fake
+// thread pool fails the test if asked to).
+func TestRouterReadsMarksInASubprocess(t *testing.T) {
+	ctx := context.Background()
+	py := pooltest.Python()
+	if in := capacity.Probe(ctx, py); !in.FreeThreaded || in.GILEnabled {
+		t.Skipf("needs a free-threaded Python with the GIL off (make python); %s is not", py)
+	}
+	var logs bytes.Buffer
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	pr := &fakePool{kind: pools.KindProcess} // a GIL build: it cannot tell
+	r := &pools.Router{Thread: th, Process: pr, Python: py, Paths: []string{"testdata"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+
+	d, err := r.Decide(ctx, pools.Batch{Module: "routetest", Function: "cpu"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Thread, d.Route, d.Reason)
+	assert.Equal(t, "routetest.cpu is declared thread-safe (@slither.thread_safe) and the GIL is off", d.Reason)
+	assert.Empty(t, d.Warning)
+
+	d, err = r.Decide(ctx, pools.Batch{Module: "routetest", Function: "plain"})
+	require.NoError(t, err)
+	assert.Equal(t, pools.Process, d.Route)
+	assert.Contains(t, d.Reason, "routetest.plain is not declared thread-safe")
+
+	for range 2 {
+		d, err = r.Decide(ctx, pools.Batch{Module: "no_such_module_xyz", Function: "f"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route)
+		assert.Equal(t, "reading the thread-safety mark of no_such_module_xyz.f failed: importing no_such_module_xyz in a free-threaded subprocess ("+
+			py+") failed: ModuleNotFoundError: No module named 'no_such_module_xyz'", d.Warning)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "no_such_module_xyz.f runs in processes"), logs.String())
+	assert.Zero(t, pr.inspected, "a GIL-build process pool is not asked")
+
+	// A Python that is not free-threaded cannot tell, and says so.
+	if gil := capacity.Probe(ctx, "/usr/bin/python3"); gil.Error == "" && gil.GILEnabled {
+		r := &pools.Router{Thread: th, Process: pr, Python: "/usr/bin/python3", Paths: []string{"testdata"}, Logger: slog.New(slog.DiscardHandler)}
+		d, err := r.Decide(ctx, pools.Batch{Module: "routetest", Function: "cpu"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route)
+		assert.Contains(t, d.Warning, "/usr/bin/python3 has the GIL on before any import")
+	}
 }

@@ -122,6 +122,21 @@ func TestViewsFromBothPools(t *testing.T) {
 			assert.Contains(t, out[4], `error: store: no such view: "nope" (global views: [fail get incr slow]; session `+sess.ID()+`: [whoami])`)
 			assert.Equal(t, `error: view get: argument "key": want a str, got int64`, out[5])
 
+			// A name that is not a str is an error, the same in both pools.
+			out, err = sess.Submit(ctx, pools.Batch{Module: "storetest", Function: "host_views", Items: []any{
+				[]any{int64(5), map[string]any{}}, []any{"get", []any{1}}, []any{"get", map[string]any{"key": "k8"}}}})
+			require.NoError(t, err)
+			assert.Equal(t, []any{
+				"error: slither.view(name, **args): the view's name must be a str, got int",
+				`error: slither.view("get", **args): the arguments must be a dict, got list`,
+				int64(8),
+			}, out)
+
+			out, err = sess.Submit(ctx, pools.Batch{Module: "storetest", Function: "view_name_errors", Items: []any{int64(5), nil}})
+			require.NoError(t, err)
+			const typeErr = "TypeError: slither.view(name, **args): pass the view's name (a str) by position and its arguments by keyword"
+			assert.Equal(t, []any{typeErr, typeErr}, out, "the same exception in both pools")
+
 			// Another batch outside the session cannot see the session view.
 			out, err = p.Submit(ctx, pools.Batch{Module: "storetest", Function: "views", Items: []any{[]any{"whoami", map[string]any{}}}})
 			require.NoError(t, err)

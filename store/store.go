@@ -21,6 +21,7 @@ import (
 
 	"github.com/puzpuzpuz/xsync/v4"
 
+	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/telemetry"
 )
 
@@ -45,8 +46,9 @@ type TableSpec struct {
 type Definition struct {
 	Name   string
 	Tables []TableSpec
-	// Load fills the tables through w; an error leaves the store as it was
-	// (at Open: no store).
+	// Load fills the tables through w; an error, or a panic (an error
+	// matching safecall.ErrPanic), leaves the store as it was (at Open: no
+	// store).
 	Load func(ctx context.Context, w *Loader) error
 	// Views are registered globally when the store is added to a
 	// [Registry].
@@ -131,10 +133,16 @@ func (s *Store) fresh() tables {
 
 func (s *Store) load(ctx context.Context) (tables, error) {
 	ts := s.fresh()
-	if s.def.Load != nil {
-		if err := s.def.Load(ctx, &Loader{s: s, ts: ts}); err != nil {
-			return nil, fmt.Errorf("store %s: loader: %w", s.def.Name, err)
-		}
+	if s.def.Load == nil {
+		return ts, nil
+	}
+	// A panicking loader is a failed load: the old tables stay.
+	err := safecall.Call("loader", func() error { return s.def.Load(ctx, &Loader{s: s, ts: ts}) })
+	if errors.Is(err, safecall.ErrPanic) {
+		return nil, fmt.Errorf("store %s: %w", s.def.Name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s: loader: %w", s.def.Name, err)
 	}
 	return ts, nil
 }
@@ -290,12 +298,13 @@ func (s *Store) Put(ctx context.Context, tbl, key string, v any) error {
 // Update replaces key's value with fn(old, found) atomically with respect
 // to every other write of the store; fn runs with the write lock held, so
 // it must be quick and must not write to the store itself. An error from
-// fn leaves the value as it was. Update returns the new value.
+// fn, or a panic (an error matching safecall.ErrPanic), leaves the value as
+// it was. Update returns the new value.
 func (s *Store) Update(ctx context.Context, tbl, key string, fn func(old any, found bool) (any, error)) (any, error) {
 	var nv any
 	err := s.write(ctx, "update", tbl, 1, func(t *table) error {
 		old, ok := t.m.Load(key)
-		v, err := fn(old, ok)
+		v, err := safecall.Values("update function", func() (any, error) { return fn(old, ok) })
 		if err != nil {
 			return fmt.Errorf("store %s: update of %s[%q]: %w", s.def.Name, tbl, key, err)
 		}

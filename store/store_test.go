@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/slither-go/slither/internal/leaktest"
+	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
 )
@@ -291,4 +292,70 @@ func TestRegistryScopesAndErrors(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, 8, len(events), "a start and a stop per call that found its view")
+}
+
+// TestPanickingCallbacksAreErrors: a loader, an Update function or a view
+// handler that panics fails its call with an error naming it (matching
+// safecall.ErrPanic); the store keeps its tables and its write lock works.
+func TestPanickingCallbacksAreErrors(t *testing.T) {
+	ctx := context.Background()
+	_, err := store.Open(ctx, store.Definition{Name: "p", Load: func(context.Context, *store.Loader) error { panic("boom") }})
+	assert.ErrorIs(t, err, safecall.ErrPanic)
+	assert.EqualError(t, err, "store p: loader panicked: boom")
+
+	loads := 0
+	s := open(t, store.Definition{Name: "p", Tables: []store.TableSpec{{Name: "t"}},
+		Load: func(ctx context.Context, w *store.Loader) error {
+			loads++
+			if loads > 1 {
+				var m map[string]int
+				m["x"] = 1 // a runtime panic
+			}
+			return w.Put("t", "k", int64(1))
+		},
+		Views: []store.View{
+			{Name: "boom", Fn: func(context.Context, store.ViewCall) (any, error) { panic("view boom") }},
+			{Name: "slow_boom", Timeout: time.Minute, Fn: func(context.Context, store.ViewCall) (any, error) { panic("later") }},
+		}})
+	err = s.Reload(ctx)
+	assert.ErrorIs(t, err, safecall.ErrPanic)
+	assert.ErrorContains(t, err, "store p: loader panicked: assignment to entry in nil map")
+	v, _, err := s.Get("t", "k")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v, "the old tables stay")
+
+	_, err = s.Update(ctx, "t", "k", func(any, bool) (any, error) { panic("no") })
+	assert.ErrorIs(t, err, safecall.ErrPanic)
+	assert.EqualError(t, err, `store p: update of t["k"]: update function panicked: no`)
+	require.NoError(t, s.Put(ctx, "t", "k", int64(2)), "the write lock was released")
+	v, _, _ = s.Get("t", "k")
+	assert.Equal(t, int64(2), v)
+
+	reg := store.NewRegistry(nil)
+	require.NoError(t, reg.AddStore(s))
+	_, err = reg.Call(ctx, "boom", nil, "")
+	assert.ErrorIs(t, err, safecall.ErrPanic)
+	assert.EqualError(t, err, "view boom: handler panicked: view boom")
+	_, err = reg.Call(ctx, "slow_boom", nil, "")
+	assert.ErrorIs(t, err, safecall.ErrPanic)
+	assert.EqualError(t, err, "view slow_boom: handler panicked: later")
+}
+
+// TestHostCallNeedsAStrViewName: a view name that is not a str is an
+// error, never the view named "".
+func TestHostCallNeedsAStrViewName(t *testing.T) {
+	reg := store.NewRegistry(nil)
+	remove, err := reg.RegisterSession("s", nil, store.View{Name: "v", Fn: func(context.Context, store.ViewCall) (any, error) { return 1, nil }})
+	require.NoError(t, err)
+	defer remove()
+	ctx := context.Background()
+	_, err = reg.HostCall(ctx, "slither.view", []any{int64(5), map[string]any{}}, "s")
+	assert.EqualError(t, err, "slither.view(name, **args): the view's name must be a str, got int")
+	_, err = reg.HostCall(ctx, "slither.view", []any{nil, map[string]any{}}, "s")
+	assert.EqualError(t, err, "slither.view(name, **args): the view's name must be a str, got None")
+	_, err = reg.HostCall(ctx, "slither.view", []any{"v", []any{}}, "s")
+	assert.EqualError(t, err, `slither.view("v", **args): the arguments must be a dict, got list`)
+	v, err := reg.HostCall(ctx, "slither.view", []any{"v", map[string]any{}}, "s")
+	require.NoError(t, err)
+	assert.Equal(t, 1, v)
 }

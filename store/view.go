@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/telemetry"
 )
 
@@ -22,7 +23,8 @@ type View struct {
 	Timeout time.Duration
 	// Fn answers a call. It runs on the caller's goroutine in the embedded
 	// pool (a Python thread waits on it), on a goroutine of its own for a
-	// process worker.
+	// process worker. A panic in Fn fails that call with an error matching
+	// safecall.ErrPanic ("view NAME: handler panicked: ...").
 	Fn func(ctx context.Context, call ViewCall) (any, error)
 }
 
@@ -227,14 +229,14 @@ func (r *Registry) Call(ctx context.Context, name string, args map[string]any, s
 	return res, nil
 }
 
-func (r *Registry) run(ctx context.Context, v view, c ViewCall) (res any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panicked: %v", p)
-		}
-	}()
+func (r *Registry) run(ctx context.Context, v view, c ViewCall) (any, error) {
+	// A panicking handler is a failed call (an error matching
+	// safecall.ErrPanic), never a crash of the process.
+	call := func(ctx context.Context) (any, error) {
+		return safecall.Values("handler", func() (any, error) { return v.Fn(ctx, c) })
+	}
 	if v.Timeout <= 0 {
-		return v.Fn(ctx, c)
+		return call(ctx)
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.Timeout)
 	defer cancel()
@@ -244,12 +246,7 @@ func (r *Registry) run(ctx context.Context, v view, c ViewCall) (res any, err er
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- result{err: fmt.Errorf("panicked: %v", p)}
-			}
-		}()
-		v, err := v.Fn(ctx, c)
+		v, err := call(ctx)
 		done <- result{v, err}
 	}()
 	select {
@@ -275,7 +272,35 @@ func (r *Registry) HostCall(ctx context.Context, name string, args []any, sessio
 	if len(args) != 2 {
 		return nil, fmt.Errorf("slither.view: malformed call (%d arguments)", len(args))
 	}
-	vname, _ := args[0].(string)
-	kw, _ := args[1].(map[string]any)
+	vname, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("slither.view(name, **args): the view's name must be a str, got %s", typeName(args[0]))
+	}
+	kw, ok := args[1].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("slither.view(%q, **args): the arguments must be a dict, got %s", vname, typeName(args[1]))
+	}
 	return r.Call(ctx, vname, kw, session)
+}
+
+// typeName names the Python type of a value as it arrived (both pools
+// decode alike, so the text is the same in both).
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "None"
+	case bool:
+		return "bool"
+	case int64, int:
+		return "int"
+	case float64:
+		return "float"
+	case []byte:
+		return "bytes"
+	case []any:
+		return "list"
+	case map[string]any:
+		return "dict"
+	}
+	return fmt.Sprintf("%T", v)
 }

@@ -3,19 +3,25 @@
 // events. It imports nothing of Slither's, so any package may emit.
 //
 // Handlers run synchronously on the emitting goroutine, so they should be
-// quick; a handler that panics is detached and the panic logged — it never
-// reaches the emitter. A nil *Bus is valid and drops every event, so
-// emitters need no checks.
+// quick; a handler that panics is detached and the panic logged once — it
+// never reaches the emitter, and the other handlers keep running. A nil
+// *Bus is valid and drops every event, so emitters need no checks.
+//
+// Of Slither's packages it imports only the leaf internal/safecall.
 package telemetry
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slither-go/slither/internal/safecall"
 )
 
 // Event names an event. Names are dot-separated, e.g. "dispatch.batch.stop".
@@ -69,6 +75,7 @@ type entry struct {
 	name     string
 	patterns []string // exact names, or prefixes ending in ".*"; none means all
 	h        Handler
+	failed   atomic.Bool // it panicked: skipped from then on, reported once
 }
 
 func (e *entry) wants(ev Event) bool {
@@ -133,10 +140,14 @@ func (b *Bus) Attach(name string, h Handler, patterns ...Event) error {
 // Detach removes the handler attached under name and reports whether there
 // was one.
 func (b *Bus) Detach(name string) bool {
+	return b.detach(func(e *entry) bool { return e.name == name })
+}
+
+func (b *Bus) detach(match func(*entry) bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cur := *b.handlers.Load()
-	i := slices.IndexFunc(cur, func(e *entry) bool { return e.name == name })
+	i := slices.IndexFunc(cur, match)
 	if i < 0 {
 		return false
 	}
@@ -158,24 +169,30 @@ func (b *Bus) Handlers() []string {
 }
 
 // Emit sends an event to every handler that wants it, in attach order. A
-// handler that panics is detached and logged; the others still run.
+// handler that panics is detached and logged, once even when it panicked on
+// several goroutines at a time; the others still run.
 func (b *Bus) Emit(ev Event, m Measurements, md Metadata) {
 	if b == nil {
 		return
 	}
 	for _, e := range *b.handlers.Load() {
-		if e.wants(ev) {
+		if e.wants(ev) && !e.failed.Load() {
 			b.call(e, ev, m, md)
 		}
 	}
 }
 
 func (b *Bus) call(e *entry, ev Event, m Measurements, md Metadata) {
-	defer func() {
-		if r := recover(); r != nil {
-			b.Detach(e.name)
-			b.log.Error("telemetry: handler panicked and was detached", "handler", e.name, "event", string(ev), "panic", fmt.Sprint(r))
-		}
-	}()
-	e.h(ev, m, md)
+	err := safecall.Call("telemetry handler "+strconv.Quote(e.name), func() error {
+		e.h(ev, m, md)
+		return nil
+	})
+	var pe *safecall.PanicError
+	if !errors.As(err, &pe) || !e.failed.CompareAndSwap(false, true) {
+		return
+	}
+	// This entry, not whatever is attached under its name by now.
+	b.detach(func(x *entry) bool { return x == e })
+	b.log.Error("telemetry: handler panicked and was detached", "handler", e.name, "event", string(ev),
+		"panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 }

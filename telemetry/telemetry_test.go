@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -56,6 +57,63 @@ func TestPanickingHandlerIsDetachedAndLogged(t *testing.T) {
 	assert.Contains(t, logs.String(), "handler panicked and was detached")
 	assert.Contains(t, logs.String(), "handler=bad")
 	assert.Contains(t, logs.String(), "panic=boom")
+}
+
+// TestHandlerPanickingEverywhereIsReportedOnce: a handler that panics on
+// two goroutines at once is logged and detached once, and a handler since
+// attached under the same name is not the one detached.
+func TestHandlerPanickingEverywhereIsReportedOnce(t *testing.T) {
+	var logs syncBuffer
+	b := telemetry.New(slog.New(slog.NewTextHandler(&logs, nil)))
+	var inside sync.WaitGroup
+	inside.Add(2)
+	require.NoError(t, b.Attach("bad", func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) {
+		inside.Done()
+		inside.Wait() // both emitters are in the handler before either panics
+		panic("boom")
+	}))
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NotPanics(t, func() { b.Emit(telemetry.StoreWrite, telemetry.Measurements{}, nil) })
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 1, strings.Count(logs.String(), "handler panicked and was detached"), logs.String())
+	assert.Empty(t, b.Handlers())
+
+	// A handler that replaces itself under its own name, then panics: the
+	// replacement stays.
+	calls := 0
+	require.NoError(t, b.Attach("self", func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) {
+		b.Detach("self")
+		require.NoError(t, b.Attach("self", func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) { calls++ }))
+		panic("replaced")
+	}))
+	b.Emit(telemetry.StoreWrite, telemetry.Measurements{}, nil)
+	b.Emit(telemetry.StoreWrite, telemetry.Measurements{}, nil)
+	assert.Equal(t, []string{"self"}, b.Handlers())
+	assert.Equal(t, 1, calls, "the replacement runs")
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestNilBusDropsEvents(t *testing.T) {

@@ -46,7 +46,11 @@ recommendation per workload.`,
 				}
 			}
 			if !rep.Quick && len(o.Only) == 0 { // a full run (or a saved one) teaches the capacity model
-				if err := rep.Measured().Save(capacity.MeasuredPath()); err != nil {
+				path, err := capacity.MeasuredPath()
+				if err == nil {
+					err = rep.Measured().Save(path)
+				}
+				if err != nil {
 					return err
 				}
 			}

@@ -98,8 +98,10 @@ func runDoctor(ctx context.Context, w io.Writer, o doctorOptions) error {
 			}
 		}
 	}
-	if m, ok, err := capacity.LoadMeasured(capacity.MeasuredPath()); err == nil && ok {
-		r.Measured = &m
+	if path, err := capacity.MeasuredPath(); err == nil {
+		if m, ok, err := capacity.LoadMeasured(path); err == nil && ok {
+			r.Measured = &m
+		}
 	}
 	measureWarnings := r.Warnings
 	r.Plan()

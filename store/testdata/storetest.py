@@ -17,6 +17,31 @@ def views(batch):
     return out
 
 
+def host_views(batch):
+    """Items [name, kwargs] -> the raw host call slither.view makes, with
+    any name and arguments, or the HostError's text after "error: "."""
+    out = []
+    for name, kw in batch:
+        try:
+            out.append(slither.host_call("slither.view", name, kw))
+        except slither.HostError as e:
+            out.append("error: " + str(e))
+    return out
+
+
+def view_name_errors(batch):
+    """Items: view names of any type -> what slither.view(name) raised, as
+    "Type: message"."""
+    out = []
+    for name in batch:
+        try:
+            slither.view(name)
+            out.append("no error")
+        except Exception as e:  # noqa: BLE001 - the test compares types
+            out.append(f"{type(e).__name__}: {e}")
+    return out
+
+
 # The shared-data benchmark: N reads of K keys, and N read-modify-writes of
 # one counter, through a Go store view or a Python dict.
 _data = {f"k{i}": i for i in range(1000)}
