@@ -44,33 +44,6 @@ func TestBatchFor(t *testing.T) {
 	assert.Greater(t, capacity.BatchFor(1, 0, 0), 1_000_000, "free items: as large as allowed")
 }
 
-func TestBatchSizerConvergesOnExactTimes(t *testing.T) {
-	s, err := capacity.NewBatchSizer(capacity.SizerOptions{})
-	require.NoError(t, err)
-	const a, b = 2 * time.Millisecond, 50 * time.Microsecond // n* = 760
-	for range 40 {
-		n := s.Size()
-		s.Observe(n, a+time.Duration(n)*b)
-	}
-	assert.InDelta(t, 760, s.Target(), 1)
-	oa, ob, ok := s.Estimate()
-	require.True(t, ok)
-	assert.InDelta(t, float64(a), float64(oa), float64(10*time.Microsecond))
-	assert.InDelta(t, float64(b), float64(ob), float64(100*time.Nanosecond))
-
-	// Cheap items, big overhead: it grows to Max and stays.
-	s, err = capacity.NewBatchSizer(capacity.SizerOptions{Max: 1000})
-	require.NoError(t, err)
-	for range 30 {
-		n := s.Size()
-		s.Observe(n, time.Millisecond+time.Duration(n)*time.Nanosecond)
-	}
-	assert.Equal(t, 1000, s.Target())
-
-	_, err = capacity.NewBatchSizer(capacity.SizerOptions{Min: 10, Max: 5})
-	assert.ErrorContains(t, err, "1 <= Min <= Initial <= Max")
-}
-
 func TestProbeInterpreters(t *testing.T) {
 	ft := capacity.Probe(context.Background(), pooltest.Python())
 	require.Empty(t, ft.Error)

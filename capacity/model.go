@@ -22,12 +22,9 @@
 //
 //	n = a·(1 − T) / (T·b)
 //
-// [BatchFor] computes it from known a and b. [BatchSizer] measures them: it
-// fits a and b by least squares over the last 32 batches it was told of,
-// moves the size toward n by at most a factor of two per batch, keeps it
-// within [Min, Max] (and any weight limit the strategy adds), and varies
-// the sizes it hands out by ±25% around the target so that the fit always
-// has different sizes to separate a from b.
+// [BatchFor] computes it from known a and b. [BatchSizer] measures them from
+// batch service times and moves the size only when the data rule out the
+// current one; its doc describes the fit, the exploration and the caps.
 package capacity
 
 import "math"

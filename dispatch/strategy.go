@@ -67,7 +67,8 @@ func (f *fixed) Flush() [][]Item {
 
 // WeightedBatch cuts a batch before its total weight would pass maxWeight.
 // An item heavier than maxWeight on its own forms a batch of its own: it is
-// never dropped.
+// never dropped. A negative weight counts as 0, and NaN as heavier than
+// maxWeight.
 func WeightedBatch(maxWeight float64, weight func(Item) float64) Strategy {
 	return StrategyFunc(func() (Batcher, error) {
 		if !(maxWeight > 0) || math.IsInf(maxWeight, 0) {
@@ -88,7 +89,7 @@ type weighted struct {
 }
 
 func (w *weighted) Add(it Item) [][]Item {
-	wt := w.weight(it)
+	wt := weightOf(w.weight, it)
 	var out [][]Item
 	if len(w.cur) > 0 && w.sum+wt > w.max {
 		out = append(out, w.cur)
@@ -101,6 +102,19 @@ func (w *weighted) Add(it Item) [][]Item {
 		w.cur, w.sum = nil, 0
 	}
 	return out
+}
+
+// weightOf is weight(it) made safe to add up: a negative weight counts as
+// 0 and NaN as +Inf (heavier than any limit: a batch of its own).
+func weightOf(weight func(Item) float64, it Item) float64 {
+	wt := weight(it)
+	switch {
+	case math.IsNaN(wt):
+		return math.Inf(1)
+	case wt < 0:
+		return 0
+	}
+	return wt
 }
 
 func (w *weighted) Flush() [][]Item {
@@ -124,13 +138,22 @@ func KeyPartition(key func(Item) string, maxSize int) Strategy {
 		if key == nil {
 			return nil, fmt.Errorf("dispatch: KeyPartition needs a key function")
 		}
-		return &partition{key: key, max: maxSize, open: map[string][]Item{}}, nil
+		return &partition{key: key, max: maxSize, waitMax: satMul(16, maxSize), open: map[string][]Item{}}, nil
 	})
+}
+
+// satMul is a·b for a, b >= 0, or math.MaxInt where that overflows.
+func satMul(a, b int) int {
+	if b != 0 && a > math.MaxInt/b {
+		return math.MaxInt
+	}
+	return a * b
 }
 
 type partition struct {
 	key     func(Item) string
 	max     int
+	waitMax int // 16·max: more items waiting than this cut the oldest key
 	open    map[string][]Item
 	order   []string // keys with open batches, oldest first
 	pending int
@@ -147,7 +170,7 @@ func (p *partition) Add(it Item) [][]Item {
 	if len(p.open[k]) >= p.max {
 		out = append(out, p.take(k))
 	}
-	for p.pending > 16*p.max && len(p.order) > 0 {
+	for p.pending > p.waitMax && len(p.order) > 0 {
 		out = append(out, p.take(p.order[0]))
 	}
 	return out
@@ -173,31 +196,56 @@ func (p *partition) Flush() [][]Item {
 
 // Observer is implemented by batchers that learn from how long batches
 // take: dispatch calls Observe after each successful batch, from the
-// batch's goroutine (so concurrently).
+// batch's goroutine (so concurrently), with the batch's service time — the
+// time a worker spent on it, without the time it waited for one (its wall
+// time when the pool does not say, see pools.CallInfo).
 type Observer interface {
 	Observe(items int, d time.Duration)
+}
+
+// WorkerAware is implemented by batchers that size batches against how
+// many run at once: dispatch calls SetWorkers once per run, before the
+// first Add, with the run's MaxInFlight.
+type WorkerAware interface {
+	SetWorkers(n int)
 }
 
 // AdaptiveOptions configure [Adaptive].
 type AdaptiveOptions struct {
 	// Sizer proposes sizes and learns from batch times; nil means a
 	// capacity.NewBatchSizer with its defaults (16 to start, 1..4096,
-	// overhead under 5%).
+	// overhead under 5%, batches under 100 ms).
 	Sizer *capacity.BatchSizer
 	// MaxWeight, when positive, also cuts a batch before its total Weight
-	// would pass it (an overweight item still gets a batch of its own).
+	// would pass it (an overweight item still gets a batch of its own;
+	// weights count as in [WeightedBatch]).
 	MaxWeight float64
 	Weight    func(Item) float64
 }
 
-// Adaptive sizes batches from measured batch times so that the per-call
-// overhead stays under 5% of a batch's time (see package capacity for the
-// rule), within the sizer's bounds and any weight limit. It is the default
-// strategy. The sizer may be shared by runs of the same function.
+// workerShare bounds Adaptive's batches against the run's workers: a batch
+// holds at most 1/(workerShare·workers) of the items read before it.
+const workerShare = 4
+
+// Adaptive sizes batches from measured service times so that the per-call
+// overhead stays under 5% of a batch's time; see capacity.BatchSizer for
+// how it fits the times, resists noise and skew, explores and caps a
+// batch's time. It is the default strategy. The sizer may be shared by
+// runs of the same function.
+//
+// On top of the sizer's size and any weight limit, a batch holds at most
+// 1/(4·workers) of the items read before it (at least one, and at least the
+// sizer's Min), where workers is the run's MaxInFlight. The input's length
+// is unknown, so this is what keeps every worker busy to the end: were the
+// input to end now, the last batch would add at most about a quarter of a
+// worker's share to the run. So each run starts with single items and
+// grows by a factor of about 1 + 1/(4·workers) a batch: a few dozen extra
+// calls, whose spread of sizes also lets the sizer tell the overhead from
+// the per-item time early.
 func Adaptive(o AdaptiveOptions) Strategy {
 	return StrategyFunc(func() (Batcher, error) {
-		if o.MaxWeight < 0 || (o.MaxWeight > 0 && o.Weight == nil) {
-			return nil, fmt.Errorf("dispatch: Adaptive with MaxWeight %v needs MaxWeight >= 0 and, when positive, a Weight function", o.MaxWeight)
+		if !(o.MaxWeight >= 0) || math.IsInf(o.MaxWeight, 0) || (o.MaxWeight > 0 && o.Weight == nil) {
+			return nil, fmt.Errorf("dispatch: Adaptive with MaxWeight %v needs MaxWeight finite and >= 0 and, when positive, a Weight function", o.MaxWeight)
 		}
 		s := o.Sizer
 		if s == nil {
@@ -211,25 +259,35 @@ func Adaptive(o AdaptiveOptions) Strategy {
 }
 
 type adaptive struct {
-	o     AdaptiveOptions
-	s     *capacity.BatchSizer
-	cur   []Item
-	limit int
-	w     float64
+	o       AdaptiveOptions
+	s       *capacity.BatchSizer
+	workers int // 0 until SetWorkers: no cap by workers
+	seen    int // items added this run
+	cur     []Item
+	limit   int
+	w       float64
 }
+
+// SetWorkers sets the number of batches that run at once.
+func (a *adaptive) SetWorkers(n int) { a.workers = n }
 
 func (a *adaptive) Add(it Item) [][]Item {
 	var out [][]Item
 	var wt float64
 	if a.o.MaxWeight > 0 {
-		wt = a.o.Weight(it)
+		wt = weightOf(a.o.Weight, it)
 		if len(a.cur) > 0 && a.w+wt > a.o.MaxWeight {
 			out = append(out, a.cut())
 		}
 	}
 	if len(a.cur) == 0 {
 		a.limit = a.s.Size()
+		if a.workers > 0 {
+			minSize, _ := a.s.Bounds()
+			a.limit = max(min(a.limit, a.seen/satMul(workerShare, a.workers)), minSize, 1)
+		}
 	}
+	a.seen++
 	a.cur = append(a.cur, it)
 	a.w += wt
 	if len(a.cur) >= a.limit || (a.o.MaxWeight > 0 && a.w >= a.o.MaxWeight) {
