@@ -24,6 +24,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(stdioChildEnv) != "" {
+		stdioChild()
+		return
+	}
 	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
 

@@ -13,6 +13,27 @@
 // A call converts its whole argument list in one C crossing and its result
 // in one more, through a compact tagged encoding (codec.go, shim.c).
 //
+// # The interpreter
+//
+// It starts from CPython's isolated configuration (PYTHON* variables and
+// the user site are ignored; Go keeps its signal handlers), and differs from
+// a plain `python3` in a few ways, each because it lives inside a Go
+// process that never finalizes it:
+//
+//   - stdio is unbuffered, as with `python -u`: print() output reaches the
+//     process's stdout and stderr at once, even when they are pipes, since
+//     no exit would ever flush a buffer;
+//   - int <-> decimal text conversion has no digit limit
+//     (sys.get_int_max_str_digits() is 0), so ints of any size cross
+//     between Go and Python; code that parses untrusted decimal text should
+//     bound its length itself;
+//   - multiprocessing's default start method is "spawn" (it starts the real
+//     interpreter, [Runtime.Executable]), not "fork", which would fork the
+//     Go process; an explicit set_start_method or get_context still
+//     chooses freely;
+//   - an audit hook counts imports ([Runtime.Imports]), so callers can
+//     re-check the GIL right after an import that may have turned it on.
+//
 // # Value mapping
 //
 //	Go -> Python                         Python -> Go
@@ -20,13 +41,13 @@
 //	bool                       -> bool   bool            -> bool
 //	int, int8..int64, uint8..32 -> int   int (fits int64) -> int64
 //	uint, uint64 > MaxInt64    -> int    int (larger)    -> *big.Int
-//	*big.Int                   -> int
+//	*big.Int, big.Int          -> int
 //	float32, float64           -> float  float           -> float64 (NaN, ±Inf kept)
 //	string (valid UTF-8)       -> str    str             -> string
 //	[]byte, [N]byte            -> bytes  bytes, bytearray -> []byte
 //	[]any, other slices/arrays -> list   list, tuple     -> []any
 //	map[string]any, map[string]T -> dict dict (str keys) -> map[string]any
-//	pointer                    -> its target
+//	pointer                    -> its target (each counts as a level of MaxDepth)
 //
 // Rejected, each with a [*ConversionError] naming the path inside the value:
 // a Go string or map key that is not valid UTF-8; a Go map whose key type is

@@ -11,6 +11,7 @@ package cpython
 import "C"
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -19,8 +20,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
+
+// startup is run once right after initialization (see startup.py): it makes
+// multiprocessing spawn rather than fork the Go process.
+//
+//go:embed startup.py
+var startup string
 
 // GILMode chooses whether a free-threaded interpreter runs with its GIL.
 type GILMode int
@@ -62,6 +70,7 @@ type Runtime struct {
 	freeThreaded     bool
 	main             *C.PyThreadState // Python's main thread state, used only by serve
 	reqs             chan func()
+	imports          *uint64 // the C audit hook's import counter (C memory)
 
 	mu    sync.Mutex
 	paths map[string]bool
@@ -111,6 +120,7 @@ func start(cfg Config) (*Runtime, error) {
 		freeThreaded: C.slither_free_threaded_build() == 1,
 		reqs:         make(chan func()),
 		paths:        map[string]bool{},
+		imports:      (*uint64)(unsafe.Pointer(C.slither_import_counter())),
 	}
 	home := cfg.Home
 	if home == "" {
@@ -164,6 +174,9 @@ func start(cfg Config) (*Runtime, error) {
 		rt.version = C.GoString(v)
 		C.free(unsafe.Pointer(v))
 	})
+	if err := rt.exec("_slither_startup", startup); err != nil {
+		return nil, fmt.Errorf("cpython: running the start-up module: %w", err)
+	}
 	return rt, nil
 }
 
@@ -230,6 +243,14 @@ func (rt *Runtime) GILEnabled() bool {
 	return on != 0
 }
 
+// Imports counts the imports the interpreter has performed since it
+// started: the "import" audit events, raised for each module the import
+// system loads and for each extension module loaded. It only grows, so two
+// readings tell whether anything was imported in between — the moment to
+// re-check [Runtime.GILEnabled]. Reading it is one atomic load: no call
+// into Python, cheap enough for every batch.
+func (rt *Runtime) Imports() uint64 { return atomic.LoadUint64(rt.imports) }
+
 // AddPaths appends directories to sys.path, skipping those already added.
 func (rt *Runtime) AddPaths(paths ...string) error {
 	rt.mu.Lock()
@@ -261,14 +282,18 @@ func (rt *Runtime) AddPaths(paths ...string) error {
 // Exec runs Python source in __main__ on the main thread. A raised
 // exception is returned as an [*Exception]. It is meant for set-up, not for
 // work: use a [Thread] for that.
-func (rt *Runtime) Exec(source string) error {
-	csrc := C.CString(source)
+func (rt *Runtime) Exec(source string) error { return rt.exec("__main__", source) }
+
+// exec runs source in module's namespace on the main thread.
+func (rt *Runtime) exec(module, source string) error {
+	cmod, csrc := C.CString(module), C.CString(source)
+	defer C.free(unsafe.Pointer(cmod))
 	defer C.free(unsafe.Pointer(csrc))
 	var err error
 	rt.onMain(func() {
 		var out C.slither_buf
 		defer C.slither_buf_free(&out)
-		if C.slither_exec(rt.main, csrc, &out) != 0 {
+		if C.slither_exec(rt.main, cmod, csrc, &out) != 0 {
 			err = decodeError(&out)
 		}
 	})

@@ -13,6 +13,8 @@
 #endif
 
 static PyObject *cancelled_exc; // _slither_host.Cancelled, created at init
+// Imports seen by audit_hook; read by Go through slither_import_counter.
+static uint64_t import_count;
 static PyObject *host_error_exc; // _slither_host.HostError, created at init
 static PyObject *view_error_exc; // _slither_host.ViewError(HostError), created at init
 static PyObject *host_call(PyObject *self, PyObject *args); // below: they need the codec
@@ -137,6 +139,20 @@ static char *status_message(const char *what, PyStatus st) {
     return s;
 }
 
+// audit_hook counts "import" events: the import system raises one for
+// each module it finds and loads, and the extension loader one for each
+// extension module (the only kind that can turn the GIL back on). It only
+// counts, so it costs a string compare per audited operation.
+static int audit_hook(const char *event, PyObject *args, void *data) {
+    (void)args;
+    (void)data;
+    if (event[0] == 'i' && strcmp(event, "import") == 0)
+        __atomic_fetch_add(&import_count, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+uint64_t *slither_import_counter(void) { return &import_count; }
+
 PyThreadState *slither_initialize(const char *home, const char *executable,
                                   const char **paths, int npaths, int enable_gil,
                                   char **err) {
@@ -147,11 +163,25 @@ PyThreadState *slither_initialize(const char *home, const char *executable,
         *err = strdup("PyImport_AppendInittab failed");
         return NULL;
     }
+    // Before initialization, so that no import is missed.
+    if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
+        *err = strdup("PySys_AddAuditHook failed");
+        return NULL;
+    }
     // Isolated: ignores PYTHON* variables and the user site; Go owns signals.
     PyConfig_InitIsolatedConfig(&config);
     config.install_signal_handlers = 0;
     config.faulthandler = 0;
     config.parse_argv = 0;
+    // Unbuffered stdio (python -u): the interpreter is never finalized, so
+    // nothing would ever flush a buffer, and with stdout a pipe print()
+    // output would be lost or arrive late.
+    config.buffered_stdio = 0;
+    // No limit on int <-> decimal text conversion (the default is 4,300
+    // digits): ints of any size cross between Go and Python, and CPython
+    // converts large ones in sub-quadratic time since 3.12. The process
+    // workers lift the limit the same way.
+    config.int_max_str_digits = 0;
 #ifdef Py_GIL_DISABLED
     if (enable_gil >= 0) config.enable_gil = enable_gil;
 #else
@@ -235,9 +265,43 @@ unsigned long slither_thread_id(PyThreadState *ts) { return ts->thread_id; }
 
 // ---------- errors ----------
 
-// Encodes the raised Python exception as an SLITHER_PYERR record. Clears it.
+// utf8_of returns the UTF-8 bytes of str s (a lone surrogate escaped, so
+// no text is lost), or NULL; it never leaves an error set.
+static PyObject *utf8_of(PyObject *s) {
+    if (!s) return NULL;
+    PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+    if (!b) PyErr_Clear();
+    return b;
+}
+
+// put_text appends the bytes object b as a string, or fallback when b is NULL.
+static void put_text(slither_buf *out, PyObject *b, const char *fallback) {
+    if (b) buf_str(out, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+    else buf_cstr(out, fallback);
+}
+
+// format_traceback returns traceback.format_exception(exc) joined, or NULL;
+// it never leaves an error set.
+static PyObject *format_traceback(PyObject *exc) {
+    PyObject *tb = NULL, *lines = NULL, *sep = NULL;
+    PyObject *mod = PyImport_ImportModule("traceback");
+    if (mod) lines = PyObject_CallMethod(mod, "format_exception", "O", exc);
+    if (lines) sep = PyUnicode_FromString("");
+    if (sep) tb = PyUnicode_Join(sep, lines);
+    if (!tb) PyErr_Clear();
+    Py_XDECREF(sep);
+    Py_XDECREF(lines);
+    Py_XDECREF(mod);
+    return tb;
+}
+
+// Encodes the raised Python exception as an SLITHER_PYERR record and
+// clears it. It takes the exception first, so that no Python code runs
+// with an error set, and each step that fails (a __str__ that raises, a
+// traceback that cannot be formatted) falls back on its own without
+// losing the exception's type or the other parts.
 static void encode_pyerr(slither_buf *out) {
-    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *exc = PyErr_GetRaisedException(); // the indicator is clear from here on
     out->len = 0;
     buf_byte(out, SLITHER_PYERR);
     if (!exc) {
@@ -247,37 +311,24 @@ static void encode_pyerr(slither_buf *out) {
         return;
     }
     PyObject *tname = PyType_GetFullyQualifiedName(Py_TYPE(exc));
+    if (!tname) PyErr_Clear(); // e.g. a class without __module__
+    PyObject *tname8 = utf8_of(tname);
     PyObject *msg = PyObject_Str(exc);
     if (!msg) PyErr_Clear();
-    PyObject *tb = NULL;
-    PyObject *tbmod = PyImport_ImportModule("traceback");
-    if (tbmod) {
-        PyObject *lines = PyObject_CallMethod(tbmod, "format_exception", "O", exc);
-        if (lines) {
-            PyObject *sep = PyUnicode_FromString("");
-            if (sep) {
-                tb = PyUnicode_Join(sep, lines);
-                Py_DECREF(sep);
-            }
-            Py_DECREF(lines);
-        }
-        Py_DECREF(tbmod);
-    }
-    if (!tb) PyErr_Clear();
-    const char *s;
-    s = tname ? PyUnicode_AsUTF8(tname) : NULL;
-    if (!s) { PyErr_Clear(); s = Py_TYPE(exc)->tp_name; }
-    buf_cstr(out, s);
-    s = msg ? PyUnicode_AsUTF8(msg) : NULL;
-    if (!s) { PyErr_Clear(); s = "<exception str() failed>"; }
-    buf_cstr(out, s);
-    s = tb ? PyUnicode_AsUTF8(tb) : NULL;
-    if (!s) { PyErr_Clear(); s = ""; }
-    buf_cstr(out, s);
+    PyObject *msg8 = utf8_of(msg);
+    PyObject *tb = format_traceback(exc);
+    PyObject *tb8 = utf8_of(tb);
+    put_text(out, tname8, Py_TYPE(exc)->tp_name);
+    put_text(out, msg8, "<exception str() failed>");
+    put_text(out, tb8, "");
     Py_XDECREF(tname);
+    Py_XDECREF(tname8);
     Py_XDECREF(msg);
+    Py_XDECREF(msg8);
     Py_XDECREF(tb);
+    Py_XDECREF(tb8);
     Py_DECREF(exc);
+    if (PyErr_Occurred()) PyErr_Clear(); // a failing __del__ of a part must not leak out
 }
 
 // ---------- Go -> Python ----------
@@ -333,8 +384,14 @@ static PyObject *decode(reader *r, int depth) {
         if (!z) return PyErr_NoMemory();
         memcpy(z, s, n);
         z[n] = 0;
-        PyObject *v = PyLong_FromString(z, NULL, 10);
+        char *end = NULL;
+        PyObject *v = PyLong_FromString(z, &end, 10);
+        int whole = end == z + n; // a NUL inside must not cut the number short
         free(z);
+        if (v && !whole) {
+            Py_DECREF(v);
+            return corrupt();
+        }
         return v;
     }
     case 'l': {
@@ -650,18 +707,18 @@ void slither_clear_interrupt(PyThreadState *ts) {
     PyEval_SaveThread();
 }
 
-int slither_exec(PyThreadState *ts, const char *source, slither_buf *out) {
+int slither_exec(PyThreadState *ts, const char *module, const char *source, slither_buf *out) {
     PyEval_RestoreThread(ts);
     int rc = 0;
-    PyObject *main = PyImport_AddModuleRef("__main__");
-    PyObject *globals = main ? PyModule_GetDict(main) : NULL;
+    PyObject *mod = PyImport_AddModuleRef(module);
+    PyObject *globals = mod ? PyModule_GetDict(mod) : NULL;
     PyObject *r = globals ? PyRun_String(source, Py_file_input, globals, globals) : NULL;
     if (!r) {
         encode_pyerr(out);
         rc = -1;
     }
     Py_XDECREF(r);
-    Py_XDECREF(main);
+    Py_XDECREF(mod);
     PyEval_SaveThread();
     return rc;
 }

@@ -94,7 +94,13 @@ int slither_interrupt(PyThreadState *ts, unsigned long tid);
 // Clears any pending asynchronous exception of the calling thread state.
 void slither_clear_interrupt(PyThreadState *ts);
 
-// Runs Python source with ts attached; on failure fills out with the error.
-int slither_exec(PyThreadState *ts, const char *source, slither_buf *out);
+// Runs Python source in module's namespace (created, and added to
+// sys.modules, if missing) with ts attached; on failure fills out with the
+// error and returns -1.
+int slither_exec(PyThreadState *ts, const char *module, const char *source, slither_buf *out);
+
+// The number of "import" audit events so far (see audit_hook in shim.c):
+// it grows by at least one whenever a module is loaded. Read it atomically.
+uint64_t *slither_import_counter(void);
 
 #endif

@@ -116,8 +116,30 @@ func (t *Thread) call(module, name string, items []any, mode C.int) (any, error)
 	if t.enc.buf == nil || cap(t.enc.buf) > maxKeptBuffer {
 		defer func() { t.enc.buf = nil }()
 	}
-	in := t.enc.buf
-	status := C.slither_call(t.ts, fn, (*C.char)(unsafe.Pointer(&in[0])), C.size_t(len(in)), mode, C.int(MaxDepth), &t.out)
+	return t.invoke(fn, t.enc.buf, mode)
+}
+
+// callRaw calls module.name(items) with in, the items as one encoded list,
+// taken as is: shim.c must refuse a malformed one cleanly (the fuzz tests
+// feed it anything).
+func (t *Thread) callRaw(module, name string, in []byte) (any, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	fn, err := t.lookup(module, name)
+	if err != nil {
+		return nil, err
+	}
+	return t.invoke(fn, in, C.SLITHER_CALL_BATCH)
+}
+
+// invoke calls fn on the encoded list in and decodes its result.
+func (t *Thread) invoke(fn *C.PyObject, in []byte, mode C.int) (any, error) {
+	var p *C.char
+	if len(in) > 0 {
+		p = (*C.char)(unsafe.Pointer(&in[0]))
+	}
+	status := C.slither_call(t.ts, fn, p, C.size_t(len(in)), mode, C.int(MaxDepth), &t.out)
 	runtime.KeepAlive(in)
 	defer t.trimOut()
 	b := unsafe.Slice((*byte)(unsafe.Pointer(t.out.data)), int(t.out.len))

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/slither-go/slither/capacity"
+	"github.com/slither-go/slither/internal/gilext"
 	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
@@ -25,20 +26,6 @@ import (
 )
 
 const gilChildEnv = "SLITHER_TEST_GIL_CHILD_DIR"
-
-// buildExtension compiles testdata/nogil_ext.c for python into dir.
-func buildExtension(t *testing.T, python, dir string) {
-	t.Helper()
-	out, err := exec.Command(python, "-c",
-		`import sysconfig; print(sysconfig.get_paths()["include"]); print(sysconfig.get_config_var("EXT_SUFFIX"))`).Output()
-	require.NoError(t, err)
-	lines := strings.Fields(string(out))
-	require.Len(t, lines, 2)
-	include, suffix := lines[0], lines[1]
-	cc := exec.Command("gcc", "-shared", "-fPIC", "-O1", "-I"+include, "-o", filepath.Join(dir, "_nogil_ext"+suffix), "testdata/nogil_ext.c")
-	msg, err := cc.CombinedOutput()
-	require.NoError(t, err, "compiling the test extension: %s", msg)
-}
 
 // TestImportReenablingGIL builds a C extension that does not declare
 // Py_mod_gil and checks, in a child process (the GIL cannot be turned off
@@ -49,7 +36,7 @@ func TestImportReenablingGIL(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	buildExtension(t, pooltest.Python(), dir)
+	gilext.Build(t, pooltest.Python(), dir)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestImportReenablingGIL$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), gilChildEnv+"="+dir)
 	out, err := cmd.CombinedOutput()
@@ -159,7 +146,7 @@ func TestMarksAreNotReadInThisProcess(t *testing.T) {
 		t.Skip("needs a Python with the GIL at /usr/bin/python3")
 	}
 	dir := t.TempDir()
-	buildExtension(t, pooltest.Python(), dir)
+	gilext.Build(t, pooltest.Python(), dir)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMarksAreNotReadInThisProcess$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), gilChildEnv+"="+dir)
 	out, err := cmd.CombinedOutput()

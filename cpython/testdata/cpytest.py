@@ -111,3 +111,70 @@ def host(batch):
         except _slither_host.HostError as e:
             out.append("error: " + str(e))
     return out
+
+
+def say(batch):
+    """Prints each item: whole lines, then the last one without a newline."""
+    for line in batch[:-1]:
+        print(line)
+    sys.stdout.write(batch[-1])
+    return batch
+
+
+def big_from_text(batch):
+    """Each decimal text -> int(text): Python makes the big int."""
+    return [int(s) for s in batch]
+
+
+def big_to_text(batch):
+    """Each int -> [str(x), x + 1]: Python got a real int."""
+    return [[str(x), x + 1] for x in batch]
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str() for this exception")
+
+
+_nameless = {}
+# type() called from code whose globals have no __name__ leaves the class
+# without __module__, so even its qualified name cannot be computed.
+exec("Nameless = type('Nameless', (Exception,), {})", _nameless)
+Nameless = _nameless["Nameless"]
+
+
+def raise_kind(batch):
+    kind = batch[0]
+    if kind == "unprintable":
+        raise Unprintable()
+    if kind == "surrogate":
+        raise ValueError("bad \udc80 byte")
+    if kind == "nameless":
+        raise Nameless("no module")
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def start_method(batch):
+    import multiprocessing
+    return [multiprocessing.get_start_method()] * len(batch)
+
+
+def _square_into(conn, x):
+    import sys as _sys
+    conn.send([x * x, _sys.executable])
+    conn.close()
+
+
+def spawn_square(batch):
+    """Squares each item in a multiprocessing child; returns [square, the
+    child's sys.executable]."""
+    import multiprocessing
+    out = []
+    for x in batch:
+        parent, child = multiprocessing.Pipe()
+        p = multiprocessing.Process(target=_square_into, args=(child, x))
+        p.start()
+        child.close()
+        out.append(parent.recv())
+        p.join()
+    return out

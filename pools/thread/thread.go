@@ -8,14 +8,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/cpython"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/python"
@@ -46,6 +42,12 @@ type Options struct {
 	// Telemetry receives pool.worker.start and pool.worker.exit events;
 	// nil sends none.
 	Telemetry *telemetry.Bus
+	// MaxSessions bounds the sessions the pool keeps track of at once: those
+	// with batches in flight or state on a worker, until CloseSession (or
+	// the end of a [pools.NewSession] context). A batch that would open one
+	// more fails with [ErrTooManySessions]. Zero means 65,536; negative is
+	// an error.
+	MaxSessions int
 	// Spin is how long an idle worker polls for its next batch, and a
 	// caller for its result, before parking. Parking and waking a locked OS
 	// thread costs microseconds each way (golang/go#18023), more than a
@@ -59,19 +61,19 @@ type Options struct {
 // Pool is a [pools.Pool] of embedded Python threads. Its methods are safe
 // for concurrent use.
 type Pool struct {
-	rt    *cpython.Runtime
-	tel   *telemetry.Bus
-	host  pools.HostFunc
-	spin  time.Duration
-	pinMu sync.Mutex
-	pins  map[string]*worker // session id -> its worker
+	rt   *cpython.Runtime
+	tel  *telemetry.Bus
+	host pools.HostFunc
+	spin time.Duration
 
-	// GIL watch: the state after the last check, the changes seen, and the
-	// modules whose first use has been checked.
+	sessMu      sync.Mutex
+	sessions    map[string]*session // open sessions (see session.go)
+	maxSessions int
+
+	// GIL watch: the state after the last check and the changes seen.
 	gil        atomic.Bool
 	gilMu      sync.Mutex
 	gilChanges []GILChange
-	imported   sync.Map
 
 	// Spinning pays only on a spare core: a goroutine polling on the last
 	// free P starves the very goroutine that would hand it work. So
@@ -110,6 +112,7 @@ type job struct {
 	state atomic.Int32
 	ctx   context.Context
 	b     pools.Batch
+	sess  *session    // b's session, nil without one; see Pool.finish
 	res   chan result // buffered(1): the worker never blocks on a caller that left
 }
 
@@ -121,17 +124,25 @@ type result struct {
 var jobPool = sync.Pool{New: func() any { return &job{res: make(chan result, 1)} }}
 
 type worker struct {
+	pool   *Pool
 	id     int
 	th     *cpython.Thread
 	pinned chan *job // batches of the sessions pinned to this worker
-	pins   int       // sessions pinned here; guarded by Pool.pinMu
+	pins   int       // sessions pinned here; guarded by Pool.sessMu
 
 	mu  sync.Mutex // guards cur, against interrupts from other goroutines
 	cur uint64     // sequence number of the running call; 0 when idle
 	seq uint64     // last sequence number used (worker goroutine only)
 
-	batches            uint64 // worker goroutine only
-	job                *job   // the running batch, for host calls (worker goroutine only)
+	// Session states this worker must drop, on its own thread (session.go).
+	relMu    sync.Mutex
+	releases []string
+	pending  atomic.Bool   // releases is not empty
+	wake     chan struct{} // buffered(1): wakes an idle worker for releases
+
+	imports            uint64          // the interpreter's import count at this worker's last GIL check (worker goroutine only)
+	job                *job            // the running batch, for host calls (worker goroutine only)
+	hostCtx            context.Context // job's context marked as this worker's, made on its first host call (worker goroutine only)
 	calls, items, errs atomic.Uint64
 	busy               atomic.Int64
 	active             atomic.Bool
@@ -147,6 +158,13 @@ func New(opts Options) (*Pool, error) {
 	if n == 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
+	maxSessions := opts.MaxSessions
+	if maxSessions < 0 {
+		return nil, fmt.Errorf("pools/thread: Options.MaxSessions is %d; it must be >= 0 (0 means %d)", maxSessions, defaultMaxSessions)
+	}
+	if maxSessions == 0 {
+		maxSessions = defaultMaxSessions
+	}
 	pkg, err := python.Dir()
 	if err != nil {
 		return nil, fmt.Errorf("pools/thread: %w", err)
@@ -159,19 +177,20 @@ func New(opts Options) (*Pool, error) {
 	}
 	spin := max(opts.Spin, 0)
 	p := &Pool{
-		rt:    rt,
-		tel:   opts.Telemetry,
-		host:  opts.Host,
-		spin:  spin,
-		procs: int32(runtime.GOMAXPROCS(0)),
-		jobs:  make(chan *job, n),
-		pins:  map[string]*worker{},
-		done:  make(chan struct{}),
-		abort: make(chan struct{}),
+		rt:          rt,
+		tel:         opts.Telemetry,
+		host:        opts.Host,
+		spin:        spin,
+		procs:       int32(runtime.GOMAXPROCS(0)),
+		jobs:        make(chan *job, n),
+		sessions:    map[string]*session{},
+		maxSessions: maxSessions,
+		done:        make(chan struct{}),
+		abort:       make(chan struct{}),
 	}
 	ready := make(chan error, n)
 	for i := range n {
-		w := &worker{id: i, pinned: make(chan *job, 1)}
+		w := &worker{pool: p, id: i, pinned: make(chan *job, 1), wake: make(chan struct{}, 1)}
 		p.workers = append(p.workers, w)
 		p.running.Add(1)
 		go p.work(w, ready)
@@ -206,7 +225,6 @@ func (p *Pool) Capacity() int { return len(p.workers) }
 // Stats returns a snapshot of the workers' counters.
 func (p *Pool) Stats() pools.Stats {
 	s := pools.Stats{Kind: pools.KindThread, Waiting: int(p.waiting.Load())}
-	pid := os.Getpid()
 	for _, w := range p.workers {
 		active := w.active.Load()
 		if active {
@@ -229,7 +247,15 @@ func (p *Pool) Stats() pools.Stats {
 // Python function sees slither.context() with this worker's id, pool
 // "thread" and b.Session. Cancelling ctx while the batch runs raises
 // slither.Cancelled inside it at its next bytecode boundary (code blocked in
-// C notices when it returns); Submit returns at once either way.
+// C notices when it returns); Submit returns at once either way, so the
+// batch may still be running — and its effects may still happen — after
+// Submit returned (a retry can then run it twice: at-least-once).
+//
+// Submitted from a host call (or view) of this pool's batch, with the host
+// call's context, a batch that could only run on the calling worker — one
+// of a session pinned to it, or any batch when the pool has one worker —
+// fails with an error wrapping [pools.ErrReentrant]: that worker is busy
+// with its caller, so waiting for it would deadlock.
 func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
@@ -245,23 +271,37 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(b, ctx)
 	}
+	caller := callerOf(ctx, p)
+	if caller != nil && len(p.workers) == 1 {
+		return nil, reentrant(b, caller)
+	}
+	queue := p.jobs
+	var s *session
+	if b.Session != "" {
+		var pin *worker
+		var err error
+		if s, pin, err = p.admit(b, caller); err != nil {
+			return nil, err
+		}
+		if pin != nil {
+			queue = pin.pinned
+		}
+	}
 
 	j := jobPool.Get().(*job)
-	j.ctx, j.b = ctx, b
+	j.ctx, j.b, j.sess = ctx, b, s
 	p.waiting.Add(1)
-	queue := p.jobs
-	if b.Pinned() {
-		queue = p.pin(b.Session).pinned
-	}
 	select {
 	case queue <- j: // still waiting until a worker takes it
 	case <-ctx.Done():
 		p.waiting.Add(-1)
 		p.recycle(j)
+		p.finish(s, nil)
 		return nil, cancelled(b, ctx)
 	case <-p.abort:
 		p.waiting.Add(-1)
 		p.recycle(j)
+		p.finish(s, nil)
 		return nil, withdrawn(b)
 	}
 	if r, _, got := tryRecv(p, j.res); got {
@@ -278,13 +318,14 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 		// holds j, so it is not recycled here.
 		if j.state.CompareAndSwap(jobQueued, jobWithdrawn) {
 			p.waiting.Add(-1)
+			p.finish(s, nil)
 		}
 		return nil, cancelled(b, ctx)
 	}
 }
 
 func (p *Pool) recycle(j *job) {
-	j.ctx, j.b = nil, pools.Batch{}
+	j.ctx, j.b, j.sess = nil, pools.Batch{}, nil
 	j.state.Store(jobQueued)
 	jobPool.Put(j)
 }
@@ -298,7 +339,8 @@ func cancelled(b pools.Batch, ctx context.Context) error {
 }
 
 // Close stops the pool; see [pools.Pool.Close]. Workers finish what was
-// submitted before Close, then release their thread states.
+// submitted before Close, drop the session state they hold, then release
+// their thread states.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
@@ -344,20 +386,28 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	w.mu.Lock()
 	w.th = th
 	w.mu.Unlock()
+	w.imports = p.rt.Imports()
 	th.SetHost(func(name string, args []any) (any, error) { return p.hostCall(w, name, args) })
 	ready <- nil
-	md := telemetry.Metadata{"pool": string(pools.KindThread), "worker": w.id, "pid": os.Getpid()}
+	md := telemetry.Metadata{"pool": string(pools.KindThread), "worker": w.id, "pid": pid}
 	p.tel.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{}, md)
 	defer p.tel.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{}, telemetry.Metadata{
-		"pool": string(pools.KindThread), "worker": w.id, "pid": os.Getpid(), "reason": "pool closed"})
+		"pool": string(pools.KindThread), "worker": w.id, "pid": pid, "reason": "pool closed"})
+
+	defer w.releaseAll() // last: the session state this worker holds goes with it
 
 	session := ""
-	pid := os.Getpid()
 	jobs, pinned := p.jobs, w.pinned
 	for {
-		j, ok := p.next(&jobs, &pinned)
+		j, ok := p.next(w, &jobs, &pinned)
+		// Released states go before the next batch runs: a session closed
+		// and then opened again under its id must not lose the new state.
+		w.dropReleased()
 		if !ok {
 			return
+		}
+		if j == nil { // woken for releases only
+			continue
 		}
 		if !j.state.CompareAndSwap(jobQueued, jobTaken) {
 			p.recycle(j) // withdrawn: its caller has gone and will not touch j
@@ -365,157 +415,47 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 		}
 		p.waiting.Add(-1)
 		if err := j.ctx.Err(); err != nil {
+			p.finish(j.sess, nil)
 			j.res <- result{err: cancelled(j.b, j.ctx)}
 			continue
 		}
 		select {
 		case <-p.abort: // Close gave up: queued batches are withdrawn, not run
+			p.finish(j.sess, nil)
 			j.res <- result{err: withdrawn(j.b)}
 			continue
 		default:
 		}
 		if j.b.Session != session {
 			if _, err := th.Call("slither._context", "_set_session", j.b.Session); err != nil {
+				p.finish(j.sess, nil)
 				j.res <- result{err: fmt.Errorf("pools/thread: worker %d: setting session: %w", w.id, err)}
 				continue
 			}
 			session = j.b.Session
 		}
 		p.active.Add(1)
-		w.job = j
-		r := w.run(j)
-		w.job = nil
+		w.job, w.hostCtx = j, nil
+		r, service := w.run(j)
+		w.job, w.hostCtx = nil, nil
 		if ci := pools.CallInfoFrom(j.ctx); ci != nil {
-			ci.Worker, ci.Pid = w.id, pid
+			ci.Worker, ci.Pid, ci.Service = w.id, pid, service
 		}
 		p.active.Add(-1) // before the reply, so this worker may spin for the next batch
-		// An import can turn the GIL back on: check after a module's first
-		// batch, after an inspection, and every 64th batch (imports inside
-		// functions).
-		w.batches++
-		if _, seen := p.imported.LoadOrStore(j.b.Module, true); !seen || w.batches%64 == 0 || j.b.Module == "slither._gil" {
+		// An import can turn the GIL back on: check after any batch during
+		// which (or since this worker's last check) the interpreter imported
+		// something, so that the caller sees the change when Submit returns.
+		if n := p.rt.Imports(); n != w.imports {
+			w.imports = n
 			p.checkGIL(w.th, j.b.Module)
 		}
+		p.finish(j.sess, w)
 		j.res <- r
 	}
 }
 
-// next returns the worker's next batch, from its pinned sessions or the
-// shared queue, or false once the pool is closed and both are drained.
-func (p *Pool) next(jobs, pinned *chan *job) (*job, bool) {
-	if *jobs == nil && *pinned == nil {
-		return nil, false
-	}
-	if j := p.poll(*jobs, *pinned); j != nil {
-		return j, true
-	}
-	select {
-	case j, ok := <-*jobs:
-		if !ok {
-			*jobs = nil
-			return p.next(jobs, pinned)
-		}
-		return j, true
-	case j, ok := <-*pinned:
-		if !ok {
-			*pinned = nil
-			return p.next(jobs, pinned)
-		}
-		return j, true
-	}
-}
-
-// poll polls both queues for up to p.spin while Ps are spare (see
-// tryRecv). It returns nil when nothing came or a queue is closed: the
-// blocking receive that follows sorts that out.
-func (p *Pool) poll(jobs, pinned chan *job) *job {
-	if !p.startSpin() {
-		return nil
-	}
-	defer p.spinners.Add(-1)
-	deadline := time.Now().Add(p.spin)
-	for i := 0; ; i++ {
-		select {
-		case j := <-jobs:
-			return j
-		case j := <-pinned:
-			return j
-		default:
-		}
-		if i%32 == 31 && time.Now().After(deadline) {
-			return nil
-		}
-	}
-}
-
-// startSpin reserves a spinner slot; the caller releases it.
-func (p *Pool) startSpin() bool {
-	if p.spin <= 0 {
-		return false
-	}
-	if p.spinners.Add(1)+p.active.Load() > p.procs {
-		p.spinners.Add(-1)
-		return false
-	}
-	return true
-}
-
-// pin returns the worker of session id, pinning a new session to the
-// worker with the fewest sessions.
-func (p *Pool) pin(id string) *worker {
-	p.pinMu.Lock()
-	defer p.pinMu.Unlock()
-	if w, ok := p.pins[id]; ok {
-		return w
-	}
-	w := p.workers[0]
-	for _, c := range p.workers[1:] {
-		if c.pins < w.pins {
-			w = c
-		}
-	}
-	w.pins++
-	p.pins[id] = w
-	return w
-}
-
-// CloseSession drops session id's state (slither.session()) and unpins it;
-// see [pools.Pool.CloseSession]. It runs briefly on the interpreter's main
-// thread, not on a worker.
-func (p *Pool) CloseSession(id string) {
-	p.pinMu.Lock()
-	if w, ok := p.pins[id]; ok {
-		delete(p.pins, id)
-		w.pins--
-	}
-	p.pinMu.Unlock()
-	// Session state lives in one process-wide dict keyed by session id,
-	// whether the session was pinned or its batches ran unpinned.
-	_ = p.rt.Exec("import slither._context as _c\n_c._drop_session(" + strconv.Quote(id) + ")\ndel _c\n")
-}
-
-// tryRecv polls ch for up to p.spin while Ps are spare, so that a hand-off
-// need not park one OS thread and wake another (microseconds each). got is
-// false when nothing came.
-func tryRecv[T any](p *Pool, ch <-chan T) (v T, ok, got bool) {
-	if !p.startSpin() {
-		return v, false, false
-	}
-	defer p.spinners.Add(-1)
-	deadline := time.Now().Add(p.spin)
-	for i := 0; ; i++ {
-		select {
-		case v, ok = <-ch:
-			return v, ok, true
-		default:
-		}
-		if i%32 == 31 && time.Now().After(deadline) {
-			return v, false, false
-		}
-	}
-}
-
-func (w *worker) run(j *job) result {
+// run runs j's batch and returns its result and how long it took.
+func (w *worker) run(j *job) (result, time.Duration) {
 	// Calls are told apart by sequence number, not by *job: job structs are
 	// reused, and a late interrupt must never hit a later call.
 	w.seq++
@@ -565,125 +505,11 @@ func (w *worker) run(j *job) result {
 		w.errs.Add(1)
 		out = nil
 	}
-	return result{out: out, err: err}
+	return result{out: out, err: err}, elapsed
 }
 
 // pid is this process's id (a syscall each time os.Getpid is asked).
 var pid = os.Getpid()
-
-// hostCall serves a host call from Python on worker w, during its batch.
-func (p *Pool) hostCall(w *worker, name string, args []any) (any, error) {
-	if p.host == nil {
-		return nil, fmt.Errorf("no host function: the pool's Options.Host is nil (called %q)", name)
-	}
-	ctx, session := context.Background(), ""
-	if j := w.job; j != nil {
-		ctx, session = j.ctx, j.b.Session
-	}
-	return p.host(ctx, pools.HostCall{Name: name, Args: args, Worker: w.id, Pid: pid, Session: session, Pool: pools.KindThread})
-}
-
-// GILChange is a change of the embedded interpreter's GIL state that the
-// pool saw, usually an import re-enabling it.
-type GILChange struct {
-	Enabled bool
-	// Module is the module CPython named when it re-enabled the GIL, or
-	// empty if it named none (the GIL was turned on some other way).
-	Module string
-	// During is the module of the batch after which the change was seen.
-	During string
-	At     time.Time
-}
-
-// checkGIL compares the GIL state with the last one seen and records and
-// announces (runtime.gil_changed) a change. Runs on a worker's thread.
-func (p *Pool) checkGIL(th *cpython.Thread, during string) {
-	v, err := th.Call("slither._gil", "state")
-	st, _ := v.([]any)
-	if err != nil || len(st) != 2 {
-		return
-	}
-	on, _ := st[0].(bool)
-	mods, _ := st[1].([]any)
-	p.gilMu.Lock()
-	defer p.gilMu.Unlock()
-	if on == p.gil.Load() && len(mods) == 0 {
-		return
-	}
-	p.gil.Store(on)
-	c := GILChange{Enabled: on, During: during, At: time.Now()}
-	if len(mods) > 0 {
-		c.Module, _ = mods[0].(string)
-	}
-	p.gilChanges = append(p.gilChanges, c)
-	p.tel.Emit(telemetry.RuntimeGILChanged, telemetry.Measurements{}, telemetry.Metadata{
-		"pool": string(pools.KindThread), "enabled": on, "module": c.Module, "during": during})
-}
-
-// FreeThreadedBuild reports whether the embedded interpreter was built
-// with --disable-gil.
-func (p *Pool) FreeThreadedBuild() bool { return p.rt.FreeThreadedBuild() }
-
-// GILEnabled reports the GIL state as of the pool's last check: at start,
-// after each module's first batch, and every 64th batch of a worker.
-func (p *Pool) GILEnabled() bool { return p.gil.Load() }
-
-// Describe reports the embedded interpreter for `slither doctor`: build,
-// GIL state, the modules that re-enabled the GIL, and (with calls > 0) the
-// mean time of that many no-op calls through this pool.
-func (p *Pool) Describe(ctx context.Context, calls int) (capacity.Embedded, error) {
-	e := capacity.Embedded{Available: true, Version: strings.Fields(p.rt.Version())[0], Executable: p.rt.Executable(),
-		FreeThreaded: p.FreeThreadedBuild(), GILEnabled: p.GILEnabled()}
-	for _, c := range p.GILChanges() {
-		if c.Enabled && c.Module != "" && !slices.Contains(e.EnabledBy, c.Module) {
-			e.EnabledBy = append(e.EnabledBy, c.Module)
-		}
-	}
-	if calls > 0 {
-		b := pools.Batch{Module: "slither._demo", Function: "noop", Items: []any{0}}
-		if _, err := p.Submit(ctx, b); err != nil { // warm-up: the import
-			return e, err
-		}
-		start := time.Now()
-		for range calls {
-			if _, err := p.Submit(ctx, b); err != nil {
-				return e, err
-			}
-		}
-		e.CallOverhead = time.Since(start) / time.Duration(calls)
-	}
-	return e, nil
-}
-
-// GILEnabledBy names the module that last turned the GIL on, if it is on
-// because of one.
-func (p *Pool) GILEnabledBy() string {
-	p.gilMu.Lock()
-	defer p.gilMu.Unlock()
-	if n := len(p.gilChanges); n > 0 && p.gil.Load() {
-		return p.gilChanges[n-1].Module
-	}
-	return ""
-}
-
-// GILChanges lists the GIL changes the pool has seen, oldest first.
-func (p *Pool) GILChanges() []GILChange {
-	p.gilMu.Lock()
-	defer p.gilMu.Unlock()
-	return slices.Clone(p.gilChanges)
-}
-
-// ThreadSafe reports whether module.function is marked
-// @slither.thread_safe. It imports the module in the embedded interpreter
-// (on a worker), which may itself turn the GIL on: the pool notices.
-func (p *Pool) ThreadSafe(ctx context.Context, module, function string) (bool, error) {
-	out, err := p.Submit(ctx, pools.Batch{Module: "slither._gil", Function: "thread_safe", Items: []any{[]any{module, function}}})
-	if err != nil {
-		return false, err
-	}
-	ok, _ := out[0].(bool)
-	return ok, nil
-}
 
 // conversionError makes a cpython conversion error match
 // pools.ErrConversion too.

@@ -416,9 +416,11 @@ func TestSessionsPinToOneWorkerWithOwnState(t *testing.T) {
 	}
 	assert.Equal(t, base[0].(int64)+2, count())
 	a.Close()
+	everyWorkerRan(t, p) // each drops what it holds of a before taking a batch
 	assert.Equal(t, base[0].(int64)+1, count(), "closing a session frees its state")
 	b.Close()
 	b.Close() // idempotent
+	everyWorkerRan(t, p)
 	assert.Equal(t, base[0].(int64), count())
 }
 

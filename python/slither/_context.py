@@ -24,8 +24,12 @@ class Context(NamedTuple):
 _local = threading.local()
 _NONE = Context(None, "none", None, os.getpid())
 
-# Session state: a session is pinned to one worker, so one dict per session
-# id in this process is private to that session on that worker.
+# Session state: one dict per session and worker, {session id: {worker id:
+# dict}}. A pinned session runs on one worker, so its dict is private to it;
+# an unpinned batch gets the dict of the worker it runs on. In the embedded
+# pool each worker is a thread, and its dicts are made and dropped on that
+# thread: a free-threaded build frees an object at once only on the thread
+# that created it.
 _sessions = {}
 _sessions_lock = threading.Lock()
 
@@ -41,14 +45,23 @@ def session() -> dict:
     It lives on this worker until the Go side closes the session (or its
     context ends). Raises RuntimeError when the batch has no session.
     """
-    sid = context().session_id
-    if sid is None:
+    c = context()
+    if c.session_id is None:
         raise RuntimeError("slither.session(): this batch has no session (submit it with a session id)")
     with _sessions_lock:
-        d = _sessions.get(sid)
+        per_worker = _sessions.get(c.session_id)
+        if per_worker is None:
+            per_worker = _sessions[c.session_id] = {}
+        d = per_worker.get(c.worker_id)
         if d is None:
-            d = _sessions[sid] = {}
+            d = per_worker[c.worker_id] = {}
         return d
+
+
+def _state(session_id, worker_id):
+    """The state dict of a session on a worker, or None."""
+    with _sessions_lock:
+        return _sessions.get(session_id, {}).get(worker_id)
 
 
 def _bind(worker_id, pool):
@@ -62,12 +75,25 @@ def _set_session(session_id):
     _local.ctx = c._replace(session_id=session_id or None)
 
 
-def _drop_session(session_id):
-    """Called by the host when a session closes: frees its state.
+_ALL = object()
 
-    Returns whether the session had state here."""
+
+def _drop_session(session_id, worker_id=_ALL):
+    """Called by the host when a session closes: frees its state on worker
+    worker_id, or on every worker of this process when it is omitted.
+
+    Returns whether the session had state there."""
     with _sessions_lock:
-        return _sessions.pop(session_id, None) is not None
+        if worker_id is _ALL:
+            dropped = _sessions.pop(session_id, None)
+        else:
+            per_worker = _sessions.get(session_id, {})
+            dropped = per_worker.pop(worker_id, None)
+            if not per_worker:
+                _sessions.pop(session_id, None)
+    # The state is freed when this frame ends, outside the lock: its
+    # finalizers may run Python code that needs it.
+    return dropped is not None
 
 
 def _session_count():
@@ -114,8 +140,7 @@ def deref(handle):
         raise RefError(f"ref {rid} lives on worker {handle.get('worker')} (pid {handle.get('pid')}); this "
                        f"batch runs on worker {c.worker_id} (pid {c.pid}): run the session's batches pinned "
                        f"to its worker")
-    with _sessions_lock:
-        d = _sessions.get(c.session_id)
+    d = _state(c.session_id, c.worker_id)
     obj = d.get("__refs__", {}).get(rid, _MISSING) if d is not None else _MISSING
     if obj is _MISSING:
         raise RefError(f"ref {rid} is gone: its session was closed or the ref released")
@@ -125,8 +150,7 @@ def deref(handle):
 def release(handle):
     """Drops a ref before its session closes."""
     c = context()
-    with _sessions_lock:
-        d = _sessions.get(c.session_id)
+    d = _state(c.session_id, c.worker_id)
     if d is not None:
         d.get("__refs__", {}).pop(handle.get(_REF_KEY), None)
 

@@ -3,6 +3,7 @@
 import sys
 import threading
 import time
+import weakref
 
 import slither
 
@@ -142,3 +143,108 @@ def bump(batch):
 def session_count(batch):
     from slither import _context
     return [_context._session_count()] * len(batch)
+
+
+def rendezvous(batch):
+    """[name, parties] -> [this worker's id] once `parties` calls wait here
+    at once: run `parties` of them on a pool with that many workers and
+    every worker has taken one."""
+    name, parties = batch
+    with _lock:
+        barrier = _barriers.setdefault(name, threading.Barrier(parties))
+    barrier.wait(30)
+    return [slither.context().worker_id, None]
+
+
+# Objects whose end the tests observe: a threading.Event per tag, set by a
+# weakref.finalize callback when the object is freed.
+_freed = {}
+
+
+class Tracked:
+    def __init__(self, tag):
+        self.tag = tag
+
+
+def _freed_event(tag):
+    with _lock:
+        return _freed.setdefault(tag, threading.Event())
+
+
+def keep_tracked(batch):
+    """Keeps a Tracked(tag) in the session's state and another behind a
+    slither.ref, for each tag; returns the refs."""
+    out = []
+    for tag in batch:
+        for t in (tag, tag + ":ref"):
+            obj = Tracked(t)
+            weakref.finalize(obj, _freed_event(t).set)
+            if t == tag:
+                slither.session()[t] = obj
+            else:
+                out.append(slither.ref(obj))
+    return out
+
+
+def freed(tag, timeout):
+    """Whether Tracked(tag) is freed within timeout seconds (run on the
+    interpreter's main thread: never on the worker that made it)."""
+    return _freed_event(tag).wait(timeout)
+
+
+_started = threading.Event()
+
+
+def hold_then_keep(batch):
+    """Signals _started, blocks until _release(), then keeps a Tracked(tag)
+    in the session's state for each tag."""
+    _started.set()
+    if not _hold.wait(30):
+        raise TimeoutError("hold was never released")
+    for tag in batch:
+        obj = Tracked(tag)
+        weakref.finalize(obj, _freed_event(tag).set)
+        slither.session()[tag] = obj
+    return batch
+
+
+def _rearm_started():
+    _started.clear()
+
+
+_counted = threading.Lock()
+
+
+def bump_meet(batch):
+    """[name, parties]: meets the other calls (so each runs on its own
+    worker), then counts in the session's state, one call at a time, and
+    keeps a Tracked(f"{name}:{worker}") there; returns [worker, count]."""
+    name, parties = batch
+    with _lock:
+        barrier = _barriers.setdefault(name, threading.Barrier(parties))
+    barrier.wait(30)
+    worker = slither.context().worker_id
+    with _counted:
+        st = slither.session()
+        st["n"] = st.get("n", 0) + 1
+        obj = Tracked(f"{name}:{worker}")
+        weakref.finalize(obj, _freed_event(obj.tag).set)
+        st["tracked"] = obj
+        return [worker, st["n"]]
+
+
+def call_host(batch):
+    """Each item [name, *args] -> slither.host_call(name, *args), or the
+    HostError's text after "error: "."""
+    out = []
+    for name, *args in batch:
+        try:
+            out.append(slither.host_call(name, *args))
+        except slither.HostError as e:
+            out.append("error: " + str(e))
+    return out
+
+
+def start_method(batch):
+    import multiprocessing
+    return [multiprocessing.get_start_method()] * len(batch)

@@ -1,0 +1,195 @@
+//go:build cgo
+
+package thread
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/slither-go/slither/pools"
+)
+
+// defaultMaxSessions is the default of [Options.MaxSessions].
+const defaultMaxSessions = 1 << 16
+
+// ErrTooManySessions is matched by errors of batches that would open more
+// sessions than [Options.MaxSessions] allows.
+var ErrTooManySessions = errors.New("pools/thread: too many open sessions")
+
+// session is what the pool knows of one open session.
+//
+// Its state lives in Python, one dict per worker that ran its batches
+// (slither.session(): a pinned session has one, an unpinned session's
+// batches each use their worker's), made on that worker's thread. It is
+// dropped on that same thread: on a free-threaded build (biased reference
+// counting) an object released by another thread is only queued for the
+// thread that made it, and freed when that thread next runs Python — in an
+// idle pool, never.
+//
+// Late batches: a session's state is released once the session is closed
+// and none of its batches is in flight (submitted, not yet finished). A
+// batch submitted before the release still sees the state, and the release
+// follows the last such batch, so a batch still running when its session
+// closed (one whose caller gave up, say) cannot bring the state back for
+// good. A batch submitted after the release opens the session afresh, with
+// empty state, to be closed in its turn.
+type session struct {
+	id       string
+	pinned   *worker   // the worker of its pinned batches; nil before the first
+	holders  []*worker // the workers that ran a batch of it, so may hold state
+	inflight int       // batches submitted and not yet finished
+	closed   bool      // CloseSession was called: release when inflight is 0
+}
+
+// admit counts a batch of b.Session as in flight, opening the session if
+// needed, and returns it with the worker the batch must run on if it is
+// pinned (nil otherwise). caller is the worker whose host call submits b,
+// if any: a pinned batch cannot wait for it.
+func (p *Pool) admit(b pools.Batch, caller *worker) (*session, *worker, error) {
+	p.sessMu.Lock()
+	defer p.sessMu.Unlock()
+	s := p.sessions[b.Session]
+	if s == nil {
+		if len(p.sessions) >= p.maxSessions {
+			return nil, nil, fmt.Errorf("pools/thread: %s.%s: cannot open session %s: %w: %d are open (Options.MaxSessions); "+
+				"close each session when done with it (Session.Close, or the end of the context given to pools.NewSession)",
+				b.Module, b.Function, b.Session, ErrTooManySessions, len(p.sessions))
+		}
+		s = &session{id: b.Session}
+		p.sessions[b.Session] = s
+	}
+	var pin *worker
+	if b.Pinned() {
+		if s.pinned == nil {
+			s.pinned = p.leastPinned(caller)
+			s.pinned.pins++
+		}
+		pin = s.pinned
+		if pin == caller {
+			if s.inflight == 0 && len(s.holders) == 0 { // opened for nothing
+				p.forget(s)
+			}
+			return nil, nil, reentrant(b, caller)
+		}
+	}
+	s.inflight++
+	return s, pin, nil
+}
+
+// leastPinned returns the worker with the fewest pinned sessions, other
+// than avoid if there is any other.
+func (p *Pool) leastPinned(avoid *worker) *worker {
+	var best *worker
+	for _, w := range p.workers {
+		if w != avoid && (best == nil || w.pins < best.pins) {
+			best = w
+		}
+	}
+	if best == nil {
+		return avoid
+	}
+	return best
+}
+
+// finish ends one in-flight batch of s (nothing when s is nil); ran is the
+// worker that ran it, nil if it did not run. The session's state is
+// released if it is closed and this was its last batch in flight.
+func (p *Pool) finish(s *session, ran *worker) {
+	if s == nil {
+		return
+	}
+	p.sessMu.Lock()
+	defer p.sessMu.Unlock()
+	if ran != nil && !slices.Contains(s.holders, ran) {
+		s.holders = append(s.holders, ran)
+	}
+	s.inflight--
+	if s.closed && s.inflight == 0 {
+		p.release(s)
+	}
+}
+
+// release forgets s and has each worker that may hold its state drop it.
+// p.sessMu held: the drops are queued before a batch of a session opened
+// again under the same id can reach those workers.
+func (p *Pool) release(s *session) {
+	p.forget(s)
+	for _, w := range s.holders {
+		w.queueRelease(s.id)
+	}
+}
+
+// forget removes s from the pool's sessions and unpins it. p.sessMu held.
+func (p *Pool) forget(s *session) {
+	if p.sessions[s.id] == s {
+		delete(p.sessions, s.id)
+	}
+	if s.pinned != nil {
+		s.pinned.pins--
+		s.pinned = nil
+	}
+}
+
+// CloseSession closes session id; see [pools.Pool.CloseSession]. It never
+// waits: each worker that holds state of the session drops it on its own
+// thread before it runs another batch (at once when idle), once the
+// session's batches still in flight have finished. So it may be called
+// from anywhere, a host call of the session's own batch included.
+func (p *Pool) CloseSession(id string) {
+	p.sessMu.Lock()
+	defer p.sessMu.Unlock()
+	s := p.sessions[id]
+	if s == nil || s.closed {
+		return
+	}
+	s.closed = true
+	if s.inflight == 0 {
+		p.release(s)
+	}
+}
+
+// queueRelease has w drop session id's state, and wakes it if idle.
+func (w *worker) queueRelease(id string) {
+	w.relMu.Lock()
+	w.releases = append(w.releases, id)
+	w.pending.Store(true)
+	w.relMu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// dropReleased drops the session states queued for w, on w's thread.
+// Cheap when there are none. Worker goroutine only.
+func (w *worker) dropReleased() {
+	if !w.pending.Load() {
+		return
+	}
+	w.relMu.Lock()
+	ids := w.releases
+	w.releases = nil
+	w.pending.Store(false)
+	w.relMu.Unlock()
+	for _, id := range ids {
+		// Nothing waits for the answer, and an exception raised by a
+		// finalizer of the state is reported by Python itself (as
+		// unraisable); _drop_session has no failure of its own to report.
+		_, _ = w.th.Call("slither._context", "_drop_session", id, w.id)
+	}
+}
+
+// releaseAll drops, as the pool closes, every session state w holds: the
+// interpreter outlives the pool. Worker goroutine only.
+func (w *worker) releaseAll() {
+	p := w.pool
+	p.sessMu.Lock()
+	for _, s := range p.sessions {
+		if slices.Contains(s.holders, w) {
+			w.queueRelease(s.id)
+		}
+	}
+	p.sessMu.Unlock()
+	w.dropReleased()
+}
