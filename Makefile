@@ -36,7 +36,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all python build demo test vet nocgo fmt-check bench doctor env clean
+.PHONY: all python build demo test vet nocgo fmt-check bench fuzz chaos doctor env clean
 
 all: build
 
@@ -68,6 +68,21 @@ nocgo:
 
 test: python fmt-check vet nocgo
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Explores every fuzz target for FUZZTIME each (make test runs their seed
+# corpora only): make fuzz FUZZTIME=2m
+FUZZTIME ?= 30s
+fuzz: python
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# The long chaos run: kill -9 random process workers during a dispatch with
+# Retry for CHAOS_DURATION (CHAOS_KILLS kills at most), then kill -9 the Go
+# process and look for survivors. make test runs a short one.
+CHAOS_DURATION ?= 60s
+CHAOS_KILLS ?= 120
+chaos: python
+	SLITHER_CHAOS_DURATION=$(CHAOS_DURATION) SLITHER_CHAOS_KILLS=$(CHAOS_KILLS) \
+		$(GO) test -race -count=1 -timeout 30m -run 'TestChaos|TestNoOrphans' -v ./pools/process/
 
 # The pool benchmarks quoted in the README.
 bench: python

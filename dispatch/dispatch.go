@@ -10,7 +10,16 @@
 //
 // Every run takes a context: cancelling it (or leaving a [Stream] early)
 // cancels the batches in flight and returns once every goroutine of the run
-// has exited.
+// has exited — the one reading the input included (see [Stream] for what
+// that asks of an input that waits for its items).
+//
+// A failed batch meets the run's error policy ([Halt], [Skip], [Route],
+// [Retry], [Bisect]). Delivery is at least once for batches that are
+// submitted again (Retry, Bisect) after a timeout, a crash or a cancelled
+// submission: the first submission may still be running, or have run part
+// way, in its worker. A panic in a user callback — the input, a strategy's
+// batcher, a weight or key function, a policy's function, a pool's Submit —
+// is an error naming the callback ([ErrPanic]), never a crash.
 package dispatch
 
 import (
@@ -22,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
 )
@@ -93,6 +103,9 @@ type Report struct {
 	FailedItems int
 	Routed      int // items sent to error buckets by Route
 	Retries     int // re-submissions by Retry
+	// Bisections counts the submissions Bisect made of halves of failed
+	// batches, to isolate the items that fail.
+	Bisections int
 	// PerWorker counts the batches each worker (by index) completed.
 	PerWorker map[int]int
 	Duration  time.Duration
@@ -169,6 +182,14 @@ type Dispatch struct {
 }
 
 // Stream prepares a run; nothing happens until its Results are iterated.
+//
+// The run reads items on a goroutine it owns and does not return before
+// that goroutine has: it stops at the input's next yield once the run is
+// cancelled or abandoned. An input that waits for its next item (a
+// channel nobody closes) therefore holds a cancelled run, or a loop that
+// breaks, until it yields or ends — make such an input watch ctx, as
+// [ChanContext] does, and cancel ctx to stop early: the run then returns
+// promptly.
 func Stream(ctx context.Context, pool pools.Pool, items iter.Seq[Item], opts Options) *Dispatch {
 	return &Dispatch{ctx: ctx, pool: pool, items: items, opts: opts}
 }
@@ -200,11 +221,14 @@ type done struct {
 
 // Results runs the dispatch and yields each result as the ordering allows;
 // an error ends the sequence (yielded once, with a zero Result). Breaking
-// out of the loop cancels the run; either way every goroutine of the run
-// has exited when the loop ends. A Dispatch runs once.
+// out of the loop cancels the run. However the loop ends, every goroutine
+// of the run has exited when it does — the input's reader included, so
+// the loop's end waits for an input that is waiting for its next item (see
+// [Stream]). A Dispatch runs once.
 func (d *Dispatch) Results() iter.Seq2[Result, error] {
 	return func(yield func(Result, error) bool) {
-		if err := d.start(); err != nil {
+		batcher, err := d.start()
+		if err != nil {
 			yield(Result{}, err)
 			return
 		}
@@ -219,9 +243,23 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 		}
 		r := &runner{d: d, ctx: ctx, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
 			results: make(chan done)}
-		batcher, _ := d.strategy().NewBatcher() // validated in start
 		r.observer, _ = batcher.(Observer)
+		if w, ok := batcher.(WorkerAware); ok {
+			if err := safecall.Call("dispatch: the batcher's SetWorkers", func() error { w.SetWorkers(maxIn); return nil }); err != nil {
+				yield(Result{}, err)
+				return
+			}
+		}
 		go r.produce(batcher)
+		// However the loop ends (the input ended, an error, a break, a panic
+		// in the loop's body), the run is cancelled and results drained:
+		// produce closes results once every batch and the input's reader
+		// have exited.
+		defer func() {
+			cancel(errStopped)
+			for range r.results {
+			}
+		}()
 
 		next := 0
 		pending := map[int]done{}
@@ -239,20 +277,17 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 			}
 			return true
 		}
-		stop := func(err error) {
-			cancel(err)
-			for range r.results { // let every batch goroutine finish
-			}
-		}
 		for b := range r.results {
 			if b.err != nil {
-				stop(b.err)
+				// Cancel the rest, then tell the consumer, who may need to
+				// release an input that waits (see Stream) before the
+				// deferred drain can end.
+				cancel(b.err)
 				yield(Result{}, b.err)
 				return
 			}
 			if d.opts.Ordering == AsCompleted {
 				if !emit(b) {
-					stop(errStopped)
 					return
 				}
 				continue
@@ -266,7 +301,6 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 				delete(pending, next)
 				next++
 				if !emit(nb) {
-					stop(errStopped)
 					return
 				}
 			}
@@ -286,283 +320,126 @@ func (d *Dispatch) strategy() Strategy {
 	return d.opts.Strategy
 }
 
-// start validates the options; a Dispatch runs once.
-func (d *Dispatch) start() error {
+// start validates the options and makes the run's batcher; a Dispatch
+// runs once.
+func (d *Dispatch) start() (Batcher, error) {
 	d.mu.Lock()
 	used := d.used
 	d.used = true
 	d.mu.Unlock()
 	switch {
 	case used:
-		return fmt.Errorf("dispatch: a Dispatch runs once; call Stream again")
+		return nil, fmt.Errorf("dispatch: a Dispatch runs once; call Stream again")
 	case d.pool == nil:
-		return fmt.Errorf("dispatch: no pool")
+		return nil, fmt.Errorf("dispatch: no pool")
 	case d.items == nil:
-		return fmt.Errorf("dispatch: no input (items is nil)")
+		return nil, fmt.Errorf("dispatch: no input (items is nil)")
 	case d.opts.Module == "" || d.opts.Function == "":
-		return fmt.Errorf("dispatch: Options.Module (%q) and Options.Function (%q) are both required", d.opts.Module, d.opts.Function)
+		return nil, fmt.Errorf("dispatch: Options.Module (%q) and Options.Function (%q) are both required", d.opts.Module, d.opts.Function)
 	case d.opts.MaxInFlight < 0:
-		return fmt.Errorf("dispatch: Options.MaxInFlight is %d; it must be >= 0 (0 means the pool's capacity)", d.opts.MaxInFlight)
+		return nil, fmt.Errorf("dispatch: Options.MaxInFlight is %d; it must be >= 0 (0 means the pool's capacity)", d.opts.MaxInFlight)
 	case d.opts.Linger < 0 || d.opts.Timeout < 0:
-		return fmt.Errorf("dispatch: Options.Linger (%v) and Options.Timeout (%v) must be >= 0", d.opts.Linger, d.opts.Timeout)
+		return nil, fmt.Errorf("dispatch: Options.Linger (%v) and Options.Timeout (%v) must be >= 0", d.opts.Linger, d.opts.Timeout)
 	}
-	if err := checkPolicy(d.opts.OnError, false); err != nil {
-		return err
+	if err := CheckPolicy(d.opts.OnError); err != nil {
+		return nil, err
 	}
-	if _, err := d.strategy().NewBatcher(); err != nil {
-		return err
+	b, err := safecall.Values("dispatch: Strategy.NewBatcher", d.strategy().NewBatcher)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("dispatch: Strategy.NewBatcher (%T) returned no Batcher and no error", d.strategy())
 	}
 	d.count(func(r *Report) { r.PerWorker = map[int]int{} })
-	return nil
+	return b, nil
 }
 
-// runner holds one run's plumbing.
-type runner struct {
-	d       *Dispatch
-	ctx     context.Context
-	slots   chan struct{} // batches being submitted (MaxInFlight)
-	window  chan struct{} // batches not yet yielded (2 x MaxInFlight)
-	results chan done
-	wg      sync.WaitGroup
-
-	observer Observer // the batcher, if it learns from batch times
+// failedWhole is the outcome of a batch that failed as a whole with err.
+func failedWhole(idx []int, err error, attempt int) outcome {
+	res := outcome{whole: err}
+	for _, i := range idx {
+		res.failed = append(res.failed, failure{i: i, err: err, attempt: attempt})
+	}
+	return res
 }
 
-// produce pulls items, forms batches and starts them, then closes results
-// once every batch has reported.
-func (r *runner) produce(b Batcher) {
-	defer func() {
-		r.wg.Wait()
-		close(r.results)
-	}()
-	in := make(chan Item)
-	// The input is read on a goroutine of its own: an input that blocks
-	// (a channel nobody closes) must not stall a cancelled run. That
-	// goroutine ends when the input yields its next item, or ends.
-	go func() {
-		defer close(in)
-		for it := range r.d.items {
-			select {
-			case in <- it:
-			case <-r.ctx.Done():
-				return
-			}
-		}
-	}()
-	seq := 0
-	send := func(batches [][]Item) bool {
-		for _, items := range batches {
-			if !r.launch(seq, items) {
-				return false
-			}
-			seq++
-		}
-		return true
-	}
-	var linger <-chan time.Time
-	var timer *time.Timer
-	if r.d.opts.Linger > 0 {
-		timer = time.NewTimer(r.d.opts.Linger)
-		defer timer.Stop()
-	}
-	for {
-		if timer != nil {
-			linger = timer.C
-		}
-		select {
-		case it, ok := <-in:
-			if !ok {
-				send(b.Flush())
-				return
-			}
-			r.d.count(func(rep *Report) { rep.Items++ })
-			if !send(b.Add(it)) {
-				return
-			}
-			if timer != nil {
-				timer.Reset(r.d.opts.Linger)
-			}
-		case <-linger:
-			if !send(b.Flush()) {
-				return
-			}
-			timer.Reset(r.d.opts.Linger)
-		case <-r.ctx.Done():
-			return
-		}
-	}
-}
-
-// launch waits for room, then runs one batch on its own goroutine. It
-// returns false when the run is cancelled.
-func (r *runner) launch(seq int, items []Item) bool {
-	r.d.count(func(rep *Report) { rep.Batches++ })
-	r.emit(telemetry.DispatchBatchQueued, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, 0)
-	select {
-	case r.window <- struct{}{}:
-	case <-r.ctx.Done():
-		return false
-	}
-	select {
-	case r.slots <- struct{}{}:
-	case <-r.ctx.Done():
-		<-r.window
-		return false
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		res := r.run(seq, items)
-		<-r.slots
-		r.results <- res // the consumer drains until results closes
-	}()
-	return true
-}
-
-func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt int) {
+// submit sends the items of b at idx to the pool as one batch, records the
+// values of those that succeed and returns those that failed: every one
+// when Submit fails, or the ones the Python function failed on their own
+// (slither.failed).
+func (r *runner) submit(b *batch, idx []int, attempt int) outcome {
 	o := &r.d.opts
-	if o.Telemetry == nil {
-		return
+	seq := b.seq
+	sub := make([]Item, len(idx))
+	payloads := make([]any, len(idx))
+	for k, i := range idx {
+		sub[k], payloads[k] = b.items[i], b.items[i].Payload
 	}
-	o.Telemetry.Emit(ev, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module, "function": o.Function,
-		"batch": seq, "attempt": attempt, "pool": string(r.d.pool.Kind())})
-}
+	pb := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session,
+		Unpinned: o.Unpinned, Route: o.Route}
+	m := telemetry.Measurements{Items: len(sub), BatchSize: len(sub)}
+	r.emit(telemetry.DispatchBatchStart, m, seq, attempt)
+	var ci pools.CallInfo
+	start := time.Now()
+	sctx, cancel := r.ctx, context.CancelFunc(func() {})
+	if o.Timeout > 0 {
+		sctx, cancel = context.WithTimeoutCause(r.ctx, o.Timeout, fmt.Errorf("%w: batch ran past the %v timeout", pools.ErrTimeout, o.Timeout))
+	}
+	out, err := safecall.Values("dispatch: the pool's Submit", func() ([]any, error) {
+		return r.d.pool.Submit(pools.WithCallInfo(sctx, &ci), pb)
+	})
+	if err == nil {
+		// A pool from outside this module may return any number of results.
+		out, err = pools.CheckResults(pb, out)
+	} else if sctx.Err() != nil && r.ctx.Err() == nil && !errors.Is(err, pools.ErrTimeout) {
+		// Our timeout ended it, whatever the pool says: a bare
+		// context.DeadlineExceeded would read as not worth retrying.
+		err = fmt.Errorf("%w (the pool returned: %v)", context.Cause(sctx), err)
+	}
+	cancel()
+	m.Duration = time.Since(start)
 
-// run submits one batch, retrying and applying the error policy. A whole
-// batch fails when Submit fails; single items fail when the Python function
-// returns slither.failed(...) for them. Retries resubmit what failed (the
-// whole batch, or just the failed items); results keep their input order.
-func (r *runner) run(seq int, items []Item) done {
-	o := &r.d.opts
-	values := make([]any, len(items))
-	hasValue := make([]bool, len(items))
-	var routed []Result
-	skippedItems := 0
-	pending := make([]int, len(items)) // indices still to run
-	for i := range pending {
-		pending[i] = i
+	if err != nil {
+		if r.ctx.Err() != nil { // cancelled: the consumer is stopping
+			r.emit(telemetry.DispatchBatchException, m, seq, attempt)
+			return outcome{cancelled: true}
+		}
+		if o.Telemetry != nil {
+			o.Telemetry.Emit(telemetry.DispatchBatchException, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module,
+				"function": o.Function, "batch": seq, "attempt": attempt, "error": err.Error(), "pool": string(r.d.pool.Kind())})
+		}
+		return failedWhole(idx, err, attempt)
 	}
-	policy := o.OnError
-	backoff := time.Duration(0)
-	for attempt := 1; ; attempt++ {
-		sub := make([]Item, len(pending))
-		payloads := make([]any, len(pending))
-		for k, i := range pending {
-			sub[k], payloads[k] = items[i], items[i].Payload
+	r.emit(telemetry.DispatchBatchStop, m, seq, attempt)
+	if r.observer != nil {
+		// Service time: the wall time also holds the wait for a worker,
+		// which says nothing of what a batch size costs.
+		svc := ci.Service
+		if svc <= 0 { // a pool that does not measure it
+			svc = m.Duration
 		}
-		b := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session,
-			Unpinned: o.Unpinned, Route: o.Route}
-		m := telemetry.Measurements{Items: len(sub), BatchSize: len(sub)}
-		r.emit(telemetry.DispatchBatchStart, m, seq, attempt)
-		var ci pools.CallInfo
-		start := time.Now()
-		sctx, cancel := r.ctx, context.CancelFunc(func() {})
-		if o.Timeout > 0 {
-			sctx, cancel = context.WithTimeoutCause(r.ctx, o.Timeout, fmt.Errorf("%w: batch ran past the %v timeout", pools.ErrTimeout, o.Timeout))
-		}
-		out, err := r.d.pool.Submit(pools.WithCallInfo(sctx, &ci), b)
-		cancel()
-		m.Duration = time.Since(start)
-
-		var failed []int // indices into items
-		var errs []error // their errors
-		if err == nil {
-			r.emit(telemetry.DispatchBatchStop, m, seq, attempt)
-			if r.observer != nil {
-				r.observer.Observe(len(sub), m.Duration)
-			}
-			ok := 0
-			for k, v := range out {
-				if msg, bad := failedMarker(v); bad {
-					failed = append(failed, pending[k])
-					errs = append(errs, &ItemError{ID: sub[k].ID, Message: msg})
-					continue
-				}
-				values[pending[k]], hasValue[pending[k]] = v, true
-				ok++
-			}
-			r.d.count(func(rep *Report) {
-				rep.Succeeded += ok
-				rep.FailedItems += len(failed)
-				rep.PerWorker[ci.Worker]++
-			})
-			if len(failed) == 0 {
-				break
-			}
-		} else {
-			if r.ctx.Err() != nil { // cancelled: the consumer is stopping
-				r.emit(telemetry.DispatchBatchException, m, seq, attempt)
-				return done{seq: seq, skipped: true}
-			}
-			if o.Telemetry != nil {
-				o.Telemetry.Emit(telemetry.DispatchBatchException, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module,
-					"function": o.Function, "batch": seq, "attempt": attempt, "error": err.Error(), "pool": string(r.d.pool.Kind())})
-			}
-			failed = pending
-			errs = make([]error, len(pending))
-			for k := range errs {
-				errs[k] = err
-			}
-		}
-		if rt, ok := policy.(Retry); ok {
-			retryable := Retryable
-			if rt.If != nil {
-				retryable = rt.If
-			}
-			if attempt <= rt.Attempts && retryable(errs[0]) {
-				if backoff == 0 {
-					backoff = rt.Backoff
-				} else {
-					backoff = min(2*backoff, 30*time.Second)
-				}
-				if backoff > 0 {
-					t := time.NewTimer(backoff)
-					select {
-					case <-t.C:
-					case <-r.ctx.Done():
-						t.Stop()
-						return done{seq: seq, skipped: true}
-					}
-				}
-				r.d.count(func(rep *Report) { rep.Retries++ })
-				r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(failed), BatchSize: len(failed)}, seq, attempt+1)
-				pending = failed
-				continue
-			}
-			policy = rt.Then
-		}
-		whole := err != nil
-		switch p := policy.(type) {
-		case Skip:
-			skippedItems += len(failed)
-			r.d.count(func(rep *Report) {
-				if whole {
-					rep.SkippedBatches++
-				}
-				rep.SkippedItems += len(failed)
-			})
-		case Route:
-			for k, i := range failed {
-				routed = append(routed, Result{Item: items[i], Err: errs[k], Bucket: p(items[i], errs[k])})
-			}
-			r.d.count(func(rep *Report) { rep.Routed += len(failed) })
-		default: // Halt
-			ids := make([]string, len(failed))
-			for k, i := range failed {
-				ids[k] = items[i].ID
-			}
-			return done{seq: seq, err: &BatchError{Batch: seq, ItemIDs: ids, Attempts: attempt, Err: errs[0]}}
-		}
-		break
-	}
-	d := done{seq: seq, routed: routed, skipped: skippedItems == len(items)}
-	for i, it := range items {
-		if hasValue[i] {
-			d.items = append(d.items, it)
-			d.values = append(d.values, values[i])
+		// A panicking Observe fails this batch like any error, so the
+		// run's policy applies.
+		if err := safecall.Call("dispatch: the batcher's Observe", func() error { r.observer.Observe(len(sub), svc); return nil }); err != nil {
+			return failedWhole(idx, err, attempt)
 		}
 	}
-	return d
+	var res outcome
+	for k, v := range out {
+		if msg, bad := failedMarker(v); bad {
+			res.failed = append(res.failed, failure{i: idx[k], err: &ItemError{ID: sub[k].ID, Message: msg}, attempt: attempt})
+			continue
+		}
+		b.values[idx[k]], b.has[idx[k]] = v, true
+	}
+	ok := len(out) - len(res.failed)
+	r.d.count(func(rep *Report) {
+		rep.Succeeded += ok
+		rep.FailedItems += len(res.failed)
+		rep.PerWorker[ci.Worker]++
+	})
+	return res
 }
 
 // failedMarker reports whether v is what slither.failed(message) returns

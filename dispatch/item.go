@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"iter"
 	"strconv"
 )
@@ -45,7 +46,8 @@ func Slice[T any](payloads []T) iter.Seq[Item] {
 }
 
 // Chan wraps a channel of payloads into items numbered from 0; the sequence
-// ends when the channel is closed.
+// ends when the channel is closed. While it waits for the channel, a run
+// reading it cannot stop it: see [Stream], and [ChanContext].
 func Chan[T any](payloads <-chan T) iter.Seq[Item] {
 	return Wrap(func(yield func(T) bool) {
 		for p := range payloads {
@@ -65,4 +67,22 @@ func Items(items ...Item) iter.Seq[Item] {
 			}
 		}
 	}
+}
+
+// ChanContext is [Chan] that also ends once ctx is done, even while it
+// waits for the channel: give a run the same ctx, and cancelling it ends
+// the run promptly however long the channel stays open.
+func ChanContext[T any](ctx context.Context, payloads <-chan T) iter.Seq[Item] {
+	return Wrap(func(yield func(T) bool) {
+		for {
+			select {
+			case p, ok := <-payloads:
+				if !ok || !yield(p) {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
 }

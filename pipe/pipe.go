@@ -11,7 +11,13 @@
 // batch k, and memory stays bounded however long the input. A router does
 // not end the pipeline: it tags each item with the output it belongs to,
 // later stages still run on it, and the item lands in that output at the
-// end (items never routed land in "out").
+// end. Items no router sent elsewhere — never routed, or matched by no
+// route — land in one output, [DefaultOutput] ("default").
+//
+// A panic in a user function — a Map, FlatMap or Batch function, a
+// router's predicate, a policy's function, the input — is an error naming
+// that function (dispatch.ErrPanic); the stage's error policy applies to
+// the items it failed, as to any other error.
 package pipe
 
 import (
@@ -28,11 +34,15 @@ import (
 // Item is what flows through a pipeline.
 type Item = dispatch.Item
 
-// DefaultOutput is the output of items no router tagged.
-const DefaultOutput = "out"
+// DefaultOutput is the output of items no router sent elsewhere: items of
+// a pipeline without a router, and items a router's routes did not match.
+// Every pipeline has it.
+const DefaultOutput = "default"
 
 // Unmatched is the output a router sends items no predicate matched.
-const Unmatched = "default"
+//
+// Deprecated: it is [DefaultOutput]; there is one output for both.
+const Unmatched = DefaultOutput
 
 // ErrSkip, returned by a Go handler, drops the item (counted as skipped).
 var ErrSkip = errors.New("pipe: skip item")
@@ -157,7 +167,8 @@ func (b *Builder) Python(name string, py Python) *Builder {
 }
 
 // Router adds a stage that tags each item with the output of the first
-// route whose When is true, or Unmatched ("default").
+// route whose When is true, or DefaultOutput ("default"). A predicate that
+// panics fails its item (the stage's policy applies).
 func (b *Builder) Router(name string, routes ...Route) *Builder {
 	for _, r := range routes {
 		if r.When == nil || r.Output == "" {
@@ -168,7 +179,7 @@ func (b *Builder) Router(name string, routes ...Route) *Builder {
 }
 
 // Output declares named outputs. A pipeline with a router must declare
-// every output it routes to ("default" is declared for it).
+// every output it routes to (DefaultOutput is declared for it).
 func (b *Builder) Output(names ...string) *Builder {
 	b.outputs = append(b.outputs, names...)
 	return b
@@ -176,7 +187,9 @@ func (b *Builder) Output(names ...string) *Builder {
 
 // OnError sets the error policy of a stage ("*" for every stage without
 // its own). The default is dispatch.Halt{}. A Route policy's buckets
-// become outputs of their own.
+// become outputs of their own. dispatch.Bisect isolates the failing items
+// of Batch and Python stages' batches (a Map, FlatMap or router stage
+// fails one item at a time already).
 func (b *Builder) OnError(stage string, p dispatch.Policy) *Builder {
 	if _, dup := b.policies[stage]; dup {
 		b.errs = append(b.errs, fmt.Errorf("OnError(%q) given twice", stage))
@@ -219,7 +232,6 @@ func (b *Builder) Build() (*Pipe, error) {
 		errs = append(errs, errors.New("no stages"))
 	}
 	names := map[string]bool{}
-	hasRouter := false
 	for _, s := range b.stages {
 		if s.name == "" || s.name == "*" {
 			errs = append(errs, fmt.Errorf("a stage needs a name other than %q", s.name))
@@ -228,7 +240,6 @@ func (b *Builder) Build() (*Pipe, error) {
 			errs = append(errs, fmt.Errorf("stage %q is declared twice", s.name))
 		}
 		names[s.name] = true
-		hasRouter = hasRouter || s.kind == kindRouter
 	}
 	outputs := slices.Clone(b.outputs)
 	declared := map[string]bool{}
@@ -241,11 +252,7 @@ func (b *Builder) Build() (*Pipe, error) {
 		}
 		declared[o] = true
 	}
-	if hasRouter && !declared[Unmatched] {
-		outputs = append(outputs, Unmatched)
-		declared[Unmatched] = true
-	}
-	if !hasRouter && !declared[DefaultOutput] {
+	if !declared[DefaultOutput] {
 		outputs = append(outputs, DefaultOutput)
 		declared[DefaultOutput] = true
 	}
@@ -260,7 +267,7 @@ func (b *Builder) Build() (*Pipe, error) {
 		if st != "*" && !names[st] {
 			errs = append(errs, fmt.Errorf("OnError names stage %q, which does not exist (stages: %v)", st, slices.Sorted(mapsKeys(names))))
 		}
-		if err := validPolicy(p); err != nil {
+		if err := dispatch.CheckPolicy(p); err != nil {
 			errs = append(errs, fmt.Errorf("OnError(%q): %w", st, err))
 		}
 	}
@@ -278,28 +285,6 @@ func mapsKeys(m map[string]bool) func(func(string) bool) {
 			}
 		}
 	}
-}
-
-// validPolicy checks a policy the way dispatch does, without a run.
-func validPolicy(p dispatch.Policy) error {
-	switch x := p.(type) {
-	case nil, dispatch.Halt, dispatch.Skip:
-		return nil
-	case dispatch.Route:
-		if x == nil {
-			return errors.New("Route policy with a nil function")
-		}
-		return nil
-	case dispatch.Retry:
-		if x.Attempts < 0 || x.Backoff < 0 {
-			return errors.New("Retry with negative Attempts or Backoff")
-		}
-		if _, nested := x.Then.(dispatch.Retry); nested {
-			return errors.New("Retry.Then cannot be another Retry")
-		}
-		return validPolicy(x.Then)
-	}
-	return fmt.Errorf("unknown policy %T", p)
 }
 
 func (p *Pipe) policy(stage string) dispatch.Policy {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -144,7 +143,7 @@ func TestGoStageErrorPolicies(t *testing.T) {
 	require.NoError(t, err)
 	res, err := skip.Run(ctx, pipe.Env{}, dispatch.Slice(ints(10)))
 	require.NoError(t, err)
-	assert.Len(t, res.Outputs["out"], 8)
+	assert.Len(t, res.Outputs[pipe.DefaultOutput], 8)
 	assert.Equal(t, 2, res.Report.Stages[0].Errors)
 	assert.Equal(t, 2, res.Report.Stages[0].Skipped)
 
@@ -172,7 +171,7 @@ func TestGoStageErrorPolicies(t *testing.T) {
 	require.NoError(t, err)
 	res, err = retry.Run(ctx, pipe.Env{}, dispatch.Slice(ints(5)))
 	require.NoError(t, err)
-	assert.Len(t, res.Outputs["out"], 5)
+	assert.Len(t, res.Outputs[pipe.DefaultOutput], 5)
 	assert.Equal(t, 10, res.Report.Stages[0].Retries)
 }
 
@@ -201,25 +200,90 @@ func TestEarlyBreakAndRunOnce(t *testing.T) {
 	}
 }
 
+// TestCancelWithBlockedInput: an input that waits for a channel nobody
+// closes does not hold a cancelled run when it watches the run's context.
 func TestCancelWithBlockedInput(t *testing.T) {
 	p, err := pipe.New("p").Map("id", func(ctx context.Context, it Item) (Item, error) { return it, nil }).Build()
 	require.NoError(t, err)
-	ch := make(chan int) // never closed while the run is read
-	go func() { ch <- 1 }()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	defer cancel()
+	ch := make(chan int) // never closed
+	sent := make(chan struct{})
 	go func() {
-		_, err := p.Run(ctx, pipe.Env{}, dispatch.Chan(ch))
-		done <- err
+		defer close(sent)
+		ch <- 1
 	}()
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, context.Canceled)
-	case <-time.After(10 * time.Second):
-		t.Fatal("cancelling a run whose input blocks did not return")
+	var outs int
+	for _, err = range p.Stream(ctx, pipe.Env{}, dispatch.ChanContext(ctx, ch)).Outputs() {
+		if err != nil {
+			break
+		}
+		outs++
+		cancel() // the input now waits on ch
 	}
-	close(ch)
-	time.Sleep(10 * time.Millisecond)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1, outs)
+	<-sent
+}
+
+// TestRunOwnsItsInputReader is the pipe half of defect 1's cause: the
+// run's input was read on a goroutine nobody waited for. The input below
+// waits after its first item until the consumer has broken out; the loop
+// must not end before the input has returned.
+func TestRunOwnsItsInputReader(t *testing.T) {
+	p, err := pipe.New("p").Map("id", func(ctx context.Context, it Item) (Item, error) { return it, nil }).Build()
+	require.NoError(t, err)
+	for range 20 {
+		waiting, gate, inputDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		items := func(yield func(Item) bool) {
+			defer close(inputDone)
+			if !yield(Item{ID: "0", Payload: 0}) {
+				return
+			}
+			close(waiting)
+			<-gate
+			yield(Item{ID: "1", Payload: 1})
+		}
+		broke, loopDone := make(chan struct{}), make(chan bool)
+		go func() {
+			for _, err := range p.Stream(context.Background(), pipe.Env{}, items).Outputs() {
+				assert.NoError(t, err)
+				close(broke)
+				break
+			}
+			select {
+			case <-inputDone:
+				loopDone <- true
+			default:
+				loopDone <- false
+			}
+		}()
+		<-broke
+		<-waiting
+		close(gate)
+		require.True(t, <-loopDone, "the run's loop ended before its input's goroutine")
+	}
+}
+
+func TestOneDefaultOutput(t *testing.T) {
+	assert.Equal(t, "default", pipe.DefaultOutput)
+	assert.Equal(t, pipe.DefaultOutput, pipe.Unmatched)
+	id := func(ctx context.Context, it Item) (Item, error) { return it, nil }
+
+	plain, err := pipe.New("plain").Map("id", id).Build()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"default"}, plain.Outputs())
+	res, err := plain.Run(context.Background(), pipe.Env{}, dispatch.Slice(ints(3)))
+	require.NoError(t, err)
+	assert.Len(t, res.Outputs["default"], 3, "items never routed")
+
+	routed, err := pipe.New("routed").Router("r", pipe.When("big", func(it Item) bool { return it.Payload.(int) > 1 })).
+		Output("big").Build()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"big", "default"}, routed.Outputs())
+	res, err = routed.Run(context.Background(), pipe.Env{}, dispatch.Slice(ints(3)))
+	require.NoError(t, err)
+	assert.Len(t, res.Outputs["default"], 2, "items no route matched")
+	assert.Len(t, res.Outputs["big"], 1)
+	assert.Len(t, res.Outputs, 2, "no other output")
 }

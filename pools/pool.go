@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slither-go/slither/internal/convert"
+	"github.com/slither-go/slither/internal/safecall"
 )
 
 // Kind names a pool implementation; Python code sees it as
@@ -73,6 +74,11 @@ type Pool interface {
 	// call ends, or ctx ends: then a queued batch is withdrawn and a running
 	// one is interrupted, and the error wraps ctx's error. After Close it
 	// returns an error wrapping [ErrClosed].
+	//
+	// Delivery is at-least-once once a batch has started: after a cancel
+	// or a timeout the Python call may still be running (or have finished)
+	// when Submit returns, so a caller that submits it again may run it
+	// twice. Functions that must run once make their effects idempotent.
 	Submit(ctx context.Context, b Batch) ([]any, error)
 	// Capacity is the number of batches the pool runs at once.
 	Capacity() int
@@ -81,8 +87,10 @@ type Pool interface {
 	// Kind says which implementation this is.
 	Kind() Kind
 	// CloseSession drops the state that session id holds on its worker
-	// (slither.session() in Python) and unpins it. Closing an unknown or
-	// already closed session does nothing.
+	// (slither.session() in Python) and unpins it. It does not wait: the
+	// state may be dropped just after it returns, once batches of the
+	// session still in flight have finished. Closing an unknown or already
+	// closed session does nothing.
 	CloseSession(id string)
 	// Close stops accepting batches and waits for those already submitted
 	// to finish (drain). If ctx ends first, queued batches fail with
@@ -164,13 +172,19 @@ var (
 	// has no mapping between Go and Python (either way), in either pool.
 	// It is the same value as cpython.ErrConversion and wire.ErrConversion.
 	ErrConversion = convert.ErrConversion
-	// ErrPoolFailed is matched once a pool has given up restarting workers
-	// (too many restarts too quickly); every later call fails with it.
+	// ErrPoolFailed is matched by calls to a pool whose workers crashed too
+	// often too quickly: while its restart breaker is open calls fail fast
+	// with it; after a back-off one restart is tried again.
 	ErrPoolFailed = errors.New("pools: pool failed")
-	// ErrReentrant is matched by errors of batches submitted for a pinned
-	// session from inside a host call (or view) made by that same session's
-	// running batch: its worker is busy with the caller, so waiting for it
-	// would deadlock.
+	// ErrPanic is matched by the error of any user callback that panicked
+	// and was recovered: host functions here, and predicates, handlers,
+	// strategies, loaders, views and telemetry handlers in dispatch, pipe,
+	// store and telemetry. It is dispatch.ErrPanic too.
+	ErrPanic = safecall.ErrPanic
+	// ErrReentrant is matched by errors of batches submitted, from inside a
+	// host call (or view), that only the workers busy with that host call's
+	// own batch (and its callers') could run — its own pinned session, say,
+	// or any batch of a one-worker pool: waiting for them would deadlock.
 	ErrReentrant = errors.New("pools: re-entrant submit to a session's own busy worker")
 )
 

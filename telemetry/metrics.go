@@ -84,7 +84,9 @@ func (m *Metrics) handle(ev Event, ms Measurements, md Metadata) {
 		m.inFlight.Add(-1)
 		m.failures.Add(1)
 	case DispatchBatchRetry:
+		// The retried items wait again: their next start takes them off.
 		m.retries.Add(1)
+		m.queued.Add(int64(ms.Items))
 	case RouterDecision:
 		route, _ := md["route"].(string)
 		m.mu.Lock()

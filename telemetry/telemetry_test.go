@@ -172,3 +172,26 @@ func TestMetrics(t *testing.T) {
 	m.Probe("thread", nil)
 	assert.Empty(t, m.Snapshot().Pools)
 }
+
+// Retried items wait again and are taken off when they start again: the
+// queue never goes negative, however often a batch is retried or bisected.
+func TestMetricsQueueAcrossRetries(t *testing.T) {
+	b := telemetry.New(nil)
+	m := telemetry.NewMetrics()
+	require.NoError(t, m.Attach(b))
+	b.Emit(telemetry.DispatchBatchQueued, telemetry.Measurements{Items: 8}, nil)
+	b.Emit(telemetry.DispatchBatchStart, telemetry.Measurements{Items: 8}, nil)
+	b.Emit(telemetry.DispatchBatchException, telemetry.Measurements{Items: 8}, nil)
+	for range 2 { // bisected: two halves retried
+		b.Emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: 4}, nil)
+	}
+	assert.Equal(t, int64(8), m.Snapshot().QueuedItems)
+	for range 2 {
+		b.Emit(telemetry.DispatchBatchStart, telemetry.Measurements{Items: 4}, nil)
+		b.Emit(telemetry.DispatchBatchStop, telemetry.Measurements{Items: 4}, nil)
+	}
+	s := m.Snapshot()
+	assert.Zero(t, s.QueuedItems)
+	assert.Zero(t, s.InFlightBatches)
+	assert.Equal(t, int64(2), s.Retries)
+}

@@ -98,3 +98,30 @@ def flaky_items(batch):
             n = _attempts[key] = _attempts.get(key, 0) + 1
         out.append(slither.failed(f"{key}: attempt {n}") if n <= failures else key)
     return out
+
+
+_events = {}
+
+
+def gate(batch):
+    """Items [key, role]: a "wait" item blocks until a "release" item of the
+    same key has run (the thread pool shares one interpreter); any other
+    role passes. Returns the items."""
+    out = []
+    for key, role in batch:
+        with _lock:
+            ev = _events.setdefault(key, threading.Event())
+        if role == "release":
+            ev.set()
+        elif role == "wait" and not ev.wait(120):  # a safety net, not a clock the test reads
+            raise TimeoutError(f"gate {key}: never released")
+        out.append([key, role])
+    return out
+
+
+def crash_on(batch):
+    """Ints: 1000 kills the worker process, a negative one raises (failing
+    the batch), the rest are multiplied by 10."""
+    if 1000 in batch:
+        os._exit(3)
+    return fail_on(batch)

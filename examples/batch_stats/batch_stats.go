@@ -1,22 +1,27 @@
 // Package batch_stats is the batch-statistics example: 50 datasets and 5
 // poison pills (nil, NaN, empty, and one that crashes its worker process
-// for real) through four batching strategies with Skip, per-worker Welford
-// accumulators, a fault report and proof that the pool recovered.
+// for real) through four batching strategies with Skip, then with Bisect
+// (which isolates the pills, so each costs one item rather than its
+// batch), per-worker Welford accumulators, a fault report and proof that
+// the pool recovered.
 package batch_stats
 
 import (
 	"context"
 	"embed"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/examples"
 	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/pools/process"
 )
 
 //go:embed *.py
@@ -25,7 +30,7 @@ var py embed.FS
 // Example is the batch_stats example.
 var Example = examples.Example{
 	Name:    "batch_stats",
-	Summary: "statistics over 50 datasets and 5 poison pills, four batching strategies, Skip, a real worker crash",
+	Summary: "statistics over 50 datasets and 5 poison pills, four batching strategies, Skip and Bisect, a real worker crash",
 	Python:  py,
 	Run:     run,
 }
@@ -83,6 +88,7 @@ func run(ctx context.Context, env *examples.Env) error {
 		{"streaming, as completed", dispatch.FixedBatch(5), dispatch.AsCompleted},
 	}
 	pool := env.Engine.ProcessPool("default")
+	skipFixed := -1 // items Skip dropped with FixedBatch(10)
 	for _, r := range runs {
 		out, err := env.Engine.Dispatch(ctx, dispatch.Items(items...), engine.DispatchOptions{Options: dispatch.Options{
 			Module: "stats", Function: "summarize", Route: pools.Process, Strategy: r.strategy, Ordering: r.order,
@@ -104,6 +110,12 @@ func run(ctx context.Context, env *examples.Env) error {
 		ok := wrong == 0 && len(out.Results)+rep.SkippedItems == len(items) && rep.SkippedBatches >= 1
 		env.Check(r.name+": every completed dataset exact, every skipped one accounted for", ok,
 			"%d completed + %d skipped = %d items, %d wrong", len(out.Results), rep.SkippedItems, len(items), wrong)
+		if r.name == "FixedBatch(10)" {
+			skipFixed = rep.SkippedItems
+		}
+	}
+	if err := bisect(ctx, env, items, ref, skipFixed); err != nil {
+		return err
 	}
 	// The worker the crash pill killed comes back: wait for it.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -121,6 +133,56 @@ func run(ctx context.Context, env *examples.Env) error {
 	for _, w := range pool.Stats().Workers {
 		env.Printf("  worker %d (pid %d): %d batches, %d failed\n", w.ID, w.Pid, w.Calls, w.Errors)
 	}
+	return nil
+}
+
+// bisect runs FixedBatch(10) again with Bisect{Then: Skip{}}: a failing
+// batch is halved until each pill stands alone, so only the pills are
+// skipped. It runs on a pool of its own: every level of halving that holds
+// the crash pill crashes a worker again, more restarts than the shared
+// pool's intensity limit allows in its window.
+func bisect(ctx context.Context, env *examples.Env, items []dispatch.Item, ref map[string][2]float64, skipFixed int) error {
+	pool, err := process.New(ctx, process.Options{Python: env.FreeThreaded, Workers: 2, Paths: []string{env.Dir},
+		MaxRestarts: 50, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer pool.Close(ctx)
+	out, err := dispatch.Run(ctx, pool, dispatch.Items(items...), dispatch.Options{
+		Module: "stats", Function: "summarize", Strategy: dispatch.FixedBatch(10),
+		OnError: dispatch.Bisect{Then: dispatch.Skip{}}, MaxInFlight: 2})
+	if err != nil {
+		return err
+	}
+	rep := out.Report
+	done := map[string]bool{}
+	wrong := 0
+	for _, res := range out.Results {
+		m := res.Value.(map[string]any)
+		want := ref[m["id"].(string)]
+		if math.Abs(m["mean"].(float64)-want[0]) > 1e-9 || math.Abs(m["var"].(float64)-want[1]) > 1e-9 {
+			wrong++
+		}
+		done[res.Item.ID] = true
+	}
+	var skipped, pills []string
+	for _, it := range items {
+		if !done[it.ID] {
+			skipped = append(skipped, it.ID)
+		}
+		if it.Route == "pills" {
+			pills = append(pills, it.ID)
+		}
+	}
+	env.Printf("%-24s %2d batches, %d halves resubmitted, %d skipped items (%s), %d results completed, %d wrong\n",
+		"FixedBatch(10) + Bisect", rep.Batches, rep.Bisections, rep.SkippedItems, strings.Join(skipped, " "), len(out.Results), wrong)
+	env.Printf("poison isolation: with FixedBatch(10), Skip dropped %d of %d items, Bisect then Skip %d\n",
+		skipFixed, len(items), rep.SkippedItems)
+	env.Check("Bisect skips the pills alone, every other dataset exact",
+		wrong == 0 && slices.Equal(skipped, pills) && rep.SkippedItems == len(pills) && len(out.Results)+rep.SkippedItems == len(items) &&
+			skipFixed > rep.SkippedItems,
+		"skipped %v, the pills are %v; %d skipped against %d with Skip; %d completed, %d wrong", skipped, pills,
+		rep.SkippedItems, skipFixed, len(out.Results), wrong)
 	return nil
 }
 

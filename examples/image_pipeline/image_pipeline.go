@@ -69,7 +69,7 @@ func run(ctx context.Context, env *examples.Env) error {
 	if err != nil {
 		return err
 	}
-	thumbs := res.Outputs["out"]
+	thumbs := res.Outputs[pipe.DefaultOutput]
 	failed := res.Outputs["failed"]
 	peak := map[any]float64{}
 	okSize := 0

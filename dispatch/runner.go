@@ -1,0 +1,163 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/slither-go/slither/internal/safecall"
+	"github.com/slither-go/slither/telemetry"
+)
+
+// runner holds one run's plumbing.
+type runner struct {
+	d       *Dispatch
+	ctx     context.Context
+	slots   chan struct{} // batches being submitted (MaxInFlight)
+	window  chan struct{} // batches not yet yielded (2 x MaxInFlight)
+	results chan done
+	wg      sync.WaitGroup
+
+	observer Observer // the batcher, if it learns from batch times
+}
+
+// produce pulls items, forms batches and starts them; it closes results
+// once every batch has reported and the input's reader has exited.
+func (r *runner) produce(b Batcher) {
+	in := make(chan Item)
+	var reader sync.WaitGroup
+	reader.Go(func() { r.read(in) })
+	defer func() {
+		r.wg.Wait()
+		reader.Wait()
+		close(r.results)
+	}()
+	seq := 0
+	send := func(batches [][]Item) bool {
+		for _, items := range batches {
+			if !r.launch(seq, items, nil) {
+				return false
+			}
+			seq++
+		}
+		return true
+	}
+	add := func(it Item) bool {
+		batches, err := safecall.Value("dispatch: Batcher.Add", func() [][]Item { return b.Add(it) })
+		if err != nil {
+			// The item fails alone, and the policy settles it as it would
+			// an item of a failed batch.
+			ok := r.launch(seq, []Item{it}, err)
+			seq++
+			return ok
+		}
+		return send(batches)
+	}
+	flush := func() bool {
+		batches, err := safecall.Value("dispatch: Batcher.Flush", b.Flush)
+		if err != nil {
+			// Which items the batcher held is unknown: the run cannot go on
+			// without losing them silently.
+			r.results <- done{err: fmt.Errorf("dispatch: the run's batcher failed; the items it held are lost: %w", err)}
+			return false
+		}
+		return send(batches)
+	}
+	var linger <-chan time.Time
+	var timer *time.Timer
+	if r.d.opts.Linger > 0 {
+		timer = time.NewTimer(r.d.opts.Linger)
+		defer timer.Stop()
+	}
+	for {
+		if timer != nil {
+			linger = timer.C
+		}
+		select {
+		case it, ok := <-in:
+			if !ok {
+				flush()
+				return
+			}
+			r.d.count(func(rep *Report) { rep.Items++ })
+			if !add(it) {
+				return
+			}
+			if timer != nil {
+				timer.Reset(r.d.opts.Linger)
+			}
+		case <-linger:
+			if !flush() {
+				return
+			}
+			timer.Reset(r.d.opts.Linger)
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// read pulls the input into in. It runs on a goroutine of its own so that
+// forming batches (and the Linger timer) never waits inside the input's
+// iterator. It ends when the input ends, when the input yields after the
+// run was cancelled, or when the input returns of itself because it
+// watches the run's context (see Stream); until then the run waits for it.
+// A panicking input ends the run with the panic as its error.
+func (r *runner) read(in chan<- Item) {
+	defer close(in)
+	err := safecall.Call("dispatch: the input iterator", func() error {
+		for it := range r.d.items {
+			if r.ctx.Err() != nil { // a select could still pick the send
+				return nil
+			}
+			select {
+			case in <- it:
+			case <-r.ctx.Done():
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.results <- done{err: err} // produce closes results only after this goroutine ends
+	}
+}
+
+// launch waits for room, then runs one batch on its own goroutine. It
+// returns false when the run is cancelled. A non-nil pre is the error the
+// items met before they could form a batch (see runner.run).
+func (r *runner) launch(seq int, items []Item, pre error) bool {
+	if pre == nil {
+		r.d.count(func(rep *Report) { rep.Batches++ })
+		r.emit(telemetry.DispatchBatchQueued, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, 0)
+	}
+	select {
+	case r.window <- struct{}{}:
+	case <-r.ctx.Done():
+		return false
+	}
+	select {
+	case r.slots <- struct{}{}:
+	case <-r.ctx.Done():
+		<-r.window
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		res := r.run(seq, items, pre)
+		<-r.slots
+		r.results <- res // the consumer drains until results closes
+	}()
+	return true
+}
+
+func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt int) {
+	o := &r.d.opts
+	if o.Telemetry == nil {
+		return
+	}
+	o.Telemetry.Emit(ev, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module, "function": o.Function,
+		"batch": seq, "attempt": attempt, "pool": string(r.d.pool.Kind())})
+}
