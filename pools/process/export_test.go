@@ -7,3 +7,11 @@ func SetWorkerModule(m string) func() {
 	workerModule = m
 	return func() { workerModule = old }
 }
+
+// SessionRecords is how many sessions p keeps a record of (in flight, or
+// pinned to a live worker).
+func (p *Pool) SessionRecords() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sessions)
+}

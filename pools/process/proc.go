@@ -8,9 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +33,7 @@ type proc struct {
 	cmu sync.Mutex // serializes cancel requests
 	cw  *os.File   // the cancel pipe, served by a thread of its own
 
+	rf        *os.File // the worker's frames to us
 	r         *bufio.Reader
 	spinUntil atomic.Int64 // unix ns: poll the worker's pipe until then before parking
 
@@ -47,23 +45,39 @@ type proc struct {
 	calls    int // calls granted; guarded by Pool.mu
 	recycled atomic.Bool
 	reason   atomic.Pointer[string] // why the pool killed it, if it did
+	cause    atomic.Int32           // an endCause, if the pool ended it
 
-	outMu  sync.Mutex
-	stderr tail
-	outs   sync.WaitGroup // stdout and stderr readers
+	outMu      sync.Mutex
+	stderr     tail
+	outs       sync.WaitGroup // stdout and stderr readers
+	outR, errR *os.File
 
-	reapOnce sync.Once
-	reaped   string
+	exitMu sync.Mutex // orders signals and read deadlines against the exit
+	gone   bool       // the process has exited; guarded by exitMu
+	exited chan struct{}
+	ended  string // how it ended, for messages; set before exited closes
 }
+
+// endCause says why the pool ended a worker.
+type endCause int32
+
+const (
+	endCrashed endCause = iota // nothing: it died by itself
+	endTimeout                 // a call ran past CallTimeout
+	endStopped                 // recycled, closed, or its start failed
+	endBroken                  // its stream broke: a protocol error, a frame cut short
+)
 
 type call struct {
 	id       uint64
 	b        pools.Batch
 	ctx      context.Context
+	sess     *session    // the batch's session record, or nil
 	done     chan result // buffered(1)
 	start    time.Time
-	timer    *time.Timer
+	timer    *time.Timer // set before the call is shared, never after
 	timedOut atomic.Bool
+	sendErr  error // the write that broke the worker's stream; guarded by proc.pmu
 }
 
 type result struct {
@@ -71,228 +85,24 @@ type result struct {
 	err error
 }
 
-// spawner runs process starts on one OS thread that lives as long as the
-// program: Linux sends the parent-death signal when the thread that
-// started a child exits, not the process, and Go may end idle threads.
-var spawner struct {
-	once sync.Once
-	reqs chan func()
-}
-
-func onSpawnerThread(f func()) {
-	spawner.once.Do(func() {
-		spawner.reqs = make(chan func())
-		go spawnLoop()
-	})
-	done := make(chan struct{})
-	spawner.reqs <- func() { f(); close(done) }
-	<-done
-}
-
-func spawnLoop() {
-	runtime.LockOSThread() // never unlocked: the thread must never exit
-	for f := range spawner.reqs {
-		f()
-	}
-}
-
-// spawn starts a worker process for s and waits for its handshake.
-func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("%w: worker %d (%s): %s", ErrStart, s.id, p.python, fmt.Sprintf(format, args...))
-	}
-	toWorkerR, toWorkerW, err := os.Pipe()
-	if err != nil {
-		return nil, fail("%v", err)
-	}
-	fromWorkerR, fromWorkerW, err := os.Pipe()
-	if err != nil {
-		closeAll(toWorkerR, toWorkerW)
-		return nil, fail("%v", err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		closeAll(toWorkerR, toWorkerW, fromWorkerR, fromWorkerW)
-		return nil, fail("%v", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		closeAll(toWorkerR, toWorkerW, fromWorkerR, fromWorkerW, outR, outW)
-		return nil, fail("%v", err)
-	}
-	cancelR, cancelW, err := os.Pipe()
-	if err != nil {
-		closeAll(toWorkerR, toWorkerW, fromWorkerR, fromWorkerW, outR, outW, errR, errW)
-		return nil, fail("%v", err)
-	}
-	growPipe(toWorkerW)
-	growPipe(fromWorkerW)
-	cmd := exec.Command(p.python, "-m", workerModule)
-	cmd.Env = append(slices.Clip(p.env), "SLITHER_WORKER_ID="+strconv.Itoa(s.id))
-	cmd.Dir = p.opts.Dir
-	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.ExtraFiles = []*os.File{toWorkerR, fromWorkerW, cancelR} // fds 3, 4, 5
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	onSpawnerThread(func() { err = cmd.Start() })
-	closeAll(toWorkerR, fromWorkerW, cancelR, outW, errW) // the child's ends
-	if err != nil {
-		closeAll(toWorkerW, fromWorkerR, cancelW, outR, errR)
-		return nil, fail("%v", err)
-	}
-	pr := &proc{
-		p: p, slot: s, cmd: cmd, pid: cmd.Process.Pid,
-		w: toWorkerW, cw: cancelW,
-		pending: map[uint64]*call{}, started: time.Now(),
-		stderr: tail{max: 8 << 10},
-	}
-	pr.r = bufio.NewReaderSize(newSpinReader(fromWorkerR, &pr.spinUntil), 64<<10)
-	pr.outs.Add(2)
-	go pr.forward(outR, "stdout", false)
-	go pr.forward(errR, "stderr", true)
-
-	// Handshake, bounded by StartTimeout and ctx.
-	_ = fromWorkerR.SetReadDeadline(time.Now().Add(p.opts.StartTimeout))
-	stop := context.AfterFunc(ctx, func() { _ = fromWorkerR.SetReadDeadline(time.Now()) })
-	hdr, _, err := wire.ReadFrame(pr.r)
-	stop()
-	_ = fromWorkerR.SetReadDeadline(time.Time{})
-	var hello *wire.Inbound
-	if err == nil {
-		hello, err = wire.ParseInbound(hdr)
-	}
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		err = fail("start cancelled: %v", context.Cause(ctx))
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		err = fail("no handshake within %v", p.opts.StartTimeout)
-	case err != nil:
-		err = fail("exited before its handshake%s", pr.reap())
-	case hello.T != wire.THello:
-		err = fail("sent %q instead of its handshake", hello.T)
-	case hello.Proto != wire.Protocol:
-		err = fail("speaks protocol %d, this pool speaks %d (the python/slither package and the Go module are from different versions)", hello.Proto, wire.Protocol)
-	}
-	if err != nil {
-		pr.killGroup(syscall.SIGKILL)
-		pr.reap()
-		closeAll(toWorkerW, fromWorkerR, cancelW)
-		return nil, err
-	}
-	pr.info = Interpreter{Executable: hello.Executable, Version: hello.Version, FreeThreaded: hello.FreeThreaded,
-		GILEnabled: hello.GILEnabled, Protocol: hello.Proto}
-	p.log.Debug("slither worker started", "worker", s.id, "pid", pr.pid, "python", hello.Version, "free_threaded", hello.FreeThreaded)
-	p.opts.Telemetry.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
-		"pool": "process", "worker": s.id, "pid": pr.pid, "python": hello.Version,
-		"free_threaded": hello.FreeThreaded, "gil_enabled": hello.GILEnabled,
-	})
-	p.bg.Add(1)
-	go pr.readLoop(fromWorkerR)
-	return pr, nil
-}
-
-func closeAll(fs ...*os.File) {
-	for _, f := range fs {
-		_ = f.Close()
-	}
-}
-
-// forward logs a worker's output stream line by line; stderr is also kept
-// for crash reports.
-func (pr *proc) forward(r *os.File, stream string, keep bool) {
-	defer pr.outs.Done()
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if keep {
-			pr.outMu.Lock()
-			pr.stderr.add(line)
-			pr.outMu.Unlock()
-		}
-		pr.p.log.Info(string(line), "worker", pr.slot.id, "pid", pr.pid, "stream", stream)
-	}
-}
-
-// reap waits for the process to exit and its output to be read (bounded:
-// a grandchild may hold the pipes), and describes how it ended.
-func (pr *proc) reap() string {
-	pr.reapOnce.Do(func() { pr.reaped = pr.doReap() })
-	return pr.reaped
-}
-
-func (pr *proc) doReap() string {
-	_ = pr.cmd.Wait()
-	done := make(chan struct{})
-	go func() { pr.outs.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-	}
-	ps := pr.cmd.ProcessState
-	desc := ""
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		desc = fmt.Sprintf(" (signal %s)", ws.Signal())
-	} else {
-		desc = fmt.Sprintf(" (exit status %d)", ps.ExitCode())
-	}
-	pr.outMu.Lock()
-	defer pr.outMu.Unlock()
-	if s := pr.stderr.String(); s != "" {
-		desc += "; stderr:\n" + s
-	}
-	return desc
-}
-
-// killGroup signals the worker's process group.
-func (pr *proc) killGroup(sig syscall.Signal) {
-	_ = syscall.Kill(-pr.pid, sig)
-}
-
-// kill ends the process at once; reason is what its calls are told.
-func (pr *proc) kill(reason string) {
-	pr.reason.CompareAndSwap(nil, &reason)
-	pr.killGroup(syscall.SIGKILL)
-}
-
-// stop asks the worker to exit, then sends SIGTERM, then SIGKILL, grace
-// apart, and returns once it is gone.
-func (pr *proc) stop(grace time.Duration) {
-	reason := "stopped by the pool"
-	pr.reason.CompareAndSwap(nil, &reason)
-	pr.write(wire.Shutdown, nil)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		if pr.waitDead(grace) {
-			return
-		}
-		pr.killGroup(sig)
-	}
-	pr.waitDead(grace)
-}
-
-func (pr *proc) waitDead(d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		pr.pmu.Lock()
-		dead := pr.dead
-		pr.pmu.Unlock()
-		if dead {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return false
-}
-
-// write sends one frame; errors mean the worker is dying, which the reader
-// notices and reports.
+// write sends one frame. A frame over the limit is refused whole (an error
+// matching wire.ErrFrameTooLarge) and the stream stays usable; any other
+// error may have cut a frame short, so the worker, which could no longer
+// read its input, is killed.
 func (pr *proc) write(hdr []byte, atts [][]byte) error {
 	pr.wmu.Lock()
 	defer pr.wmu.Unlock()
 	var err error
-	pr.scratch, err = wire.WriteFrame(pr.w, pr.scratch, hdr, atts)
+	pr.scratch, err = wire.WriteFrameLimit(pr.w, pr.scratch, hdr, atts, pr.p.maxFrame)
 	if cap(pr.scratch) > 1<<20 {
 		pr.scratch = nil
+	}
+	switch {
+	case err == nil, errors.Is(err, wire.ErrFrameTooLarge):
+	case errors.Is(err, syscall.EPIPE), errors.Is(err, os.ErrClosed):
+		pr.killGroup(syscall.SIGKILL) // it closed its input: it is dying, or must
+	default:
+		pr.kill("writing to it failed: "+err.Error(), endBroken)
 	}
 	return err
 }
@@ -312,20 +122,40 @@ func (pr *proc) start(c *call) bool {
 		return true
 	}
 	hdr := wire.AppendCall(make([]byte, 0, 64+len(enc.Buf)), c.id, c.b.Module, c.b.Function, c.b.Session, enc.Buf)
+	if d := pr.p.opts.CallTimeout; d > 0 {
+		c.timer = time.AfterFunc(d, func() {
+			c.timedOut.Store(true)
+			pr.kill(fmt.Sprintf("killed after a call ran past the %v timeout", d), endTimeout)
+		})
+	}
 	pr.pmu.Lock()
 	if pr.dead {
 		pr.pmu.Unlock()
+		if c.timer != nil {
+			c.timer.Stop()
+		}
 		return false
 	}
 	pr.pending[c.id] = c
 	pr.pmu.Unlock()
-	if d := pr.p.opts.CallTimeout; d > 0 {
-		c.timer = time.AfterFunc(d, func() {
-			c.timedOut.Store(true)
-			pr.kill(fmt.Sprintf("killed after a call ran past the %v timeout", d))
-		})
+	err := pr.write(hdr, enc.Atts)
+	switch {
+	case err == nil:
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		// Nothing was sent and the worker serves on: only this call fails.
+		pr.pmu.Lock()
+		_, mine := pr.pending[c.id]
+		delete(pr.pending, c.id)
+		pr.pmu.Unlock()
+		if mine {
+			pr.p.finish(pr, c, result{err: fmt.Errorf("the batch cannot be sent (Options.MaxFrame): %w", err)}, false)
+		}
+	default:
+		// write killed the worker; the call fails with its crash.
+		pr.pmu.Lock()
+		c.sendErr = err
+		pr.pmu.Unlock()
 	}
-	_ = pr.write(hdr, enc.Atts) // a failed write shows up as the worker's death
 	return true
 }
 
@@ -341,15 +171,15 @@ func (pr *proc) cancel(c *call) {
 	}
 }
 
-// readLoop handles the worker's messages until its output closes, then
-// reports its death.
-func (pr *proc) readLoop(r *os.File) {
+// readLoop handles the worker's messages until its output ends, then fails
+// its calls and reports its death.
+func (pr *proc) readLoop() {
 	defer pr.p.bg.Done()
 	var protoErr error
-	for {
-		hdr, atts, err := wire.ReadFrame(pr.r)
+	for protoErr == nil {
+		hdr, atts, err := wire.ReadFrameLimit(pr.r, pr.p.maxFrame)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				protoErr = err
 			}
 			break
@@ -375,17 +205,13 @@ func (pr *proc) readLoop(r *os.File) {
 		default:
 			protoErr = fmt.Errorf("unexpected message %q", m.T)
 		}
-		if protoErr != nil {
-			break
-		}
 	}
 	if protoErr != nil {
-		reason := "protocol error: " + protoErr.Error()
-		pr.reason.CompareAndSwap(nil, &reason)
+		pr.kill("protocol error: "+protoErr.Error(), endBroken)
 	}
-	pr.killGroup(syscall.SIGKILL) // certain death before reaping
-	pr.reap()
-	_ = r.Close()
+	pr.killGroup(syscall.SIGKILL) // its output ended: it is dead or must be
+	<-pr.exited
+	_ = pr.rf.Close()
 	pr.wmu.Lock()
 	_ = pr.w.Close()
 	pr.wmu.Unlock()
@@ -393,33 +219,45 @@ func (pr *proc) readLoop(r *os.File) {
 	_ = pr.cw.Close()
 	pr.cmu.Unlock()
 
+	p := pr.p
 	crash := pr.crashError()
-	pr.p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
+	p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
 		"pool": "process", "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
 		"exit_code": crash.ExitCode, "signal": int(crash.Signal), "recycled": pr.recycled.Load(),
 	})
-	// Unpin first, so that no new call of its sessions is granted to it.
-	pr.p.mu.Lock()
-	pr.p.unpin(pr.slot, pr, crash)
-	pr.p.mu.Unlock()
+	// Mark its sessions lost first, so that no new call of theirs is
+	// granted to it.
+	p.mu.Lock()
+	p.unpinLocked(pr.slot, pr, crash)
+	p.mu.Unlock()
 	pr.pmu.Lock()
 	pr.dead = true
 	calls := pr.pending
 	pr.pending = nil
+	sendErrs := make(map[*call]error, len(calls))
+	for _, c := range calls {
+		sendErrs[c] = c.sendErr
+	}
 	pr.pmu.Unlock()
 	for _, c := range calls {
 		var err error = crash
-		if c.timedOut.Load() {
-			err = fmt.Errorf("%w after %v: %w", pools.ErrTimeout, pr.p.opts.CallTimeout, crash)
+		if c.b.Pinned() {
+			err = lostError(c.b.Session, pr.slot, pr, crash)
 		}
-		pr.p.finish(pr, c, result{err: err}, true)
+		if se := sendErrs[c]; se != nil {
+			err = fmt.Errorf("sending the batch failed: %w; %w", se, err)
+		}
+		if c.timedOut.Load() {
+			err = fmt.Errorf("%w after %v: %w", pools.ErrTimeout, p.opts.CallTimeout, err)
+		}
+		p.finish(pr, c, result{err: err}, true)
 	}
-	pr.p.mu.Lock()
-	pr.p.onExit(pr.slot, pr, crash)
-	pr.p.mu.Unlock()
+	p.mu.Lock()
+	p.onExit(pr.slot, pr, crash)
+	p.mu.Unlock()
 }
 
-// crashError describes the process's end; valid once it has been reaped.
+// crashError describes the process's end; valid once it has exited.
 func (pr *proc) crashError() *CrashError {
 	e := &CrashError{Worker: pr.slot.id, Pid: pr.pid, ExitCode: -1, Reason: "exited"}
 	if r := pr.reason.Load(); r != nil {
@@ -453,7 +291,10 @@ func (pr *proc) result(m *wire.Inbound, atts [][]byte) {
 	var r result
 	switch {
 	case m.E != nil && m.E.Kind == "conversion":
-		r.err = &wire.ConversionError{Direction: "python->go", Reason: m.E.Message}
+		r.err = &wire.ConversionError{Direction: "python->go", Path: m.E.Path, Reason: m.E.Reason}
+		if m.E.Reason == "" { // a worker that does not split its message
+			r.err = &wire.ConversionError{Direction: "python->go", Reason: m.E.Message}
+		}
 	case m.E != nil:
 		r.err = &pools.PythonError{Type: m.E.Type, Message: m.E.Message, Traceback: m.E.Traceback}
 	default:
@@ -478,129 +319,34 @@ func (p *Pool) finish(pr *proc, c *call, r result, ran bool) {
 		c.timer.Stop()
 	}
 	s := pr.slot
+	service := time.Since(c.start)
 	if ran {
 		s.calls.Add(1)
 		s.items.Add(uint64(len(c.b.Items)))
-		s.busy.Add(int64(time.Since(c.start)))
+		s.busy.Add(int64(service))
 		if r.err != nil {
 			s.errs.Add(1)
 		}
 	}
 	if ci := pools.CallInfoFrom(c.ctx); ci != nil {
-		ci.Worker, ci.Pid = s.id, pr.pid
+		ci.Worker, ci.Pid, ci.Service = s.id, pr.pid, service
 	}
 	p.mu.Lock()
 	if ran {
 		pr.calls++
 	}
+	closes := p.leaveLocked(c.sess)
 	p.releaseLocked(s, pr)
 	p.mu.Unlock()
-	c.done <- r
-}
-
-// host serves one slither.host_call.
-func (pr *proc) host(m *wire.Inbound, atts [][]byte) {
-	defer pr.p.bg.Done()
-	pr.pmu.Lock()
-	c := pr.pending[m.ID]
-	pr.pmu.Unlock()
-	ctx, session := context.Background(), ""
-	if c != nil {
-		ctx, session = c.ctx, c.b.Session
-	}
-	reply := func(v any, err error) {
-		enc := encoders.Get().(*wire.Encoder)
-		defer func() {
-			enc.Reset()
-			encoders.Put(enc)
+	if len(closes.to) > 0 {
+		// Not on this goroutine, which may be the worker's reader: a write
+		// to a worker whose input is full waits for the worker, which may
+		// be waiting for this reader.
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			closes.send()
 		}()
-		if err == nil {
-			err = enc.List([]any{v})
-		}
-		var hdr []byte
-		if err != nil {
-			hdr = wire.AppendReply(nil, m.H, nil, err.Error())
-		} else {
-			hdr = wire.AppendReply(nil, m.H, enc.Buf[1:len(enc.Buf)-1], "")
-		}
-		_ = pr.write(hdr, enc.Atts)
 	}
-	// The worker's next message (another view call, or the result) usually
-	// follows within microseconds: poll for it rather than park.
-	defer pr.spinUntil.Store(time.Now().Add(hostSpin).UnixNano())
-	h := pr.p.opts.Host
-	if h == nil {
-		reply(nil, fmt.Errorf("no host function: the pool's Options.Host is nil (called %q)", m.N))
-		return
-	}
-	v, err := wire.Decode(m.V, atts)
-	if err != nil {
-		reply(nil, err)
-		return
-	}
-	args, _ := v.([]any)
-	reply(callHost(h, ctx, pools.HostCall{Name: m.N, Args: args, Worker: pr.slot.id, Pid: pr.pid, Session: session, Pool: pools.KindProcess}))
-}
-
-// callHost runs h, turning a panic into an error for Python.
-func callHost(h pools.HostFunc, ctx context.Context, hc pools.HostCall) (v any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("host function for %q panicked: %v", hc.Name, r)
-		}
-	}()
-	return h(ctx, hc)
-}
-
-// hostSpin is how long the reader polls a worker's pipe after answering a
-// host call: waking a parked reader costs tens of microseconds on a VM,
-// more than a host call's whole work.
-const hostSpin = 50 * time.Microsecond
-
-// spinReader reads a pipe, polling it without parking until *until (when
-// set) has passed, then parking in the netpoller as usual.
-type spinReader struct {
-	f     *os.File
-	rc    syscall.RawConn
-	until *atomic.Int64
-}
-
-func newSpinReader(f *os.File, until *atomic.Int64) io.Reader {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return f
-	}
-	return &spinReader{f: f, rc: rc, until: until}
-}
-
-func (s *spinReader) Read(p []byte) (int, error) {
-	if s.until.Load() <= time.Now().UnixNano() {
-		return s.f.Read(p)
-	}
-	var n int
-	var rerr error
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), p)
-			if rerr == syscall.EINTR {
-				continue
-			}
-			if rerr != syscall.EAGAIN {
-				return true
-			}
-			if s.until.Load() <= time.Now().UnixNano() {
-				return false // park until readable; the callback runs again
-			}
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	if n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	return n, nil
+	c.done <- r
 }

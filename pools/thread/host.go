@@ -35,9 +35,6 @@ func reentrant(b pools.Batch, w *worker) error {
 // with that batch's context, or from Python code run between batches (a
 // finalizer, say) with a background one.
 func (p *Pool) hostCall(w *worker, name string, args []any) (any, error) {
-	if p.host == nil {
-		return nil, fmt.Errorf("no host function: the pool's Options.Host is nil (called %q)", name)
-	}
 	parent, session := context.Background(), ""
 	if j := w.job; j != nil {
 		parent, session = j.ctx, j.b.Session
@@ -45,5 +42,7 @@ func (p *Pool) hostCall(w *worker, name string, args []any) (any, error) {
 	if w.hostCtx == nil { // one per batch: host calls can be many
 		w.hostCtx = context.WithValue(parent, callerKey{}, w)
 	}
-	return p.host(w.hostCtx, pools.HostCall{Name: name, Args: args, Worker: w.id, Pid: pid, Session: session, Pool: pools.KindThread})
+	// Call turns a panic into an error: one crossing back into C must never
+	// unwind through it.
+	return p.host.Call(w.hostCtx, pools.HostCall{Name: name, Args: args, Worker: w.id, Pid: pid, Session: session, Pool: pools.KindThread})
 }

@@ -54,6 +54,9 @@ def host_call(name, *args):
 
 
 def _process_view(name, **args):
+    if not isinstance(name, str):  # the embedded pool's check, word for word
+        raise TypeError("slither.view(name, **args): pass the view's name (a str) by position and its arguments "
+                        "by keyword")
     try:
         return _host("slither.view", [name, args])
     except HostError as e:

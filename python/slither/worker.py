@@ -5,23 +5,16 @@ pool starts it with three pipes (SLITHER_WORKER_FDS): it reads frames on the
 first, writes frames on the second, and reads cancel requests on the third,
 which a watcher thread serves so that the hot path never waits on it
 (stdin, stdout and stderr stay free for the user's code; the pool logs
-stdout and stderr).
+stdout and stderr). The three are made non-inheritable at once, so that a
+process the user's code starts can neither hold nor read them.
 
 With one thread per worker (SLITHER_WORKER_THREADS=1) the main thread reads
 and runs calls itself: handing each call to another thread would cost more
 than a small call (tens of microseconds). With more, the main thread reads
 and a pool of threads runs calls.
 
-Frame (integers u32 big-endian): length of the rest; length of the JSON
-header; number of attachments n; n attachment lengths; the header; the
-attachments, raw.
-Values in a header are JSON with four tags, so that nothing is lost:
-{"$b": i} is attachment i (bytes), {"$f": "nan"|"inf"|"-inf"} a float,
-{"$d": [[k, v], ...]} a dict whose own keys would look like a tag, and
-{"$i": "123..."} is never sent (JSON numbers carry big ints as they are).
-
-Messages (header "t"):
-  worker -> Go  hello   {proto, pid, version, executable, free_threaded, gil_enabled, threads}
+Frames and values are described in slither._wire. Messages (header "t"):
+  worker -> Go  hello   {proto, pid, version, executable, free_threaded, gil_enabled, threads, max_frame}
   Go -> worker  call    {id, m, f, s (session or null), v (items)}
   worker -> Go  result  {id, v} or {id, e: {type, message, traceback, kind}}
   worker -> Go  host    {h, id, n (name), v (args)}   a call into Go in mid-batch
@@ -29,186 +22,97 @@ Messages (header "t"):
   Go -> worker  cancel  {id}        (third pipe) raises slither.Cancelled in that call
   Go -> worker  close_session {s}
   Go -> worker  shutdown {}         finish running calls, then exit 0
-The worker exits at once when its input pipe closes: the Go process is gone.
+
+Whatever goes wrong with one call (its result has no Go mapping or is over
+the frame limit, its exception cannot be printed, a cancel arrives as it
+ends) fails that call alone; the worker goes on serving. A cancel is raised
+only while the call runs its own code: never in the worker's, and never in
+the next call. Exit status: 0 at end of input or after shutdown; 65 for
+malformed input from Go (a bad frame or message: the stream cannot be
+resynchronised); 74 when reading or writing a pipe fails; 70 for an error
+of the worker itself; 64 for a bad setting; 3 when a preload fails. Each
+non-zero exit says why on stderr.
 """
 
 import importlib
-import json
-import math
 import os
 import queue
-import select
-import struct
 import sys
 import sysconfig
 import threading
-import time
 import traceback
 
 import slither
 from slither import _context
+from slither._wire import (
+    DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, Conn, EncodeError, FrameError, FrameTooLarge, argument_name, conversion_error,
+    describe, encode, utf8_text,
+)
 
 PROTOCOL = 1
-MAX_FRAME = 1 << 31
 # How long a thread waiting for a host call's answer polls before it sleeps.
 HOST_SPIN = 50e-6
-_LEN = struct.Struct(">I")
-_TAGS = ("$b", "$f", "$d", "$i")
+# Integers whose decimal form is longer than this cannot cross on Pythons
+# older than 3.12, whose conversion is quadratic (a million digits take tens
+# of seconds); 3.12 and later convert any size the frame limit allows.
+OLD_INT_MAX_DIGITS = 100_000
+
+EXIT_USAGE = 64
+EXIT_PROTOCOL = 65
+EXIT_SOFTWARE = 70
+EXIT_IO = 74
+
+_CANCELLED = object()  # put in a host call's reply box by cancel()
+_UNSET = object()      # no session set on this thread yet
 
 
-_PLAIN = frozenset((int, str, bool, type(None)))
-_PLAIN_OR_FLOAT = _PLAIN | {float}
-
-
-class EncodeError(Exception):
-    """A value has no mapping to Go; the message names where it is."""
-
-
-def _encode(v, atts, path):
-    """Returns a JSON-able form of v, moving bytes into atts."""
-    t = type(v)
-    if v is None or t is bool or t is str:
-        return v
-    if t is int:
-        return v
-    if t is float:
-        if math.isfinite(v):
-            return v
-        return {"$f": "nan" if v != v else ("inf" if v > 0 else "-inf")}
-    if t is list or t is tuple:
-        kinds = set(map(type, v))
-        if kinds <= _PLAIN:  # JSON as it is: no copy, no per-item call
-            return v
-        if kinds <= _PLAIN_OR_FLOAT and all(map(math.isfinite, (x for x in v if type(x) is float))):
-            return v
-        return [_encode(x, atts, f"{path}[{i}]") for i, x in enumerate(v)]
-    if t is dict:
-        out = {}
-        for k, x in v.items():
-            if type(k) is not str:
-                raise EncodeError(f"{path}: dict key {k!r} is a {type(k).__name__}, not a str")
-            out[k] = _encode(x, atts, f"{path}[{k!r}]")
-        if len(out) == 1 and next(iter(out)) in _TAGS:
-            return {"$d": [[k, x] for k, x in out.items()]}
-        return out
-    if t is bytes or t is bytearray or t is memoryview:
-        atts.append(bytes(v))
-        return {"$b": len(atts) - 1}
-    # Subclasses (IntEnum, OrderedDict, ...) map like their base.
-    for base in (bool, int, float, str, list, tuple, dict, bytes, bytearray):
-        if isinstance(v, base):
-            return _encode(base(v), atts, path)
-    raise EncodeError(f"{path}: a {t.__module__}.{t.__qualname__} has no Go mapping")
-
-
-def _decoder(atts):
-    def hook(d):
-        if len(d) == 1:
-            (k, x), = d.items()
-            if k == "$b":
-                return atts[x]
-            if k == "$f":
-                return float(x)
-            if k == "$d":
-                return {kk: vv for kk, vv in x}
-        return d
-    return hook
-
-
-class Conn:
-    """Frames over two pipe fds. send() is safe from any thread; recv() is
-    called by one thread at a time."""
-
-    def __init__(self, rfd, wfd):
-        self._rfd = rfd
-        self._buf = b""  # bytes read from the pipe and not yet consumed
-        self._pos = 0
-        self._wfd = wfd
-        self._wlock = threading.Lock()
-        self._poll = None
-
-    def _read(self, n):
-        """Returns exactly n bytes, or fewer at end of input."""
-        avail = len(self._buf) - self._pos
-        if avail >= n:
-            b = self._buf[self._pos:self._pos + n]
-            self._pos += n
-            return b
-        parts = [self._buf[self._pos:]]
-        self._buf, self._pos = b"", 0
-        need = n - avail
-        while need > 0:
-            chunk = os.read(self._rfd, max(need, 1 << 16))
-            if not chunk:
-                break
-            if len(chunk) > need:  # keep the rest for the next frames
-                parts.append(chunk[:need])
-                self._buf = chunk[need:]
-                need = 0
-            else:
-                parts.append(chunk)
-                need -= len(chunk)
-        return b"".join(parts)
-
-    def wait(self, spin):
-        """Polls for input for up to spin seconds without blocking, so that
-        an answer expected within microseconds does not cost a sleep and a
-        wake-up of this thread (tens of microseconds on a loaded VM)."""
-        if len(self._buf) > self._pos:
-            return
-        if self._poll is None:
-            self._poll = select.poll()
-            self._poll.register(self._rfd, select.POLLIN)
-        end = time.perf_counter() + spin
-        while time.perf_counter() < end:
-            if self._poll.poll(0):
-                return
-
-    def recv(self):
-        """Returns the decoded header, or None at end of input."""
-        b = self._read(12)
-        if len(b) < 12:
-            return None
-        n, hl, na = struct.unpack(">III", b)
-        if n < 8 or n > MAX_FRAME:
-            raise ValueError(f"bad frame length {n}")
-        lens = struct.unpack(f">{na}I", self._read(4 * na)) if na else ()
-        hdr = self._read(hl)
-        if len(hdr) < hl:
-            return None
-        atts = []
-        for ln in lens:
-            a = self._read(ln)
-            if len(a) < ln:
-                return None
-            atts.append(a)
-        return json.loads(hdr, object_hook=_decoder(atts) if atts or b"$" in hdr else None)
-
-    def send(self, msg, atts=()):
-        """Sends msg; raises EncodeError if a str in it is not valid UTF-8."""
+def _fatal(code, text):
+    """Says why on stderr and exits with code, at once."""
+    for f in (sys.stdout, sys.stderr):
         try:
-            hdr = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise EncodeError("a str holds a lone surrogate, which is not valid UTF-8") from None
-        na = len(atts)
-        total = 8 + 4 * na + len(hdr) + sum(len(a) for a in atts)
-        head = struct.pack(f">III{na}I", total, len(hdr), na, *(len(a) for a in atts))
-        parts = [head, hdr, *atts]
-        with self._wlock:
-            while parts:
-                n = os.writev(self._wfd, parts)
-                while parts and n >= len(parts[0]):
-                    n -= len(parts[0])
-                    parts.pop(0)
-                if n:
-                    parts[0] = parts[0][n:]
+            f.flush()
+        except BaseException:  # noqa: BLE001 - exiting anyway
+            pass
+    try:
+        os.write(2, f"slither.worker: {text}\n".encode("utf-8", "backslashreplace"))
+    except BaseException:  # noqa: BLE001 - nowhere left to say it
+        pass
+    os._exit(code)
 
 
-def _type_name(exc):
-    t = type(exc)
-    if t.__module__ in ("builtins", "__main__"):
-        return t.__qualname__
-    return f"{t.__module__}.{t.__qualname__}"
+_set_async = None
+
+
+def _async_exc():
+    """Returns f(ident, exc) that raises exc in thread ident (exc None
+    clears one pending), or False where ctypes is missing."""
+    global _set_async
+    if _set_async is None:
+        try:
+            import ctypes
+            fn = ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+            def set_async(ident, exc):
+                fn(ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None)
+            _set_async = set_async
+        except Exception:  # noqa: BLE001 - no ctypes: a call runs to its end
+            _set_async = False
+    return _set_async
+
+
+class _Call:
+    """A call while it runs on a thread; the fields are guarded by
+    Worker.running_lock."""
+
+    __slots__ = ("id", "ident", "cancelled", "pending", "in_host", "box")
+
+    def __init__(self, cid, ident):
+        self.id = cid
+        self.ident = ident
+        self.cancelled = False  # a cancel arrived
+        self.pending = False    # an async Cancelled was set on the thread
+        self.in_host = False    # waiting for a host call's answer: no async exceptions
+        self.box = None         # that answer's box (threaded mode)
 
 
 class Worker:
@@ -219,7 +123,7 @@ class Worker:
         self.calls = queue.SimpleQueue()
         self.fns = {}
         self.fns_lock = threading.Lock()
-        self.running = {}  # call id -> thread ident
+        self.running = {}  # call id -> _Call
         self.running_lock = threading.Lock()
         self.host_waiters = {}  # host request id -> SimpleQueue
         self.host_lock = threading.Lock()
@@ -228,36 +132,90 @@ class Worker:
         self.deferred = []  # inline mode: calls that arrived during a host call
         self.exiting = False
 
-    # -- executor threads -------------------------------------------------
+    # -- pipes --------------------------------------------------------------
+    def write(self, parts):
+        try:
+            self.conn.write(parts)
+        except OSError as exc:
+            _fatal(EXIT_IO, f"writing to the Go process failed ({exc}); exiting")
+
+    @staticmethod
+    def read(conn, what):
+        try:
+            return conn.recv()
+        except FrameError as exc:
+            _fatal(EXIT_PROTOCOL, f"malformed input from Go on {what}: {exc}; the stream cannot be "
+                                  f"resynchronised, exiting")
+        except OSError as exc:
+            _fatal(EXIT_IO, f"reading {what} failed ({exc}); exiting")
+        except BaseException:  # noqa: BLE001
+            _fatal(EXIT_SOFTWARE, f"reading {what} failed:\n{traceback.format_exc()}")
+
+    # -- executor threads ---------------------------------------------------
     def serve(self):
         _context._bind(self.worker_id, "process")
-        session = None
+        session = _UNSET
         while True:
             msg = self.calls.get()
             if msg is None:
                 return
-            session = self.execute(msg, session)
+            session = self.execute_safely(msg, session)
+
+    def execute_safely(self, msg, session):
+        """execute(), and an error for the call should the worker itself
+        fail: the thread lives on either way."""
+        try:
+            return self.execute(msg, session)
+        except BaseException as exc:  # noqa: BLE001 - a bug of ours must not cost a thread
+            try:
+                sys.stderr.write(f"slither.worker: internal error in call {msg.get('id')}:\n"
+                                 f"{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))}")
+            except BaseException:  # noqa: BLE001
+                pass
+            err = describe(exc, with_traceback=False)
+            err["message"] = "slither.worker internal error: " + err["message"]
+            try:
+                parts = self.conn.pack({"t": "result", "id": msg.get("id"), "e": err})
+            except BaseException:  # noqa: BLE001 - the call cannot be answered: Go must see a crash
+                _fatal(EXIT_SOFTWARE, f"cannot answer call {msg.get('id')} after an internal error")
+            self.write(parts)
+            return _UNSET
 
     def execute(self, msg, session):
         """Runs one call on this thread and sends its result; returns the
         session this thread is now in."""
-        cid = msg["id"]
-        self.local.call_id = cid
-        if msg.get("s") != session:
-            session = msg.get("s")
-            _context._set_session(session)
-        with self.running_lock:
-            self.running[cid] = threading.get_ident()
+        c = _Call(msg["id"], threading.get_ident())
+        self.local.call = c
         try:
-            reply = self.run(msg)
-        finally:
+            s = msg.get("s")
+            if s != session:
+                session = _UNSET
+                _context._set_session(s)
+                session = s
             with self.running_lock:
-                self.running.pop(cid, None)
-        try:
-            self.send_result(cid, reply)
-        except OSError:
-            os._exit(0)  # the Go side is gone
+                self.running[c.id] = c
+            reply = self.run(msg)
+        except BaseException as exc:  # noqa: BLE001 - a cancel that landed around the call, not in it
+            reply = ("err", describe(exc))
+        while True:
+            try:
+                self.end(c)
+                break
+            except BaseException:  # noqa: BLE001 - the pending cancel landed here (as end() began): it is spent
+                pass
+        self.local.call = None
+        self.send_result(c.id, reply)
         return session
+
+    def end(self, c):
+        """Takes c off the running calls and clears a cancel still pending
+        on this thread, so that it cannot land in the worker's code or in
+        the next call. The cancel may land in here, once: call it again."""
+        with self.running_lock:
+            self.running.pop(c.id, None)
+            if c.pending:
+                c.pending = False
+                _set_async(c.ident, None)
 
     def lookup(self, mod, fn):
         key = (mod, fn)
@@ -271,62 +229,102 @@ class Worker:
 
     def run(self, msg):
         try:
+            if "$error" in msg:  # its items did not decode
+                exc = msg["$error"]
+                return ("err", describe(exc, with_traceback=False))
             items = msg.get("v") or []
             out = self.lookup(msg["m"], msg["f"])(items)
             if not isinstance(out, (list, tuple)):
                 raise TypeError(f"{msg['m']}.{msg['f']} returned a {type(out).__name__}, not a list")
             return ("ok", out)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to Go
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            return ("err", {"type": _type_name(exc), "message": str(exc), "traceback": tb.rstrip("\n"),
-                            "kind": "cancelled" if isinstance(exc, slither.Cancelled) else "exception"})
+            return ("err", describe(exc))
 
     def send_result(self, cid, reply):
         status, val = reply
-        if status == "ok":
-            atts = []
-            try:
-                v = _encode(val, atts, "result")
-                self.conn.send({"t": "result", "id": cid, "v": v}, atts)
-            except EncodeError as exc:
-                self.conn.send({"t": "result", "id": cid,
-                                "e": {"type": "EncodeError", "message": str(exc), "traceback": "", "kind": "conversion"}})
-        else:
-            self.conn.send({"t": "result", "id": cid, "e": val})
+        try:
+            if status == "ok":
+                atts = []
+                v = encode(val, atts, "")
+                parts = self.conn.pack({"t": "result", "id": cid, "v": v}, atts)
+            else:
+                parts = self.conn.pack({"t": "result", "id": cid, "e": val})
+        except BaseException as exc:  # noqa: BLE001 - a result that cannot go fails its call only
+            parts = self.conn.pack({"t": "result", "id": cid, "e": conversion_error(exc)})
+        self.write(parts)
 
-    # -- host calls (from executor threads) ------------------------------
+    # -- host calls (from executor threads) ---------------------------------
     def host(self, name, args):
-        cid = getattr(self.local, "call_id", None)
-        if cid is None:
+        c = getattr(self.local, "call", None)
+        if c is None:
             raise RuntimeError("slither.host_call: only from inside a batch call")
+        what = "slither.view" if name == "slither.view" else "slither.host_call"
+        if type(name) is not str:
+            raise TypeError(f"slither.host_call: the name must be a str, not {type(name).__name__}")
         atts = []
-        v = _encode(args, atts, "args")
-        box = queue.SimpleQueue()
         with self.host_lock:
             self.host_seq += 1
             h = self.host_seq
-            self.host_waiters[h] = box
         try:
-            self.conn.send({"t": "host", "h": h, "id": cid, "n": name, "v": v}, atts)
+            v = encode(args, atts, "")
+            parts = self.conn.pack({"t": "host", "h": h, "id": c.id, "n": name, "v": v}, atts)
+        except EncodeError as exc:
+            raise TypeError(f"{what}: {argument_name(what, exc.path)} cannot go to Go: {exc.reason}") from None
+        except UnicodeEncodeError:
+            raise TypeError(f"{what}: arguments cannot go to Go: str is not valid UTF-8 "
+                            f"(it holds a lone surrogate)") from None
+        except RecursionError:
+            raise TypeError(f"{what}: arguments cannot go to Go: nesting too deep") from None
+        except FrameTooLarge as exc:
+            raise ValueError(f"{what}: arguments of {exc}") from None
+        box = queue.SimpleQueue()
+        # From here on no cancel may be raised as an exception on this
+        # thread: it would cut a frame in two. A cancel that arrives while
+        # Go answers is raised when the answer is in.
+        with self.running_lock:
+            if c.cancelled:
+                if c.pending:
+                    c.pending = False
+                    _set_async(c.ident, None)
+                raise slither.Cancelled()
+            c.in_host = True
+            if self.threads > 1:
+                c.box = box
+        try:
+            with self.host_lock:
+                self.host_waiters[h] = box
+            self.write(parts)
             msg = self.pump(h) if self.threads == 1 else box.get()
         finally:
             with self.host_lock:
                 self.host_waiters.pop(h, None)
+            with self.running_lock:
+                c.in_host = False
+                c.box = None
+                cancelled = c.cancelled
+        if msg is _CANCELLED or cancelled:
+            raise slither.Cancelled()
+        if "$error" in msg:
+            raise msg["$error"]
         if "e" in msg:
             raise slither.HostError(msg["e"])
         return msg.get("v")
 
-    # -- main thread ------------------------------------------------------
+    # -- main thread --------------------------------------------------------
     def cancel(self, cid):
+        """Raises slither.Cancelled in call cid, if it runs its own code;
+        if it waits for a host call, that call raises it."""
+        set_async = _async_exc()
         with self.running_lock:
-            ident = self.running.get(cid)
-        if ident is None:
-            return
-        try:
-            import ctypes
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(slither.Cancelled))
-        except Exception:  # noqa: BLE001 - no ctypes: the call runs to its end
-            pass
+            c = self.running.get(cid)
+            if c is None or c.cancelled:
+                return
+            c.cancelled = True
+            if c.box is not None:
+                c.box.put(_CANCELLED)
+            elif not c.in_host and set_async:
+                set_async(c.ident, slither.Cancelled)
+                c.pending = True
 
     def control(self, msg):
         """Handles a message other than a call. Returns False on shutdown."""
@@ -340,29 +338,31 @@ class Worker:
             _context._drop_session(msg["s"])
         elif t == "shutdown":
             return False
+        elif t == "cancel":
+            self.cancel(msg["id"])
+        else:
+            _fatal(EXIT_PROTOCOL, f"malformed input from Go: a {t!r} message on the call pipe")
         return True
 
     def hello(self):
-        self.conn.send({
+        self.write(self.conn.pack({
             "t": "hello", "proto": PROTOCOL, "pid": os.getpid(),
-            "version": sys.version.split()[0], "executable": sys.executable,
+            "version": sys.version.split()[0], "executable": utf8_text(sys.executable or ""),
             "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
             "gil_enabled": bool(sys._is_gil_enabled()) if hasattr(sys, "_is_gil_enabled") else True,
-            "threads": self.threads,
-        })
+            "threads": self.threads, "max_frame": self.conn.max_frame,
+        }))
 
     def watch_cancels(self, fd):
         """Serves the cancel pipe (a daemon thread)."""
-        conn = Conn(fd, -1)
+        conn = Conn(fd, -1, self.conn.max_frame)
         while True:
-            try:
-                msg = conn.recv()
-            except Exception:  # noqa: BLE001 - a broken cancel pipe ends cancels only
-                return
+            msg = self.read(conn, "the cancel pipe")
             if msg is None:
                 return
-            if msg.get("t") == "cancel":
-                self.cancel(msg["id"])
+            if msg.get("t") != "cancel":
+                _fatal(EXIT_PROTOCOL, f"malformed input from Go: a {msg.get('t')!r} message on the cancel pipe")
+            self.cancel(msg["id"])
 
     def main(self):
         if self.threads == 1:
@@ -373,9 +373,9 @@ class Worker:
             t.start()
         self.hello()
         while True:
-            msg = self.conn.recv()
+            msg = self.read(self.conn, "the call pipe")
             if msg is None:
-                os._exit(0)  # the Go side is gone
+                self.exit()  # the Go side is gone
             if msg.get("t") == "call":
                 self.calls.put(msg)
             elif not self.control(msg):
@@ -388,16 +388,16 @@ class Worker:
     def main_inline(self):
         _context._bind(self.worker_id, "process")
         self.hello()
-        session = None
+        session = _UNSET
         while True:
-            msg = self.deferred.pop(0) if self.deferred else self.conn.recv()
+            msg = self.deferred.pop(0) if self.deferred else self.read(self.conn, "the call pipe")
             if msg is None:
-                os._exit(0)  # the Go side is gone
+                self.exit()  # the Go side is gone
             if msg.get("t") != "call":
                 if not self.control(msg):
                     self.exit()
                 continue
-            session = self.execute(msg, session)
+            session = self.execute_safely(msg, session)
             if self.exiting:
                 self.exit()
 
@@ -405,9 +405,9 @@ class Worker:
         """Inline mode: reads frames until the reply to host request h."""
         while True:
             self.conn.wait(HOST_SPIN)
-            msg = self.conn.recv()
+            msg = self.read(self.conn, "the call pipe")
             if msg is None:
-                os._exit(0)
+                self.exit()
             t = msg.get("t")
             if t == "reply" and msg.get("h") == h:
                 return msg
@@ -418,16 +418,39 @@ class Worker:
 
     @staticmethod
     def exit():
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except BaseException:  # noqa: BLE001 - exiting anyway
+                pass
         os._exit(0)
+
+
+def _env_int(name, default):
+    s = os.environ.get(name, "")
+    if not s:
+        return default
+    try:
+        return int(s)
+    except ValueError:
+        _fatal(EXIT_USAGE, f"{name}={s!r} is not an integer")
 
 
 def main():
     fds = [int(f) for f in os.environ.get("SLITHER_WORKER_FDS", "3,4,5").split(",")]
     rfd, wfd, cfd = fds[0], fds[1], fds[2] if len(fds) > 2 else -1
-    threads = max(1, int(os.environ.get("SLITHER_WORKER_THREADS", "1")))
-    worker_id = int(os.environ.get("SLITHER_WORKER_ID", "0"))
+    for fd in (rfd, wfd, cfd):
+        if fd >= 0:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError as exc:
+                _fatal(EXIT_IO, f"protocol fd {fd} ({exc}): start it from the Go pool")
+    threads = max(1, _env_int("SLITHER_WORKER_THREADS", 1))
+    worker_id = _env_int("SLITHER_WORKER_ID", 0)
+    max_frame = _env_int("SLITHER_WORKER_MAX_FRAME", 0)
+    max_frame = DEFAULT_MAX_FRAME if max_frame <= 0 else min(max_frame, MAX_FRAME_LIMIT)
+    if hasattr(sys, "set_int_max_str_digits"):  # the frame limit bounds sizes
+        sys.set_int_max_str_digits(0 if sys.version_info >= (3, 12) else OLD_INT_MAX_DIGITS)
     for mod in filter(None, os.environ.get("SLITHER_WORKER_PRELOAD", "").split(",")):
         try:
             importlib.import_module(mod)
@@ -435,7 +458,7 @@ def main():
             traceback.print_exc()
             print(f"slither.worker: preloading {mod!r} failed", file=sys.stderr)
             sys.exit(3)
-    w = Worker(Conn(rfd, wfd), worker_id, threads)
+    w = Worker(Conn(rfd, wfd, max_frame), worker_id, threads)
     slither._host = w.host
     if cfd >= 0:
         threading.Thread(target=w.watch_cancels, args=(cfd,), name="slither-cancels", daemon=True).start()

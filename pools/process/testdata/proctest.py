@@ -134,3 +134,77 @@ def grow(batch):
     for i in range(0, len(_ballast), 4096):
         _ballast[i] = 1
     return batch
+
+
+def env(batch):
+    """Each item names an environment variable; returns its value or None."""
+    return [os.environ.get(k) for k in batch]
+
+
+def print_long(batch):
+    """Writes a line of batch[0] characters to stdout, then a short one."""
+    sys.stdout.write("x" * batch[0] + "\n")
+    print("after the long line", flush=True)
+    return batch
+
+
+def big_result(batch):
+    return [b"r" * n for n in batch]
+
+
+def spawn_grandchild(batch):
+    """Starts `sleep 600` per item (in the worker's process group) and
+    returns their pids."""
+    import subprocess
+    return [subprocess.Popen(["sleep", "600"]).pid for _ in batch]
+
+
+def spawn_and_sleep(batch):
+    """Starts a grandchild `sleep 600`, tells Go its pid through
+    host_call("grandchild", pid), then sleeps."""
+    import subprocess
+    child = subprocess.Popen(["sleep", "600"])
+    slither.host_call("grandchild", child.pid)
+    time.sleep(600)
+    return batch
+
+
+def bump_close(batch):
+    """Bumps the session's count, has Go close the session (host call
+    "close_me"), then uses the session's state again."""
+    st = slither.session()
+    st["n"] = st.get("n", 0) + 1
+    slither.host_call("close_me")
+    slither.session()["after_close"] = True
+    return [st["n"]] * len(batch)
+
+
+def nested(batch):
+    """Each item [name, args...] -> host_call(name, *args), or the
+    HostError text prefixed with "error: "."""
+    return host(batch)
+
+
+def chaos(batch):
+    """A pure function of its items, slow enough for kills to land mid-batch."""
+    time.sleep(0.002 * len(batch))
+    return [x * x + 7 for x in batch]
+
+
+def started_then_sleep(batch):
+    """Tells Go it runs (host_call("started")), then sleeps batch[0] s."""
+    slither.host_call("started")
+    time.sleep(batch[0])
+    return batch
+
+
+def crash_leaking_pipe(batch):
+    """[pidfile, new_session]: starts `sleep 600` holding the worker's
+    output pipe (fd 4) -- in a session of its own with new_session, out of
+    the worker's process group -- writes its pid to pidfile, then crashes."""
+    import subprocess
+    pidfile, new_session = batch
+    child = subprocess.Popen(["sleep", "600"], pass_fds=(4,), start_new_session=new_session)
+    with open(pidfile, "w") as f:
+        f.write(str(child.pid))
+    segfault(batch)

@@ -1,10 +1,12 @@
 // Package wire is the process pool's protocol with its Python workers
-// (python/slither/worker.py holds the other half and documents the
-// messages): length-prefixed frames, each a JSON header plus raw binary
+// (python/slither/worker.py and _wire.py hold the other half and document
+// the messages): length-prefixed frames, each a JSON header plus raw binary
 // attachments, so byte strings never travel as base64; and the tagged JSON
 // value encoding that keeps the same Go<->Python mapping as the embedded
 // pool (NaN and infinities, big integers, bytes, dicts whose keys look like
-// tags).
+// tags). Both sides bound a frame (DefaultMaxFrame unless configured),
+// check that its parts add up before reading them, and treat a malformed
+// frame as the end of the stream.
 //
 // It is pure Go: the process pool builds with CGO_ENABLED=0.
 package wire
@@ -13,8 +15,11 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strconv"
 )
 
@@ -22,8 +27,28 @@ import (
 // which it speaks.
 const Protocol = 1
 
-// MaxFrame bounds one frame (header plus attachments).
-const MaxFrame = 1 << 31
+// DefaultMaxFrame is the frame limit when none is given: 256 MiB. A frame
+// carries one batch (or one result, or one host call) whole, header and
+// attachments together.
+const DefaultMaxFrame = 256 << 20
+
+// MaxFrameLimit is the highest limit a frame can have: its length travels as
+// a u32.
+const MaxFrameLimit = math.MaxUint32
+
+// minFrame is the smallest frame: the header's length and the number of
+// attachments.
+const minFrame = 8
+
+// ErrFrame is matched (errors.Is) by the errors of a malformed frame: one
+// whose parts do not add up or that exceeds the reader's limit. The stream
+// cannot be resynchronised after one.
+var ErrFrame = errors.New("wire: malformed frame")
+
+// ErrFrameTooLarge is matched by the error of a frame over the limit, on
+// either side: WriteFrame refuses to send it (writing nothing, so the
+// stream stays usable) and ReadFrame refuses to read it (an ErrFrame too).
+var ErrFrameTooLarge = errors.New("wire: frame too large")
 
 // Message types.
 const (
@@ -54,6 +79,7 @@ type Inbound struct {
 	FreeThreaded bool   `json:"free_threaded"`
 	GILEnabled   bool   `json:"gil_enabled"`
 	Threads      int    `json:"threads"`
+	MaxFrame     int    `json:"max_frame"` // the frame limit the worker reads and writes with
 }
 
 // PyError is a failed call as the worker reports it.
@@ -64,6 +90,10 @@ type PyError struct {
 	// Kind is "exception", "cancelled" (slither.Cancelled was raised by a
 	// cancel message) or "conversion" (the result has no Go mapping).
 	Kind string `json:"kind"`
+	// Path and Reason split Message for a conversion: where in the result
+	// list ("[3][name]") and what is wrong, as a ConversionError has them.
+	Path   string `json:"path,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // ParseInbound decodes a worker message header.
@@ -125,17 +155,28 @@ func AppendCloseSession(buf []byte, session string) []byte {
 // Shutdown is the shutdown message.
 var Shutdown = []byte(`{"t":"shutdown"}`)
 
-// WriteFrame writes one frame. Integers are u32 big-endian: the length of
-// the rest, the header's length, the number of attachments and their
-// lengths; then the header and the attachments. Not safe for concurrent
-// use on one writer: callers serialize.
+// WriteFrame writes one frame of at most [DefaultMaxFrame] bytes; see
+// [WriteFrameLimit].
 func WriteFrame(w io.Writer, scratch []byte, hdr []byte, atts [][]byte) ([]byte, error) {
-	total := 8 + 4*len(atts) + len(hdr)
+	return WriteFrameLimit(w, scratch, hdr, atts, DefaultMaxFrame)
+}
+
+// WriteFrameLimit writes one frame. Integers are u32 big-endian: the length
+// of the rest, the header's length, the number of attachments and their
+// lengths; then the header and the attachments. A frame over limit (<= 0
+// means [DefaultMaxFrame]) is refused with an error matching
+// [ErrFrameTooLarge] before anything is written, so the stream stays usable.
+// scratch is reused for the frame's head and returned for the next call.
+// Not safe for concurrent use on one writer: callers serialize.
+func WriteFrameLimit(w io.Writer, scratch []byte, hdr []byte, atts [][]byte, limit int) ([]byte, error) {
+	limit = frameLimit(limit)
+	total := uint64(minFrame) + 4*uint64(len(atts)) + uint64(len(hdr))
 	for _, a := range atts {
-		total += len(a)
+		total += uint64(len(a))
 	}
-	if total > MaxFrame {
-		return scratch, fmt.Errorf("wire: frame of %d bytes exceeds the %d-byte limit", total, MaxFrame)
+	if total > uint64(limit) {
+		return scratch, fmt.Errorf("%w: %d bytes (a header of %d bytes and %d attachments) exceed the %d-byte limit",
+			ErrFrameTooLarge, total, len(hdr), len(atts), limit)
 	}
 	b := scratch[:0]
 	b = binary.BigEndian.AppendUint32(b, uint32(total))
@@ -166,43 +207,112 @@ func WriteFrame(w io.Writer, scratch []byte, hdr []byte, atts [][]byte) ([]byte,
 	return b, nil
 }
 
-// ReadFrame reads one frame; the header and attachments share one new
-// buffer.
+// frameLimit returns limit, or the default for <= 0, capped at what a
+// frame's length can say.
+func frameLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultMaxFrame
+	}
+	return int(min(uint64(limit), MaxFrameLimit))
+}
+
+// ReadFrame reads one frame of at most [DefaultMaxFrame] bytes; see
+// [ReadFrameLimit].
 func ReadFrame(r *bufio.Reader) (hdr []byte, atts [][]byte, err error) {
-	var pre [4]byte
-	if _, err := io.ReadFull(r, pre[:]); err != nil {
-		return nil, nil, err
-	}
-	n := binary.BigEndian.Uint32(pre[:])
-	if n < 8 || n > MaxFrame {
-		return nil, nil, fmt.Errorf("wire: bad frame length %d", n)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	return ReadFrameLimit(r, DefaultMaxFrame)
+}
+
+// eagerFrame is how much of a frame is allocated before its bytes arrive;
+// past it the buffer grows with what is actually read, so that a wrong
+// length costs no more memory than the bytes behind it.
+const eagerFrame = 1 << 20
+
+// ReadFrameLimit reads one frame of at most limit bytes (<= 0 means
+// [DefaultMaxFrame]); the header and the attachments share one new buffer.
+// It returns io.EOF when r ends cleanly before a frame, an error matching
+// io.ErrUnexpectedEOF when it ends inside one, an error matching [ErrFrame]
+// (and [ErrFrameTooLarge] for one over the limit) when the frame's parts do
+// not add up, and r's own errors wrapped. The lengths are checked as they
+// arrive, before the bytes they announce are read.
+func ReadFrameLimit(r io.Reader, limit int) (hdr []byte, atts [][]byte, err error) {
+	limit = frameLimit(limit)
+	var pre [4 + minFrame]byte
+	if _, err := io.ReadFull(r, pre[:4]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return nil, nil, fmt.Errorf("wire: input ended inside a frame's length: %w", err)
 		}
 		return nil, nil, err
 	}
-	hl := binary.BigEndian.Uint32(body[0:])
-	na := binary.BigEndian.Uint32(body[4:])
-	off := uint64(8) + 4*uint64(na)
-	if off+uint64(hl) > uint64(n) {
-		return nil, nil, fmt.Errorf("wire: frame header overruns the frame")
+	n := uint64(binary.BigEndian.Uint32(pre[:]))
+	if n < minFrame {
+		return nil, nil, fmt.Errorf("%w: length %d is shorter than the %d bytes every frame starts with", ErrFrame, n, minFrame)
 	}
-	lens := body[8:off]
-	hdr = body[off : off+uint64(hl)]
-	off += uint64(hl)
+	if n > uint64(limit) {
+		return nil, nil, fmt.Errorf("%w: %w: length %d exceeds the %d-byte limit", ErrFrame, ErrFrameTooLarge, n, limit)
+	}
+	if err := readFull(r, pre[4:], n, 0); err != nil {
+		return nil, nil, err
+	}
+	hl := uint64(binary.BigEndian.Uint32(pre[4:]))
+	na := uint64(binary.BigEndian.Uint32(pre[8:]))
+	lensEnd := 4 * na // offsets from here on are into body, which follows pre
+	if minFrame+lensEnd+hl > n {
+		return nil, nil, fmt.Errorf("%w: a header of %d bytes and %d attachment lengths overrun the %d-byte frame", ErrFrame, hl, na, n)
+	}
+	bodyLen := n - minFrame
+	body := make([]byte, 0, min(bodyLen, eagerFrame))
+	if body, err = readGrow(r, body, lensEnd, n); err != nil {
+		return nil, nil, err
+	}
+	sum := lensEnd + hl
+	for i := range na {
+		sum += uint64(binary.BigEndian.Uint32(body[4*i:]))
+	}
+	if sum != bodyLen {
+		return nil, nil, fmt.Errorf("%w: its parts (a header of %d bytes and %d attachments) add up to %d bytes, not the %d it announces",
+			ErrFrame, hl, na, minFrame+sum, n)
+	}
+	if body, err = readGrow(r, body, bodyLen, n); err != nil {
+		return nil, nil, err
+	}
+	hdr = body[lensEnd : lensEnd+hl : lensEnd+hl]
 	if na > 0 {
 		atts = make([][]byte, na)
+		off := lensEnd + hl
 		for i := range atts {
-			l := uint64(binary.BigEndian.Uint32(lens[4*i:]))
-			if off+l > uint64(n) {
-				return nil, nil, fmt.Errorf("wire: attachment %d overruns the frame", i)
-			}
+			l := uint64(binary.BigEndian.Uint32(body[4*i:]))
 			atts[i] = body[off : off+l : off+l]
 			off += l
 		}
 	}
 	return hdr, atts, nil
+}
+
+// readGrow reads into body until it holds upto bytes, growing it with the
+// bytes that arrive (doubling, so copies stay linear in the frame's size).
+func readGrow(r io.Reader, body []byte, upto, frame uint64) ([]byte, error) {
+	for uint64(len(body)) < upto {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, int(min(upto, uint64(2*cap(body)))-uint64(len(body))))
+		}
+		end := int(min(upto, uint64(cap(body))))
+		if err := readFull(r, body[len(body):end], frame, minFrame+uint64(len(body))); err != nil {
+			return nil, err
+		}
+		body = body[:end]
+	}
+	return body, nil
+}
+
+// readFull fills b, which starts at offset at (after the length) of a frame
+// of n bytes; an end of input becomes io.ErrUnexpectedEOF, named.
+func readFull(r io.Reader, b []byte, n, at uint64) error {
+	got, err := io.ReadFull(r, b)
+	if err == nil {
+		return nil
+	}
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("wire: input ended inside a %d-byte frame after %d bytes: %w", n, at+uint64(got), io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("wire: reading a %d-byte frame: %w", n, err)
 }

@@ -82,10 +82,10 @@ func TestEncodeErrors(t *testing.T) {
 		v    any
 		want string
 	}{
-		{make(chan int), "at [0]: a Go chan int has no Python mapping"},
+		{make(chan int), "at [0]: Go type chan int has no Python mapping"},
 		{"\xff", "at [0]: string is not valid UTF-8"},
 		{map[int]int{1: 1}, "at [0]: map key type int is not a string"},
-		{[]any{map[string]any{"k": struct{}{}}}, "at [0][0][k]: a Go struct {} has no Python mapping"},
+		{[]any{map[string]any{"k": struct{}{}}}, "at [0][0][k]: Go type struct {} has no Python mapping"},
 	} {
 		var e wire.Encoder
 		err := e.List([]any{c.v})

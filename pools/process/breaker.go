@@ -1,0 +1,129 @@
+package process
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/telemetry"
+)
+
+// breaker is the pool's restart circuit breaker. Closed, it counts crashes
+// and failed starts; more than MaxRestarts within RestartWindow open it:
+// calls fail at once (Pool.failed) and no worker is started for a back-off.
+// Then it is half-open: one start is tried; success closes it, failure
+// reopens it with twice the back-off. Fields are guarded by Pool.mu.
+type breaker struct {
+	restarts []time.Time // counted restarts within the window
+	backoff  time.Duration
+	timer    *time.Timer // the pending half-open probe while open
+	closedAt time.Time   // when it last closed after being open
+}
+
+// stop cancels a pending probe.
+func (b *breaker) stop() {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+}
+
+// maxBackoff is the longest the breaker stays open between attempts.
+func (p *Pool) maxBackoff() time.Duration { return max(time.Minute, p.opts.RestartBackoff) }
+
+// countRestartLocked records a restart; past the intensity limit it opens
+// the breaker and returns false. p.mu held.
+func (p *Pool) countRestartLocked(cause error) bool {
+	b := &p.brk
+	now := time.Now()
+	b.restarts = append(b.restarts, now)
+	cut := 0
+	for cut < len(b.restarts) && now.Sub(b.restarts[cut]) > p.opts.RestartWindow {
+		cut++
+	}
+	b.restarts = b.restarts[cut:]
+	if len(b.restarts) <= p.opts.MaxRestarts {
+		return true
+	}
+	// Reopening soon after closing means the pool is not well yet: wait
+	// longer than last time.
+	if b.backoff == 0 || now.Sub(b.closedAt) > p.opts.RestartWindow {
+		b.backoff = p.opts.RestartBackoff
+	} else {
+		b.backoff = min(2*b.backoff, p.maxBackoff())
+	}
+	p.openLocked(fmt.Errorf("%w: %d worker restarts within %v (limit %d); no worker is started for %v; last cause: %w",
+		pools.ErrPoolFailed, len(b.restarts), p.opts.RestartWindow, p.opts.MaxRestarts, b.backoff, cause))
+	return false
+}
+
+// openLocked opens the breaker with err (the calls' error) and schedules
+// the half-open probe after the current back-off. p.mu held.
+func (p *Pool) openLocked(err error) {
+	b := &p.brk
+	b.restarts = nil
+	p.failed = err
+	p.log.Error("slither process pool failing fast", "error", err)
+	b.stop()
+	b.timer = time.AfterFunc(b.backoff, p.probe)
+	p.dispatch()
+}
+
+// probe is the half-open state: it tries one start, closing the breaker on
+// success and reopening it with a longer back-off on failure.
+func (p *Pool) probe() {
+	p.mu.Lock()
+	if p.stopping || p.failed == nil {
+		p.mu.Unlock()
+		return
+	}
+	p.brk.timer = nil
+	var s *slot
+	for _, x := range p.slots {
+		if x.proc == nil && !x.starting {
+			s = x
+			break
+		}
+	}
+	if s == nil { // every worker is up: nothing to try
+		p.closeLocked()
+		p.mu.Unlock()
+		return
+	}
+	s.starting = true
+	p.bg.Add(1)
+	p.mu.Unlock()
+	defer p.bg.Done()
+
+	p.opts.Telemetry.Emit(telemetry.PoolWorkerRestart, telemetry.Measurements{}, telemetry.Metadata{"pool": "process", "worker": s.id, "probe": true})
+	pr, err := p.spawn(p.life, s)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.starting = false
+	switch {
+	case p.stopping:
+		if err == nil {
+			pr.kill("pool closing", endStopped)
+		}
+	case err != nil:
+		p.brk.backoff = min(2*p.brk.backoff, p.maxBackoff())
+		p.openLocked(fmt.Errorf("%w: a worker start after the back-off failed; the next attempt is in %v: %w",
+			pools.ErrPoolFailed, p.brk.backoff, err))
+	default:
+		p.installLocked(s, pr)
+		p.closeLocked()
+	}
+}
+
+// closeLocked closes the breaker and starts the workers still missing.
+// p.mu held.
+func (p *Pool) closeLocked() {
+	p.failed = nil
+	p.brk.restarts = nil
+	p.brk.closedAt = time.Now()
+	p.log.Info("slither process pool serving again after its restart back-off")
+	for _, s := range p.slots {
+		p.startLocked(s)
+	}
+	p.dispatch()
+}
