@@ -59,6 +59,9 @@ type ThreadConfig struct {
 	// with process pools only.
 	Required bool     `yaml:"required"`
 	Paths    []string `yaml:"paths"`
+	// MaxSessions bounds the sessions open on the embedded pool at once
+	// (thread.Options.MaxSessions; 0 means its default).
+	MaxSessions int `yaml:"max_sessions"`
 }
 
 // ProcessConfig configures one process pool; each field maps to the

@@ -8,6 +8,6 @@ import (
 	"github.com/slither-go/slither/telemetry"
 )
 
-func startThread(workers int, paths []string, host pools.HostFunc, tel *telemetry.Bus) (pools.Pool, error) {
-	return thread.New(thread.Options{Workers: workers, Paths: paths, Host: host, Telemetry: tel})
+func startThread(workers, maxSessions int, paths []string, host pools.HostFunc, tel *telemetry.Bus) (pools.Pool, error) {
+	return thread.New(thread.Options{Workers: workers, MaxSessions: maxSessions, Paths: paths, Host: host, Telemetry: tel})
 }
