@@ -156,20 +156,33 @@ func (r *stageRun) batch(ctx context.Context) {
 		}
 		return r.deliver(ctx, items, outs, err)
 	}
-	for e := range recv(ctx, r.in) {
-		if e.out != "" {
-			if !r.emit(ctx, e) {
-				return
-			}
-			continue
-		}
-		r.stats.in.Add(1)
-		buf = append(buf, e.it)
+	for it := range r.inputs(ctx) {
+		buf = append(buf, it)
 		if len(buf) >= r.st.batchN && !flush() {
 			return
 		}
 	}
 	flush()
+}
+
+// inputs yields the items this stage works on, counting them, and forwards
+// on the way those an earlier router bound for an output. It ends when the
+// input does or ctx ends.
+func (r *stageRun) inputs(ctx context.Context) iter.Seq[Item] {
+	return func(yield func(Item) bool) {
+		for e := range recv(ctx, r.in) {
+			if e.out != "" {
+				if !r.emit(ctx, e) {
+					return
+				}
+				continue
+			}
+			r.stats.in.Add(1)
+			if !yield(e.it) {
+				return
+			}
+		}
+	}
 }
 
 func (r *stageRun) callBatch(ctx context.Context, items []Item) ([]Item, error) {
@@ -346,20 +359,9 @@ func withError(it Item, err error) Item {
 func (r *stageRun) python(ctx context.Context) {
 	py := r.st.py
 	pool := &countingPool{Pool: r.pool, stats: r.stats}
-	input := func(yield func(Item) bool) {
-		for e := range recv(ctx, r.in) {
-			if e.out != "" {
-				if !r.emit(ctx, e) {
-					return
-				}
-				continue
-			}
-			r.stats.in.Add(1)
-			if !yield(e.it) {
-				return
-			}
-		}
-	}
+	// Read on dispatch's input goroutine, which the run owns: forwarding
+	// to r.out ends before the stage returns and closes it.
+	input := r.inputs(ctx)
 	opts := dispatch.Options{Module: py.Module, Function: py.Function, Session: r.session, Unpinned: !py.Affinity,
 		Route: py.Route, Strategy: py.Strategy, MaxInFlight: py.MaxInFlight, Timeout: py.Timeout,
 		OnError: r.policy, Telemetry: r.s.env.Telemetry, Name: r.s.p.name + "/" + r.st.name}
