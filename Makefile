@@ -3,7 +3,8 @@
 #   make test   builds (or finds) it, then vets and tests everything under -race
 #
 # The free-threaded CPython lives in a cache outside the repository, built once
-# from Debian's source package by scripts/build-python.sh:
+# from Debian's source package by `slither python install` (the same command a
+# user runs from their own module; its script is internal/pybuild/build-python.sh):
 #   PY_VERSION=3.13                     the CPython version (3.14 builds the same way
 #                                       where Debian's source package can be fetched)
 #   SLITHER_PYTHON_PREFIX=DIR           where it is built (default below)
@@ -40,10 +41,14 @@ BIN := bin
 
 all: build
 
+# The CLI's python commands build without cgo, so they run before the
+# free-threaded Python exists.
+SLITHER_NOCGO := CGO_ENABLED=0 $(GO) run ./cmd/slither
+PYTHON_FLAGS = --py-version "$(PY_VERSION)" --prefix "$(SLITHER_PYTHON_PREFIX)" --python "$(SLITHER_PYTHON)"
+
 # Idempotent: a second run checks the cached build and returns at once.
 python:
-	@PREFIX="$(SLITHER_PYTHON_PREFIX)" PY_VERSION="$(PY_VERSION)" SLITHER_PYTHON="$(SLITHER_PYTHON)" \
-		scripts/build-python.sh
+	@$(SLITHER_NOCGO) python install $(PYTHON_FLAGS)
 
 build: python
 	$(GO) build -o $(BIN)/slither ./cmd/slither
@@ -88,11 +93,10 @@ chaos: python
 bench: python
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pools/thread/ ./pools/process/
 
-# Prints the environment make passes to go, for running go by hand:
+# Prints the environment cgo needs, for running go by hand:
 #   eval "$$(make -s env)"
 env:
-	@echo 'export PKG_CONFIG_PATH="$(PKG_CONFIG_PATH)"'
-	@echo 'export CGO_LDFLAGS="$(CGO_LDFLAGS)"'
+	@$(SLITHER_NOCGO) python env $(PYTHON_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/slither-go/slither/internal/pybuild"
 )
 
 // Report is what `slither doctor` prints: the machine, the interpreters,
@@ -158,7 +160,7 @@ func (r *Report) warn() {
 		w = append(w, fmt.Sprintf("GIL re-enabled by module %s: CPU work will run in processes (PYTHON_GIL=0 keeps it off, at your own risk)", m))
 	}
 	if r.Embedded.Available && !r.Embedded.FreeThreaded {
-		w = append(w, "the embedded interpreter is not a free-threaded build: rebuild it with `make python`")
+		w = append(w, "the embedded interpreter is not a free-threaded build: to link a free-threaded one, "+pybuild.Fix)
 	}
 	ft := false
 	for _, in := range r.Interpreters {
@@ -170,7 +172,7 @@ func (r *Report) warn() {
 		}
 	}
 	if !ft {
-		w = append(w, "no free-threaded interpreter found: run `make python` or set SLITHER_PYTHON")
+		w = append(w, "no free-threaded interpreter found: set SLITHER_PYTHON to one, or run `"+pybuild.InstallCommand+"`")
 	}
 	if r.CPU.Quota > 0 && r.CPU.Usable < r.CPU.Online {
 		w = append(w, fmt.Sprintf("a cgroup quota of %.2g CPUs limits this process below its %d online CPUs: pools are sized to %d", r.CPU.Quota, r.CPU.Online, r.CPU.Usable))

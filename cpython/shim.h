@@ -10,7 +10,9 @@
 #include <stddef.h>
 
 #if PY_VERSION_HEX < 0x030D0000
-#error "slither/cpython needs CPython >= 3.13 headers (a free-threaded 3.13t build): run `make python`, which also sets PKG_CONFIG_PATH"
+// The text names the exact commands (internal/pybuild's InstallCommand and
+// EnvCommand); unquoted so that the shell line shows as it is typed.
+#error slither/cpython needs the headers of a free-threaded CPython >= 3.13 (3.13t). From any Go module run `CGO_ENABLED=0 go run github.com/slither-go/slither/cmd/slither@latest python install`, then `eval "$(CGO_ENABLED=0 go run github.com/slither-go/slither/cmd/slither@latest python env)"` and build again
 #endif
 
 // A growable byte buffer owned by C (malloc). Go reads it and calls slither_buf_free.

@@ -34,6 +34,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample())
+	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newPython())
 	return root
 }

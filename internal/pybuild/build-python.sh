@@ -2,10 +2,12 @@
 # Builds a free-threaded CPython (--disable-gil --enable-shared) from Debian's
 # source package into a cache prefix outside the repository. Idempotent: when
 # the prefix already holds a working free-threaded build, it exits at once.
+# It is embedded in the slither command (package internal/pybuild) and run by
+# `slither python install`, which is what `make python` calls.
 #
 # Inputs (environment):
 #   PY_VERSION             major.minor, e.g. 3.13 (Debian source package python$PY_VERSION)
-#   PREFIX                 install prefix (the Makefile passes SLITHER_PYTHON_PREFIX)
+#   PREFIX                 install prefix (slither python install passes --prefix / SLITHER_PYTHON_PREFIX)
 #   DEBIAN_SUITE           suite that carries the source package (default trixie)
 #   SLITHER_PYTHON         an existing free-threaded python to use instead (checked, not built)
 set -euo pipefail
