@@ -413,7 +413,7 @@ func (c *countingPool) Submit(ctx context.Context, b pools.Batch) ([]any, error)
 			return nil, err
 		}
 		c.stats.count(&c.stats.ran, d.Route.String(), 1)
-		return d.Pool.Submit(ctx, b)
+		return d.Submit(ctx, b)
 	}
 	c.stats.count(&c.stats.ran, string(c.Pool.Kind()), 1)
 	return c.Pool.Submit(ctx, b)

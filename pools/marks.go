@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -116,15 +117,23 @@ func (r *Router) readMark(ctx context.Context, module, function string) (bool, e
 			res.ThreadSafe, _ = m["thread_safe"].(bool)
 			res.GILAfter, _ = m["gil_after"].(bool)
 			res.Error, _ = m["error"].(string)
-			names, _ := m["enabled_by"].([]any)
-			for _, n := range names {
-				s, _ := n.(string)
-				res.EnabledBy = append(res.EnabledBy, s)
-			}
+			res.EnabledBy = anyStrings(m["enabled_by"])
+			res.Path = anyStrings(m["path"])
 		}
-		return res.verdict(module, "a free-threaded worker process")
+		return res.verdict(module, "a free-threaded worker process", "engine.Config.Paths (or process.Options.Paths)")
 	}
 	return r.readMarkInSubprocess(ctx, module, function)
+}
+
+func anyStrings(v any) []string {
+	vs, _ := v.([]any)
+	var out []string
+	for _, x := range vs {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // inspected is what slither._gil.inspect reports of one import.
@@ -134,11 +143,34 @@ type inspected struct {
 	GILAfter   bool     `json:"gil_after"`
 	EnabledBy  []string `json:"enabled_by"`
 	Error      string   `json:"error"`
+	Path       []string `json:"path"` // sys.path, on an error
 }
 
-func (res inspected) verdict(module, where string) (bool, error) {
+// missingModule finds the module a ModuleNotFoundError names.
+var missingModule = regexp.MustCompile(`^ModuleNotFoundError: No module named '([^']+)'`)
+
+// verdict turns what an import did into the mark's verdict. A failed
+// import is the user's to fix, so its error says where the module was
+// looked for and what to set: paths names the setting for that place.
+func (res inspected) verdict(module, where, paths string) (bool, error) {
 	if res.Error != "" {
-		return false, fmt.Errorf("importing %s in %s failed: %s", module, where, res.Error)
+		searched := fmt.Sprintf("sys.path %q", res.Path)
+		if len(res.Path) == 0 {
+			searched = "an unreported sys.path"
+		}
+		fix := "make `import " + module + "` work there (it raises the error above)"
+		if m := missingModule.FindStringSubmatch(res.Error); m != nil {
+			top, _, _ := strings.Cut(module, ".")
+			switch {
+			case m[1] == top:
+				fix = "add the directory that holds " + top + " (" + top + ".py or " + top + "/) to " + paths
+			case strings.HasPrefix(module, m[1]+".") || m[1] == module:
+				fix = "check the module name: " + m[1] + " does not exist in the package that was found"
+			default:
+				fix = module + " imports " + m[1] + ": install it into that Python's environment, or add its directory to " + paths
+			}
+		}
+		return false, fmt.Errorf("importing %s in %s failed: %s (searched %s); fix: %s", module, where, res.Error, searched, fix)
 	}
 	if res.GILAfter {
 		by := module
@@ -216,7 +248,7 @@ func (r *Router) readMarkInSubprocess(ctx context.Context, module, function stri
 	if res.GILBefore {
 		return false, fmt.Errorf("%s has the GIL on before any import (not a free-threaded build?): it cannot tell whether %s turns it on", exe, module)
 	}
-	return res.verdict(module, where)
+	return res.verdict(module, where, "engine.Config.Paths (or Router.Paths)")
 }
 
 // lastLines keeps the end of a subprocess's stderr (a traceback's last

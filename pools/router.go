@@ -231,7 +231,7 @@ func (r *Router) Counts() map[string]int {
 	return maps.Clone(r.counts)
 }
 
-// Submit routes b by b.Route and runs it there.
+// Submit routes b by b.Route and runs it there (see [Decision.Submit]).
 func (r *Router) Submit(ctx context.Context, b Batch) ([]any, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
@@ -240,7 +240,20 @@ func (r *Router) Submit(ctx context.Context, b Batch) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.Pool.Submit(ctx, b)
+	return d.Submit(ctx, b)
+}
+
+// Submit runs b in the decision's pool. When the batch fails there and
+// the decision carries a [Decision.Warning] (a module the mark read could
+// not import is usually one the process pool cannot import either), the
+// error says so: it wraps the pool's error and adds the warning, with the
+// path searched and the fix.
+func (d Decision) Submit(ctx context.Context, b Batch) ([]any, error) {
+	out, err := d.Pool.Submit(ctx, b)
+	if err != nil && d.Warning != "" {
+		return out, fmt.Errorf("%w [routed to processes: %s]", err, d.Warning)
+	}
+	return out, err
 }
 
 // Capacity is the sum of the pools' capacities.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/telemetry"
 )
 
@@ -55,8 +57,12 @@ func (f *fakePool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 		}
 		mf := b.Items[0].([]any)
 		m, fn := mf[0].(string), mf[1].(string)
-		return []any{map[string]any{"thread_safe": f.marked[m+"."+fn], "gil_after": f.reenables[m],
-			"enabled_by": []any{"_ext"}, "error": f.importErr[m]}}, nil
+		res := map[string]any{"thread_safe": f.marked[m+"."+fn], "gil_after": f.reenables[m],
+			"enabled_by": []any{"_ext"}, "error": f.importErr[m], "path": []any{}}
+		if f.importErr[m] != "" {
+			res["path"] = []any{"/cache/python-1", "/app"}
+		}
+		return []any{res}, nil
 	}
 	f.submitted = append(f.submitted, b)
 	return []any{string(f.kind)}, nil
@@ -189,7 +195,8 @@ func TestRouterMissingPoolsAndSessions(t *testing.T) {
 
 // TestRouterRemembersAndShowsFailedMarkReads: a mark that cannot be read
 // is read once, logged once, and every decision that depends on it says so
-// in Decision.Warning (and router.decision metadata), not only in telemetry.
+// in Decision.Warning (and router.decision metadata), not only in telemetry;
+// the warning names the module, the sys.path searched and the fix.
 func TestRouterRemembersAndShowsFailedMarkReads(t *testing.T) {
 	var logs bytes.Buffer
 	bus := telemetry.New(nil)
@@ -203,7 +210,9 @@ func TestRouterRemembersAndShowsFailedMarkReads(t *testing.T) {
 	r := &pools.Router{Thread: th, Process: pr, Telemetry: bus, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx := context.Background()
 
-	const broken = "reading the thread-safety mark of broken.f failed: importing broken in a free-threaded worker process failed: ModuleNotFoundError: No module named 'broken'"
+	const broken = "reading the thread-safety mark of broken.f failed: importing broken in a free-threaded worker process failed: " +
+		"ModuleNotFoundError: No module named 'broken' (searched sys.path [\"/cache/python-1\" \"/app\"]); " +
+		"fix: add the directory that holds broken (broken.py or broken/) to engine.Config.Paths (or process.Options.Paths)"
 	for range 3 {
 		d, err := r.Decide(ctx, pools.Batch{Module: "broken", Function: "f"})
 		require.NoError(t, err)
@@ -220,9 +229,76 @@ func TestRouterRemembersAndShowsFailedMarkReads(t *testing.T) {
 	}
 	assert.Equal(t, 2, pr.inspected, "each module was imported once; failures are remembered")
 	assert.Equal(t, 1, strings.Count(logs.String(), "broken.f runs in processes"), "logged once:\n%s", logs.String())
+	assert.Contains(t, logs.String(), `searched sys.path [\"/cache/python-1\" \"/app\"]`, "the log names the path searched")
+	assert.Contains(t, logs.String(), "fix: add the directory that holds broken (broken.py or broken/) to engine.Config.Paths")
 	assert.Equal(t, 1, strings.Count(logs.String(), "gilly.f runs in processes"))
 	assert.Contains(t, logs.String(), "level=WARN")
 	assert.Equal(t, []any{broken, broken, broken, gilly, gilly}, warnings)
+}
+
+// TestRouterSaysHowToFixAFailedImport: the fix in a failed read's warning
+// fits the failure: the module itself not found, a module it imports not
+// found, a submodule that does not exist, an error raised on import.
+func TestRouterSaysHowToFixAFailedImport(t *testing.T) {
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	pr := &fakePool{kind: pools.KindProcess, freeThreaded: true, importErr: map[string]string{
+		"pkg.mod":  "ModuleNotFoundError: No module named 'pkg'",
+		"needsdep": "ModuleNotFoundError: No module named 'numpy'",
+		"pkg.typo": "ModuleNotFoundError: No module named 'pkg.typo'",
+		"raises":   "ZeroDivisionError: division by zero",
+	}}
+	r := &pools.Router{Thread: th, Process: pr, Logger: slog.New(slog.DiscardHandler)}
+	for module, fix := range map[string]string{
+		"pkg.mod":  "fix: add the directory that holds pkg (pkg.py or pkg/) to engine.Config.Paths (or process.Options.Paths)",
+		"needsdep": "fix: needsdep imports numpy: install it into that Python's environment, or add its directory to engine.Config.Paths (or process.Options.Paths)",
+		"pkg.typo": "fix: check the module name: pkg.typo does not exist in the package that was found",
+		"raises":   "fix: make `import raises` work there (it raises the error above)",
+	} {
+		d, err := r.Decide(context.Background(), pools.Batch{Module: module, Function: "f"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route)
+		assert.Contains(t, d.Warning, "importing "+module+" in a free-threaded worker process failed: "+pr.importErr[module])
+		assert.Contains(t, d.Warning, `(searched sys.path ["/cache/python-1" "/app"])`)
+		assert.True(t, strings.HasSuffix(d.Warning, fix), "%s\nwants the fix %q", d.Warning, fix)
+	}
+}
+
+// TestRouterWarnsOfAModuleNotOnAWorkersPath: with a real free-threaded
+// process pool whose Paths lack the user's module, the warning lists the
+// worker's own sys.path (the configured directory on it) and the fix.
+func TestRouterWarnsOfAModuleNotOnAWorkersPath(t *testing.T) {
+	ctx := context.Background()
+	py := pooltest.Python()
+	if in := capacity.Probe(ctx, py); !in.FreeThreaded || in.GILEnabled {
+		t.Skipf("needs a free-threaded Python with the GIL off (make python); %s is not", py)
+	}
+	elsewhere := t.TempDir() // the module's directory is not this one
+	pr, err := process.New(ctx, process.Options{Workers: 1, Python: py, Paths: []string{elsewhere}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	defer pr.Close(ctx)
+	require.True(t, pr.FreeThreaded())
+	var logs bytes.Buffer
+	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
+	r := &pools.Router{Thread: th, Process: pr, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	for range 2 {
+		d, err := r.Decide(ctx, pools.Batch{Module: "routetest", Function: "cpu"})
+		require.NoError(t, err)
+		assert.Equal(t, pools.Process, d.Route)
+		assert.Contains(t, d.Warning, "importing routetest in a free-threaded worker process failed: ModuleNotFoundError: No module named 'routetest' (searched sys.path [")
+		assert.Contains(t, d.Warning, fmt.Sprintf("%q", elsewhere), "the configured directory is on the path shown")
+		assert.True(t, strings.HasSuffix(d.Warning, "fix: add the directory that holds routetest (routetest.py or routetest/) to engine.Config.Paths (or process.Options.Paths)"), d.Warning)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "routetest.cpu runs in processes"), logs.String())
+	assert.Contains(t, logs.String(), "level=WARN")
+
+	// The process pool cannot import it either: the batch's error says why
+	// it ran there and what to fix.
+	_, err = r.Submit(ctx, pools.Batch{Module: "routetest", Function: "cpu", Items: []any{1}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "No module named 'routetest'")
+	assert.Contains(t, err.Error(), "[routed to processes: reading the thread-safety mark of routetest.cpu failed: ")
+	assert.Contains(t, err.Error(), "fix: add the directory that holds routetest")
+	assert.Empty(t, th.submitted)
 }
 
 // TestRouterReasonIsTheGILStateAfterTheRead: when the GIL turns on while a
@@ -288,6 +364,8 @@ func TestRouterReadsMarksInASubprocess(t *testing.T) {
 	if in := capacity.Probe(ctx, py); !in.FreeThreaded || in.GILEnabled {
 		t.Skipf("needs a free-threaded Python with the GIL off (make python); %s is not", py)
 	}
+	testdata, err := filepath.Abs("testdata")
+	require.NoError(t, err)
 	var logs bytes.Buffer
 	th := &fakePool{kind: pools.KindThread, freeThreaded: true, t: t}
 	pr := &fakePool{kind: pools.KindProcess} // a GIL build: it cannot tell
@@ -309,8 +387,10 @@ func TestRouterReadsMarksInASubprocess(t *testing.T) {
 		d, err = r.Decide(ctx, pools.Batch{Module: "no_such_module_xyz", Function: "f"})
 		require.NoError(t, err)
 		assert.Equal(t, pools.Process, d.Route)
-		assert.Equal(t, "reading the thread-safety mark of no_such_module_xyz.f failed: importing no_such_module_xyz in a free-threaded subprocess ("+
-			py+") failed: ModuleNotFoundError: No module named 'no_such_module_xyz'", d.Warning)
+		assert.True(t, strings.HasPrefix(d.Warning, "reading the thread-safety mark of no_such_module_xyz.f failed: importing no_such_module_xyz in a free-threaded subprocess ("+
+			py+") failed: ModuleNotFoundError: No module named 'no_such_module_xyz' (searched sys.path ["), d.Warning)
+		assert.Contains(t, d.Warning, fmt.Sprintf("%q", testdata), "the router's Paths are on the path shown")
+		assert.True(t, strings.HasSuffix(d.Warning, "fix: add the directory that holds no_such_module_xyz (no_such_module_xyz.py or no_such_module_xyz/) to engine.Config.Paths (or Router.Paths)"), d.Warning)
 	}
 	assert.Equal(t, 1, strings.Count(logs.String(), "no_such_module_xyz.f runs in processes"), logs.String())
 	assert.Zero(t, pr.inspected, "a GIL-build process pool is not asked")

@@ -3,7 +3,7 @@
 Functions that Slither calls take a batch (a list) and return a list with
 exactly one result per item. Inside such a function:
 
-    slither.context()      -> Context(worker_id, pool, session_id, pid)
+    slither.context()      -> Context(worker_id, pool, session_id, pid); .in_pool
     slither.session()      -> dict private to the batch's session on this worker
     slither.ref(obj) / slither.deref(handle)   keep an object in the session, hand Go a ref
     slither.host_call(name, *args)   calls a function the Go side registered
@@ -13,6 +13,14 @@ exactly one result per item. Inside such a function:
 This package is stdlib-only and runs under any CPython >= 3.10, free-threaded
 or not, embedded in the Go process (thread pool) or in a worker subprocess
 (process pool, `python -m slither.worker`).
+
+Outside a pool (plain Python, unittest, pytest; install it with
+`pip install ./python` or put that directory on PYTHONPATH) a user module
+imports and runs as it is: @slither.thread_safe marks as usual,
+slither.context().in_pool is False (pool "none"), slither.session() is a
+plain dict per thread, ref/deref keep objects in it, slither.failed works,
+and slither.view / slither.host_call raise slither.NotInPool (patch them,
+e.g. with unittest.mock, to test code that uses them).
 """
 
 from ._context import (  # noqa: F401
@@ -39,17 +47,22 @@ except ImportError:  # in a subprocess worker (which sets _host) or plain Python
     _view = None
 
 
+class NotInPool(RuntimeError):
+    """Raised by slither.view and slither.host_call outside a Slither pool:
+    only a pool worker has a Go side to answer them."""
+
+
 def host_call(name, *args):
     """Calls the Go-side host function `name` with args and returns its result.
 
     In the embedded pool this is a direct call into Go on this thread; in a
     process worker, a request over the worker's pipe. Blocks this thread
     until Go answers. Raises HostError with the Go error's text when the Go
-    side fails.
+    side fails, and NotInPool outside a Slither pool.
     """
     if _host is None:
-        raise RuntimeError("slither.host_call: no Go host in this process "
-                           "(host calls work inside Slither pool workers)")
+        raise NotInPool(f"slither.host_call({name!r}): not running in a Slither pool (host calls are answered by "
+                        f"the Go side of a pool worker)")
     return _host(name, list(args))
 
 
@@ -66,10 +79,11 @@ def _process_view(name, **args):
 def view(name, **args):
     """Calls the store view `name` with keyword arguments and returns its
     result. Views registered for the current batch's session are found
-    first, then global ones. Raises ViewError with the Go error's text."""
+    first, then global ones. Raises ViewError with the Go error's text,
+    and NotInPool outside a Slither pool."""
     if _host is None:
-        raise RuntimeError("slither.view: no Go host in this process "
-                           "(views work inside Slither pool workers)")
+        raise NotInPool(f"slither.view({name!r}): not running in a Slither pool (store views are served by the "
+                        f"Go side of a pool worker)")
     return _process_view(name, **args)
 
 
@@ -89,11 +103,12 @@ def thread_safe(fn):
     """Marks fn as safe to run on many Python threads at once.
 
     Routing uses the mark: only marked functions may go to the embedded
-    free-threaded pool automatically.
+    free-threaded pool automatically. Outside a pool it only marks: fn is
+    returned as it is and runs as plain Python.
     """
     fn.__slither_thread_safe__ = True
     return fn
 
 
-__all__ = ["Cancelled", "Context", "HostError", "RefError", "ViewError", "context", "deref", "failed", "host_call",
+__all__ = ["Cancelled", "Context", "HostError", "NotInPool", "RefError", "ViewError", "context", "deref", "failed", "host_call",
            "ref", "release", "session", "thread_safe", "view"]

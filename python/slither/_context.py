@@ -10,7 +10,8 @@ class Context(NamedTuple):
     """Where the current call runs.
 
     worker_id: the pool worker's index (0-based), or None outside a pool.
-    pool: "thread" (embedded in the Go process), "process", or "none".
+    pool: "thread" (embedded in the Go process), "process", or "none"
+        outside a pool (plain Python, a unit test, a thread of the user's own).
     session_id: the session the current batch belongs to, or None.
     pid: the process id.
     """
@@ -20,9 +21,20 @@ class Context(NamedTuple):
     session_id: Optional[str]
     pid: int
 
+    @property
+    def in_pool(self) -> bool:
+        """Whether this call runs on a Slither pool worker."""
+        return self.pool != "none"
+
 
 _local = threading.local()
-_NONE = Context(None, "none", None, os.getpid())
+
+# Whether a Slither host (the embedded pool or a worker process) runs in
+# this process: it binds each worker thread before any call. Without one
+# the package runs in plain Python, where session() and ref() work on a
+# per-thread dict instead of failing, so user modules run and unit-test
+# as they are.
+_hosted = False
 
 # Session state: one dict per session and worker, {session id: {worker id:
 # dict}}. A pinned session runs on one worker, so its dict is private to it;
@@ -34,9 +46,31 @@ _sessions = {}
 _sessions_lock = threading.Lock()
 
 
+def _none() -> Context:
+    return Context(None, "none", None, os.getpid())  # the pid now: a fork changes it
+
+
 def context() -> Context:
-    """Returns the context of the batch this thread is running."""
-    return getattr(_local, "ctx", _NONE)
+    """Returns the context of the batch this thread is running.
+
+    Outside a pool it is Context(None, "none", None, pid), whose in_pool is
+    False.
+    """
+    c = getattr(_local, "ctx", None)
+    return c if c is not None else _none()
+
+
+def _plain() -> bool:
+    """Whether this call runs outside any pool, with no session."""
+    return not _hosted and context().session_id is None
+
+
+def _plain_state() -> dict:
+    """This thread's session dict outside a pool."""
+    d = getattr(_local, "plain", None)
+    if d is None:
+        d = _local.plain = {}
+    return d
 
 
 def session() -> dict:
@@ -44,7 +78,13 @@ def session() -> dict:
 
     It lives on this worker until the Go side closes the session (or its
     context ends). Raises RuntimeError when the batch has no session.
+
+    Outside a pool (plain Python, unit tests) it is a plain dict, one per
+    thread and kept for the thread's life, as a pool worker keeps one per
+    session: clear() it to start a fresh session.
     """
+    if _plain():
+        return _plain_state()
     c = context()
     if c.session_id is None:
         raise RuntimeError("slither.session(): this batch has no session (submit it with a session id)")
@@ -66,12 +106,14 @@ def _state(session_id, worker_id):
 
 def _bind(worker_id, pool):
     """Called by the host once per worker thread."""
+    global _hosted
+    _hosted = True
     _local.ctx = Context(worker_id, pool, None, os.getpid())
 
 
 def _set_session(session_id):
     """Called by the host before a batch whose session differs from the last."""
-    c = getattr(_local, "ctx", _NONE)
+    c = context()
     _local.ctx = c._replace(session_id=session_id or None)
 
 
@@ -116,8 +158,18 @@ class RefError(Exception):
 
 
 def ref(obj):
-    """Keeps obj in the current session's state and returns a handle for Go."""
+    """Keeps obj in the current session's state and returns a handle for Go.
+
+    Outside a pool it keeps obj in this thread's session() dict; deref
+    finds it again on the same thread.
+    """
     c = context()
+    if _plain():
+        with _ref_lock:
+            _ref_seq[0] += 1
+            rid = f"local:{c.pid}:{threading.get_ident()}:{_ref_seq[0]}"
+        _plain_state().setdefault("__refs__", {})[rid] = obj
+        return {_REF_KEY: rid, "session": None, "worker": None, "pid": c.pid}
     if c.session_id is None:
         raise RuntimeError("slither.ref: this batch has no session (refs live in a session's state)")
     with _ref_lock:
@@ -140,6 +192,12 @@ def deref(handle):
         raise RefError(f"ref {rid} lives on worker {handle.get('worker')} (pid {handle.get('pid')}); this "
                        f"batch runs on worker {c.worker_id} (pid {c.pid}): run the session's batches pinned "
                        f"to its worker")
+    if _plain():
+        obj = _plain_state().get("__refs__", {}).get(rid, _MISSING)
+        if obj is _MISSING:
+            raise RefError(f"ref {rid} is not in this thread's session (outside a pool each thread has its own): "
+                           f"it was made on another thread, released, or its session dict cleared")
+        return obj
     d = _state(c.session_id, c.worker_id)
     obj = d.get("__refs__", {}).get(rid, _MISSING) if d is not None else _MISSING
     if obj is _MISSING:
@@ -149,6 +207,9 @@ def deref(handle):
 
 def release(handle):
     """Drops a ref before its session closes."""
+    if _plain():
+        _plain_state().get("__refs__", {}).pop(handle.get(_REF_KEY), None)
+        return
     c = context()
     d = _state(c.session_id, c.worker_id)
     if d is not None:

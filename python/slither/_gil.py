@@ -64,11 +64,12 @@ def inspect(batch):
     """[[module, function], ...] -> what importing each module does here:
     {"thread_safe": the @slither.thread_safe mark, "gil_after": whether the
     GIL is on after the import, "enabled_by": the modules CPython named,
-    "error": the import error, if any}. Run in a worker process first, so
-    that a module is never imported into the Go process just to look."""
+    "error": the import error, if any, "path": on an error, the sys.path
+    the import searched}. Run in a worker process first, so that a module
+    is never imported into the Go process just to look."""
     out = []
     for mod, fn in batch:
-        res = {"thread_safe": False, "gil_after": enabled(), "enabled_by": [], "error": ""}
+        res = {"thread_safe": False, "gil_after": enabled(), "enabled_by": [], "error": "", "path": []}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -76,6 +77,7 @@ def inspect(batch):
                 res["thread_safe"] = bool(getattr(f, "__slither_thread_safe__", False))
             except BaseException as e:  # noqa: BLE001 - reported to Go
                 res["error"] = f"{type(e).__name__}: {e}"
+                res["path"] = [p for p in sys.path if isinstance(p, str)]
         res["gil_after"] = enabled()
         for w in caught:
             m = _PATTERN.search(str(w.message))
