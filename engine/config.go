@@ -335,7 +335,7 @@ func (f envField) set(k, v string) error {
 
 // DefaultPython is the interpreter process pools run when none is
 // configured: SLITHER_PYTHON, else the free-threaded build in the default
-// cache (make python), else python3.
+// cache (slither python install), else python3.
 func DefaultPython() string {
 	if p := os.Getenv("SLITHER_PYTHON"); p != "" {
 		return p

@@ -5,10 +5,11 @@ package engine
 import (
 	"errors"
 
+	"github.com/slither-go/slither/internal/pybuild"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
 )
 
 func startThread(int, int, []string, pools.HostFunc, *telemetry.Bus) (pools.Pool, error) {
-	return nil, errors.New("built with CGO_ENABLED=0: the embedded interpreter is not in this binary")
+	return nil, errors.New("built with CGO_ENABLED=0: the embedded interpreter is not in this binary; for it, " + pybuild.Fix)
 }
