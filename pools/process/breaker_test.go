@@ -2,8 +2,12 @@ package process_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,4 +113,76 @@ func TestTimeoutsDoNotFailThePool(t *testing.T) {
 	}
 	assert.Equal(t, []any{"ok"}, submit(t, p, batch("echo", "ok")))
 	assert.Equal(t, uint64(3), p.Stats().Totals().Restarts)
+}
+
+// Review 1, item 5: a worker that dies under a call is never taken for
+// one recycled because that call also made it due (MaxCalls here): its
+// crash counts, so a crash loop opens the breaker.
+func TestCrashesCountWhenRecyclingIsDue(t *testing.T) {
+	o := opts(1)
+	o.MaxCalls = 1 // every call makes its worker due
+	o.MaxRestarts = 2
+	o.RestartWindow = time.Hour
+	o.RestartBackoff = time.Hour // this test sees the open breaker only
+	p := newPool(t, o)
+	var err error
+	for range 10 {
+		_, err = p.Submit(context.Background(), batch("segfault", 1))
+		if errors.Is(err, pools.ErrPoolFailed) {
+			break
+		}
+		require.ErrorIs(t, err, pools.ErrWorkerCrashed)
+	}
+	require.ErrorIs(t, err, pools.ErrPoolFailed, "three crashes within the window open the breaker")
+	assert.Contains(t, err.Error(), "3 worker restarts within 1h0m0s (limit 2)")
+}
+
+// Review 1, item 6: the half-open probe closes the breaker only after a
+// start succeeded. When the workers missing are all being started already
+// (here: a restart begun before the breaker opened, held in its preload),
+// it waits for those starts instead of closing the breaker on nothing.
+func TestBreakerProbeWaitsForStartsUnderWay(t *testing.T) {
+	hold := filepath.Join(t.TempDir(), "hold") // while it exists, worker starts wait for the test
+	bus, events := newWorkerEvents(t)
+	decisions := make(chan string, 16)
+	o := opts(1)
+	o.Preload = []string{"proctest_hold"}
+	o.Env = []string{"PROCTEST_HOLD=" + hold}
+	o.Telemetry = bus
+	o.Logger = slog.New(recordHandler{func(r slog.Record) {
+		if strings.Contains(r.Message, "probe waits") || strings.Contains(r.Message, "serving again") {
+			decisions <- r.Message
+		}
+	}})
+	p := newPool(t, o)
+	events.next(t, telemetry.PoolWorkerStart, false)
+	ctx := context.Background()
+	next := func() string {
+		t.Helper()
+		select {
+		case d := <-decisions:
+			return d
+		case <-time.After(time.Minute):
+			t.Fatal("the breaker's probe decided nothing within a minute")
+			return ""
+		}
+	}
+
+	require.NoError(t, syscall.Mkfifo(hold, 0o600))
+	require.NoError(t, syscall.Kill(pids(p)[0], syscall.SIGKILL))
+	events.next(t, telemetry.PoolWorkerRestart, false) // its replacement is being started, and will wait at the hold
+	// Open the breaker now, as restarts past the limit would while that
+	// start is under way; its probe is due at once.
+	p.OpenBreaker(time.Millisecond, "test: restarts past the limit")
+	require.Contains(t, next(), "probe waits", "no start has succeeded: the probe must not close the breaker")
+	_, err := p.Submit(ctx, batch("echo", 1))
+	require.ErrorIs(t, err, pools.ErrPoolFailed, "the breaker is still open")
+
+	// Let the held start finish: it succeeds, and that closes the breaker.
+	f, err := os.OpenFile(hold, os.O_WRONLY, 0) // meets the worker's open for reading
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(hold))
+	require.NoError(t, f.Close())
+	require.Contains(t, next(), "serving again")
+	assert.Equal(t, []any{"back"}, submit(t, p, batch("echo", "back")))
 }

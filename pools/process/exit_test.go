@@ -59,3 +59,30 @@ func TestCloseEndsWorkersChildren(t *testing.T) {
 		}
 	}
 }
+
+// Review 1, item 7: the guardian is told to forget a dead worker's process
+// group while the worker is still a zombie, before it is reaped: until
+// then no other process can get that group id, so a guardian acting on its
+// list (the Go process killed in between) can never kill someone else's.
+func TestGuardianForgetsAGroupBeforeItsReap(t *testing.T) {
+	p := newPool(t, opts(1))
+	pid := pids(p)[0]
+	states := make(chan string, 1)
+	require.True(t, p.ObserveGuardian(func(op byte, pgid int) {
+		if op != '-' || pgid != pid {
+			return
+		}
+		if st, ok := procStat(pid); ok {
+			states <- st[0]
+		} else {
+			states <- "reaped"
+		}
+	}), "the pool has a guardian")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	select {
+	case st := <-states:
+		assert.Equal(t, "Z", st, "the worker is unregistered as a zombie, not after its reap")
+	case <-time.After(time.Minute):
+		t.Fatal("the guardian was not told within a minute")
+	}
+}

@@ -46,6 +46,8 @@ type guardian struct {
 	cmd    *exec.Cmd
 	w      *os.File // its input; only this process holds the write end
 	failed bool     // a write failed: the guardian is gone
+
+	observe func(op byte, pgid int) // tests: sees each line as it is sent
 }
 
 // startGuardian starts the guardian with python (isolated, no site: it
@@ -73,7 +75,8 @@ func startGuardian(python string, env []string) (*guardian, error) {
 // add registers a worker's process group (its pid).
 func (g *guardian) add(pgid int) { g.send('+', pgid) }
 
-// remove unregisters a process group that has been killed and reaped.
+// remove unregisters a process group that has been killed. It must come
+// before its leader is reaped: until then the group id cannot be reused.
 func (g *guardian) remove(pgid int) { g.send('-', pgid) }
 
 func (g *guardian) send(op byte, pgid int) {
@@ -82,6 +85,9 @@ func (g *guardian) send(op byte, pgid int) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.observe != nil {
+		g.observe(op, pgid)
+	}
 	if g.failed || g.w == nil {
 		return
 	}

@@ -71,11 +71,16 @@ type Options struct {
 	// at once with an error matching wire.ErrFrameTooLarge.
 	MaxFrame int
 	// Host serves slither.host_call(name, *args) from Python; nil makes
-	// every host call fail with a clear error. A host function that submits
-	// a batch to this pool which only the calling worker could run (its own
-	// pinned session, when the worker's threads are all in the chain of
-	// calls) gets an error matching pools.ErrReentrant instead of waiting
-	// forever.
+	// every host call fail with a clear error. Its context is the calling
+	// batch's, and also ends when the worker is killed (by CallTimeout
+	// among others: the cause then matches pools.ErrTimeout) or dies (the
+	// cause matches pools.ErrWorkerCrashed). A host function that blocks
+	// must return when its context ends: until it does, a worker with one
+	// thread reads nothing else, and Close waits for it. A host function
+	// that submits a batch to this pool which only the calling worker
+	// could run (its own pinned session, when the worker's threads are all
+	// in the chain of calls) gets an error matching pools.ErrReentrant
+	// instead of waiting forever.
 	Host pools.HostFunc
 	// Telemetry receives pool.worker.start, pool.worker.exit and
 	// pool.worker.restart events; nil sends none.

@@ -37,6 +37,13 @@ type proc struct {
 	r         *bufio.Reader
 	spinUntil atomic.Int64 // unix ns: poll the worker's pipe until then before parking
 
+	// hosts ends, with a cause, when the pool kills the process or it
+	// exits: the host functions serving its calls get a context that ends
+	// with it, so that none holds up a timeout or a crash (with one thread
+	// per worker they run on its reader).
+	hosts    context.Context
+	endHosts context.CancelCauseFunc
+
 	pmu     sync.Mutex
 	pending map[uint64]*call
 	dead    bool
@@ -211,24 +218,12 @@ func (pr *proc) readLoop() {
 	}
 	pr.killGroup(syscall.SIGKILL) // its output ended: it is dead or must be
 	<-pr.exited
-	_ = pr.rf.Close()
-	pr.wmu.Lock()
-	_ = pr.w.Close()
-	pr.wmu.Unlock()
-	pr.cmu.Lock()
-	_ = pr.cw.Close()
-	pr.cmu.Unlock()
-
 	p := pr.p
 	crash := pr.crashError()
-	p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
-		"pool": "process", "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
-		"exit_code": crash.ExitCode, "signal": int(crash.Signal), "recycled": pr.recycled.Load(),
-	})
-	// Mark its sessions lost first, so that no new call of theirs is
-	// granted to it.
+	// First of all, no new call for it: off its slot, its sessions lost,
+	// its calls taken.
 	p.mu.Lock()
-	p.unpinLocked(pr.slot, pr, crash)
+	p.detachLocked(pr, crash)
 	p.mu.Unlock()
 	pr.pmu.Lock()
 	pr.dead = true
@@ -239,6 +234,18 @@ func (pr *proc) readLoop() {
 		sendErrs[c] = c.sendErr
 	}
 	pr.pmu.Unlock()
+	_ = pr.rf.Close()
+	pr.wmu.Lock()
+	_ = pr.w.Close()
+	pr.wmu.Unlock()
+	pr.cmu.Lock()
+	_ = pr.cw.Close()
+	pr.cmu.Unlock()
+
+	p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
+		"pool": "process", "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
+		"exit_code": crash.ExitCode, "signal": int(crash.Signal), "recycled": pr.recycled.Load(),
+	})
 	for _, c := range calls {
 		var err error = crash
 		if c.b.Pinned() {

@@ -379,6 +379,13 @@ func (p *Pool) tryGrant(sess *session, pinned bool) (grant, bool) {
 			return grant{err: sess.lost}, true
 		}
 		if s := sess.slot; s != nil {
+			if s.proc != sess.proc {
+				// Its worker has left the slot. detachLocked marks such
+				// sessions lost as it does that, so this is a backstop: a
+				// session never moves to another process silently.
+				return grant{err: fmt.Errorf("%w: session %s was on worker %d (pid %d), which has exited",
+					pools.ErrSessionLost, sess.id, s.id, sess.proc.pid)}, true
+			}
 			if s.inflight < p.threads {
 				s.inflight++
 				return grant{s: s, pr: s.proc}, true

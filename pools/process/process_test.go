@@ -609,21 +609,6 @@ func TestRecycleAfterMaxAge(t *testing.T) {
 	assert.Zero(t, p.Stats().Totals().Errors)
 }
 
-func TestCloseEscalatesToSIGKILL(t *testing.T) {
-	o := opts(1)
-	o.StopGrace = 100 * time.Millisecond
-	p, err := process.New(context.Background(), o)
-	require.NoError(t, err)
-	pid := pids(p)[0]
-	// A stopped process reads no shutdown message and handles no SIGTERM.
-	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
-	start := time.Now()
-	require.NoError(t, p.Close(context.Background()))
-	assert.Less(t, time.Since(start), 5*time.Second)
-	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "two grace periods passed first")
-	assert.False(t, alive(pid))
-}
-
 func TestWorkerEventsAndCallInfo(t *testing.T) {
 	bus := telemetry.New(quiet())
 	var mu sync.Mutex

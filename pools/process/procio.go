@@ -61,7 +61,12 @@ func (pr *proc) host(m *wire.Inbound, atts [][]byte) {
 	if c != nil {
 		ctx, session = c.ctx, c.b.Session
 	}
-	ctx = withOrigin(ctx, pr.p, pr)
+	// The caller's context (its values, its end), also ended when the
+	// worker is killed (a timeout among others) or dies.
+	ctx, cancel := context.WithCancelCause(withOrigin(ctx, pr.p, pr))
+	defer cancel(nil)
+	stop := context.AfterFunc(pr.hosts, func() { cancel(context.Cause(pr.hosts)) })
+	defer stop()
 	// The worker's next message (another view call, or the result) usually
 	// follows within microseconds: poll for it rather than park.
 	defer pr.spinUntil.Store(time.Now().Add(hostSpin).UnixNano())

@@ -2,6 +2,7 @@ package process_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"syscall"
 	"testing"
@@ -163,4 +164,65 @@ func TestSessionRecordsAreBounded(t *testing.T) {
 		s.Close()
 	}
 	assert.Zero(t, p.SessionRecords())
+}
+
+// Review 1, item 1: a pinned batch of a new session, queued behind batches
+// whose worker is then killed, is not pinned to the dead process as its
+// calls are failed (Submit then panicked on a worker that was no more, or
+// the session ran on the replacement with its state gone and no
+// ErrSessionLost): it runs on the replacement, where the session stays.
+func TestQueuedSessionNotPinnedToADeadWorker(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
+			o := opts(1)
+			o.ThreadsPerWorker = threads
+			o.MaxRestarts = 100 // the kills are not what this test is about
+			started := make(chan struct{}, threads)
+			o.Host = func(context.Context, pools.HostCall) (any, error) {
+				started <- struct{}{}
+				return nil, nil
+			}
+			p := newPool(t, o)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for round := range 3 {
+				pid := pids(p)[0] // up: the last round's session ran on it
+				require.NotZero(t, pid)
+				running := make(chan error, threads)
+				for range threads {
+					go func() {
+						_, err := p.Submit(ctx, batch("started_then_sleep", 600.0))
+						running <- err
+					}()
+				}
+				for range threads {
+					<-started // every thread of the worker is busy
+				}
+				s := pools.NewSession(ctx, p)
+				type result struct {
+					out []any
+					err error
+				}
+				queued := make(chan result, 1)
+				go func() {
+					out, err := s.Submit(ctx, batch("bump", 1))
+					queued <- result{out, err}
+				}()
+				require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, time.Minute, time.Millisecond)
+				require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+				for range threads {
+					require.ErrorIs(t, <-running, pools.ErrWorkerCrashed)
+				}
+				r := <-queued
+				require.NoError(t, r.err, "round %d: the session had no state yet: it starts on the replacement", round)
+				first := r.out[0].([]any)
+				assert.NotEqual(t, int64(pid), first[0], "round %d", round)
+				assert.Equal(t, int64(1), first[1], "round %d", round)
+				out, err := s.Submit(ctx, batch("bump", 1))
+				require.NoError(t, err, "round %d", round)
+				assert.Equal(t, []any{first[0], int64(2)}, out[0], "round %d: the session stays on its worker, with its state", round)
+				s.Close()
+			}
+		})
+	}
 }

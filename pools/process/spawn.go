@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
 	"github.com/slither-go/slither/telemetry"
 )
@@ -88,6 +89,7 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 		stderr: tail{max: 8 << 10},
 		exited: make(chan struct{}),
 	}
+	pr.hosts, pr.endHosts = context.WithCancelCause(context.Background())
 	p.guard.add(pr.pid)
 	pr.r = bufio.NewReaderSize(newSpinReader(fromWorkerR, &pr.spinUntil), 64<<10)
 	pr.outs.Add(2)
@@ -164,6 +166,7 @@ func (pr *proc) setReadDeadline(t time.Time) {
 func (pr *proc) watchExit() {
 	defer pr.p.bg.Done()
 	waitExit(pr.pid)
+	pr.endHosts(fmt.Errorf("pools/process: worker %d (pid %d) exited: %w", pr.slot.id, pr.pid, pools.ErrWorkerCrashed))
 	deadline := time.Now().Add(drainGrace)
 	pr.exitMu.Lock()
 	// Before reaping: until then the group id cannot be reused.
@@ -171,8 +174,11 @@ func (pr *proc) watchExit() {
 	pr.gone = true
 	_ = pr.rf.SetReadDeadline(deadline)
 	pr.exitMu.Unlock()
-	_ = pr.cmd.Wait()
+	// Unregistered before the reap too: a guardian told only after it (the
+	// Go process killed in between) would kill the group id later, when
+	// another process may have it.
 	pr.p.guard.remove(pr.pid)
+	_ = pr.cmd.Wait()
 	_ = pr.outR.SetReadDeadline(deadline)
 	_ = pr.errR.SetReadDeadline(deadline)
 	pr.outs.Wait()
@@ -200,9 +206,16 @@ func (pr *proc) killGroup(sig syscall.Signal) {
 	}
 }
 
-// kill ends the process at once; reason is what its calls are told.
+// kill ends the process at once; reason is what its calls are told, and
+// its host functions' contexts end with it (matching pools.ErrTimeout for
+// a timeout, pools.ErrWorkerCrashed otherwise).
 func (pr *proc) kill(reason string, cause endCause) {
 	pr.setEnd(reason, cause)
+	sentinel := pools.ErrWorkerCrashed
+	if cause == endTimeout {
+		sentinel = pools.ErrTimeout
+	}
+	pr.endHosts(fmt.Errorf("pools/process: worker %d (pid %d) %s: %w", pr.slot.id, pr.pid, reason, sentinel))
 	pr.killGroup(syscall.SIGKILL)
 }
 

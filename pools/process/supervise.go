@@ -10,7 +10,9 @@ import (
 )
 
 // releaseLocked frees the thread a grant took and recycles the worker if it
-// is due. p.mu held.
+// is due. A dead worker has left its slot (detachLocked) before its calls
+// end, so it is never retired as recycled: its death counts as a crash.
+// p.mu held.
 func (p *Pool) releaseLocked(s *slot, pr *proc) {
 	s.inflight--
 	if s.proc == pr && !s.retiring && s.pins == 0 && !p.stopping && p.due(s, pr) {
@@ -48,13 +50,25 @@ func (p *Pool) due(s *slot, pr *proc) bool {
 	return false
 }
 
-// onExit runs when a worker process has died and its calls have been
-// failed: it starts a replacement unless the pool is stopping, recycled it
-// (its replacement is on the way) or has its breaker open. p.mu held.
-func (p *Pool) onExit(s *slot, pr *proc, crash *CrashError) {
+// detachLocked takes the dead process pr off its slot and marks the
+// sessions pinned to it lost, in one step and before its calls are failed:
+// failing them frees threads for waiting batches, and none may be granted
+// to pr (a new session pinned to it would lose its state with no
+// ErrSessionLost, and a batch sent to it would find no worker), nor may
+// pr be retired as recycled. p.mu held.
+func (p *Pool) detachLocked(pr *proc, crash *CrashError) {
+	s := pr.slot
 	if s.proc == pr {
 		s.proc = nil
 	}
+	p.unpinLocked(s, pr, crash)
+}
+
+// onExit runs when a worker process has died and its calls have been
+// failed (detachLocked has taken it off its slot): it starts a replacement
+// unless the pool is stopping, recycled it (its replacement is on the way)
+// or has its breaker open. p.mu held.
+func (p *Pool) onExit(s *slot, pr *proc, crash *CrashError) {
 	if pr.recycled.Load() || p.stopping || p.failed != nil {
 		p.dispatch()
 		return
@@ -104,6 +118,7 @@ func (p *Pool) restart(s *slot) {
 		p.mu.Lock()
 		if p.stopping || p.failed != nil {
 			s.starting = false
+			p.startEndedLocked(false, nil)
 			p.dispatch()
 			p.mu.Unlock()
 			return
@@ -120,6 +135,7 @@ func (p *Pool) restart(s *slot) {
 				return
 			}
 			p.installLocked(s, pr)
+			p.startEndedLocked(true, nil)
 			p.dispatch()
 			p.mu.Unlock()
 			return
@@ -132,6 +148,13 @@ func (p *Pool) restart(s *slot) {
 		p.log.Error("slither worker failed to start", "worker", s.id, "error", err)
 		if !p.countRestartLocked(err) {
 			s.starting = false
+			p.dispatch()
+			p.mu.Unlock()
+			return
+		}
+		if p.failed != nil { // the breaker opened meanwhile: its probe starts workers now
+			s.starting = false
+			p.startEndedLocked(false, err)
 			p.dispatch()
 			p.mu.Unlock()
 			return

@@ -289,3 +289,45 @@ func TestProtocolPipesNotInherited(t *testing.T) {
 	p := threadedPool(t, 1, nil)
 	assert.Equal(t, []any{[]any{}}, submit(t, p, wb("inherited_fds", 1)))
 }
+
+// Review 1, item 4: a call whose worker fails in its own code after the
+// call began is still taken off the running calls, so that a cancel for it
+// arriving late raises nothing: not in a later call, and not in an idle
+// executor thread (which it used to kill).
+func TestInternalErrorLeavesNoCallRunning(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
+			p := threadedPool(t, threads, nil)
+			_, err := p.Submit(boundedCtx(t), wb("internal_error", 1))
+			var pe *pools.PythonError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, "slither.worker internal error: describe() failed", pe.Message)
+			assert.Equal(t, []any{[]any{}}, submit(t, p, wb("stale_calls", 1)), "no call is left running")
+			assert.Equal(t, []any{int64(1)}, submit(t, p, wb("late_cancel", 1)), "a late cancel raises nowhere")
+			if threads > 1 {
+				bothThreadsWork(t, p, "late-cancel")
+			}
+			assert.Equal(t, []any{"fine"}, submit(t, p, wb("echo", "fine")))
+			assert.Zero(t, p.Stats().Totals().Restarts, "the worker survived")
+		})
+	}
+}
+
+// Review 1, item 4: an exception that reaches the worker's serving loop
+// between calls (a stray cancel, a bug of ours) costs neither the thread
+// nor the worker, and no message is lost to it.
+func TestStrayExceptionBetweenCalls(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
+			p := threadedPool(t, threads, nil)
+			for i := range 3 {
+				assert.Equal(t, []any{int64(i)}, submit(t, p, wb("stray_between_calls", i)))
+				if threads > 1 {
+					bothThreadsWork(t, p, fmt.Sprintf("stray-%d", i))
+				}
+				assert.Equal(t, []any{"fine"}, submit(t, p, wb("echo", "fine")))
+			}
+			assert.Zero(t, p.Stats().Totals().Restarts, "the worker survived")
+		})
+	}
+}

@@ -156,10 +156,14 @@ class Worker:
         _context._bind(self.worker_id, "process")
         session = _UNSET
         while True:
-            msg = self.calls.get()
-            if msg is None:
-                return
-            session = self.execute_safely(msg, session)
+            try:
+                msg = self.calls.get()
+                if msg is None:
+                    return
+                session = self.execute_safely(msg, session)
+            except BaseException:  # noqa: BLE001 - a stray exception between calls must not cost a thread
+                session = _UNSET
+                self.stray("an executor thread")
 
     def execute_safely(self, msg, session):
         """execute(), and an error for the call should the worker itself
@@ -183,27 +187,31 @@ class Worker:
 
     def execute(self, msg, session):
         """Runs one call on this thread and sends its result; returns the
-        session this thread is now in."""
+        session this thread is now in. However it ends, the call is taken
+        off the running calls first, so that a late cancel for it finds
+        nothing to raise."""
         c = _Call(msg["id"], threading.get_ident())
         self.local.call = c
         try:
-            s = msg.get("s")
-            if s != session:
-                session = _UNSET
-                _context._set_session(s)
-                session = s
-            with self.running_lock:
-                self.running[c.id] = c
-            reply = self.run(msg)
-        except BaseException as exc:  # noqa: BLE001 - a cancel that landed around the call, not in it
-            reply = ("err", describe(exc))
-        while True:
             try:
-                self.end(c)
-                break
-            except BaseException:  # noqa: BLE001 - the pending cancel landed here (as end() began): it is spent
-                pass
-        self.local.call = None
+                s = msg.get("s")
+                if s != session:
+                    session = _UNSET
+                    _context._set_session(s)
+                    session = s
+                with self.running_lock:
+                    self.running[c.id] = c
+                reply = self.run(msg)
+            except BaseException as exc:  # noqa: BLE001 - a cancel that landed around the call, not in it
+                reply = ("err", describe(exc))
+        finally:
+            while True:
+                try:
+                    self.end(c)
+                    break
+                except BaseException:  # noqa: BLE001 - the pending cancel landed here (as end() began): it is spent
+                    pass
+            self.local.call = None
         self.send_result(c.id, reply)
         return session
 
@@ -390,16 +398,33 @@ class Worker:
         self.hello()
         session = _UNSET
         while True:
-            msg = self.deferred.pop(0) if self.deferred else self.read(self.conn, "the call pipe")
-            if msg is None:
-                self.exit()  # the Go side is gone
-            if msg.get("t") != "call":
-                if not self.control(msg):
+            try:
+                msg = self.deferred.pop(0) if self.deferred else self.read(self.conn, "the call pipe")
+                if msg is None:
+                    self.exit()  # the Go side is gone
+                if msg.get("t") != "call":
+                    if not self.control(msg):
+                        self.exit()
+                    continue
+                session = self.execute_safely(msg, session)
+                if self.exiting:
                     self.exit()
-                continue
-            session = self.execute_safely(msg, session)
-            if self.exiting:
-                self.exit()
+            except BaseException:  # noqa: BLE001 - a stray exception between calls must not end the worker
+                session = _UNSET
+                self.stray("the main thread")
+
+    @staticmethod
+    def stray(where):
+        """Reports an exception that reached a serving loop, outside any
+        call: a bug of ours (no cancel is left pending once its call ends).
+        The loop serves on; a message it was taking when the exception
+        landed may be lost, which is why none may land there."""
+        try:
+            sys.stderr.write(f"slither.worker: stray exception in {where}, outside any call (serving on):\n"
+                             f"{traceback.format_exc()}")
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - nowhere to say it
+            pass
 
     def pump(self, h):
         """Inline mode: reads frames until the reply to host request h."""

@@ -198,3 +198,74 @@ def inherited_fds(batch):
 
 def int_digits_limit(batch):
     return [sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else -1]
+
+
+# -- the worker's own failures (review 1, item 4) -------------------------------
+
+_failed_calls = []
+
+
+def _worker():
+    """The worker serving this process (slither.host_call is bound to it)."""
+    return slither._host.__self__
+
+
+def internal_error(batch):
+    """Fails in the worker's own code after the call began: describe(),
+    which turns this call's exception into its error record, raises twice
+    (in run() and in execute()), then works again. Records the call's id
+    for late_cancel."""
+    w = _worker()
+    g = type(w).run.__globals__  # the worker module's globals
+    real = g["describe"]
+    left = [2]
+
+    def failing(exc, *args, **kwargs):
+        if left[0] == 0:
+            return real(exc, *args, **kwargs)
+        left[0] -= 1
+        if left[0] == 0:
+            g["describe"] = real
+        raise RuntimeError("describe() failed")
+
+    g["describe"] = failing
+    with _lock:
+        _failed_calls.append(w.local.call.id)
+    raise ValueError("this call fails")
+
+
+def stale_calls(batch):
+    """The ids of the calls the worker counts as running, other than this one."""
+    w = _worker()
+    me = w.local.call.id
+    with w.running_lock:
+        return [[cid for cid in w.running if cid != me]]
+
+
+def late_cancel(batch):
+    """Cancels the calls internal_error failed in, as a cancel frame that
+    arrives after its call ended does (the cancel pipe's reader calls
+    Worker.cancel)."""
+    w = _worker()
+    with _lock:
+        ids = list(_failed_calls)
+    for cid in ids:
+        w.cancel(cid)
+    return batch
+
+
+def stray_between_calls(batch):
+    """Has an exception (slither.Cancelled, as a stray cancel would be)
+    raised in the worker's serving loop on this thread once this call has
+    ended, where it takes its next message: a profile hook raises it as the
+    loop calls SimpleQueue.get (threaded mode) or Worker.read (one thread),
+    before either takes a message."""
+    def hook(frame, event, arg):
+        if ((event == "c_call" and frame.f_code.co_name == "serve" and getattr(arg, "__name__", "") == "get")
+                or (event == "call" and frame.f_code.co_name == "read" and frame.f_back is not None
+                    and frame.f_back.f_code.co_name == "main_inline")):
+            sys.setprofile(None)
+            raise slither.Cancelled()
+
+    sys.setprofile(hook)
+    return batch
