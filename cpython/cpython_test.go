@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -329,12 +328,36 @@ func TestClosedThread(t *testing.T) {
 }
 
 func TestInterrupt(t *testing.T) {
+	r := rt(t)
+	// A spin loop that tells Go, by a host call, that it has begun: the
+	// interrupt then lands in the running call, from another goroutine.
+	require.NoError(t, r.Exec(`
+import cpytest, _slither_host
+def _started_then_spin(batch):
+    _slither_host.call("started", [])
+    while True:
+        pass
+cpytest.started_then_spin = _started_then_spin
+`))
 	th := thread(t)
+	started := make(chan struct{})
+	th.SetHost(func(name string, args []any) (any, error) {
+		close(started)
+		return nil, nil
+	})
+	returned, interrupted := make(chan struct{}), make(chan struct{})
 	go func() {
-		time.Sleep(50 * time.Millisecond)
-		th.Interrupt()
+		defer close(interrupted)
+		select {
+		case <-started:
+			th.Interrupt()
+		case <-returned: // the call failed before it began: nothing to interrupt
+		}
 	}()
-	_, err := th.CallBatch("cpytest", "spin_forever", []any{1})
+	_, err := th.CallBatch("cpytest", "started_then_spin", []any{1})
+	close(returned)
+	<-interrupted
+	th.SetHost(nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, cpython.ErrCancelled)
 	var exc *cpython.Exception

@@ -117,18 +117,93 @@ func TestRunAsCompleted(t *testing.T) {
 	assert.Equal(t, []string{"0", "1", "2", "3"}, ids)
 }
 
+// TestMaxInFlightBoundsConcurrency: dispatch never has more than
+// MaxInFlight batches in the pool at once, and keeps that many there. In
+// front of a real pool with more workers, batches wait at a barrier (see
+// barrierPool) until MaxInFlight are in flight together and dispatch has
+// queued the next batch, so it could start it at once were it not bounded;
+// the barrier counts how many batches were in flight as each arrived.
 func TestMaxInFlightBoundsConcurrency(t *testing.T) {
-	p := threadPool(t, 4)
-	_, err := p.Submit(context.Background(), pools.Batch{Module: mod, Function: "peak", Items: []any{0}})
-	require.NoError(t, err)
-	o := opts("slow")
+	const maxIn, n = 2, 20
+	p := newBarrierPool(threadPool(t, 4), maxIn, n)
+	o := opts("square")
 	o.Strategy = dispatch.FixedBatch(1)
-	o.MaxInFlight = 2
-	_, err = dispatch.Run(context.Background(), p, dispatch.Slice(ints(20)), o)
+	o.MaxInFlight = maxIn
+	o.Telemetry = telemetry.New(nil)
+	require.NoError(t, o.Telemetry.Attach("barrier", func(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
+		p.queued(md["batch"].(int))
+	}, telemetry.DispatchBatchQueued))
+	out, err := dispatch.Run(context.Background(), p, dispatch.Slice(ints(n)), o)
 	require.NoError(t, err)
-	out, err := p.Submit(context.Background(), pools.Batch{Module: mod, Function: "peak", Items: []any{0}})
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), out[0], "Python saw at most (and at some point exactly) 2 calls at once")
+	require.Len(t, out.Results, n)
+	assert.Equal(t, maxIn, p.peak, "batches in flight at once, at most (and, at the barrier, exactly) MaxInFlight")
+	assert.Equal(t, n/maxIn, p.trips, "every batch met MaxInFlight-1 others in flight")
+}
+
+// barrierPool holds the batches submitted to it (one-item batches, in
+// input order) in generations of parties: a generation goes on to Pool once
+// all its batches are waiting and dispatch has queued a batch that has not
+// arrived yet (it tells its telemetry before it waits for room to start
+// one), or every batch has arrived. It records the most batches in its
+// Submit at once.
+type barrierPool struct {
+	pools.Pool
+	parties, batches int
+
+	mu       sync.Mutex
+	gate     chan struct{} // closed when the waiting generation may go on
+	arrived  int           // batches of the waiting generation
+	total    int           // batches that have arrived, all generations
+	last     int           // the last batch queued
+	inflight int
+	peak     int
+	trips    int
+}
+
+func newBarrierPool(p pools.Pool, parties, batches int) *barrierPool {
+	return &barrierPool{Pool: p, parties: parties, batches: batches, last: -1}
+}
+
+// queued notes that dispatch queued batch seq.
+func (p *barrierPool) queued(seq int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = max(p.last, seq)
+	p.tryTrip()
+}
+
+// tryTrip lets the waiting generation go on if it may. p.mu held.
+func (p *barrierPool) tryTrip() {
+	if p.arrived >= p.parties && p.last >= p.total || p.arrived > 0 && p.total == p.batches {
+		close(p.gate)
+		p.gate, p.arrived = nil, 0
+		p.trips++
+	}
+}
+
+func (p *barrierPool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
+	p.mu.Lock()
+	p.inflight++
+	p.peak = max(p.peak, p.inflight)
+	if p.gate == nil {
+		p.gate = make(chan struct{})
+	}
+	gate := p.gate
+	p.arrived++
+	p.total++
+	p.tryTrip()
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.inflight--
+		p.mu.Unlock()
+	}()
+	select {
+	case <-gate:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	return p.Pool.Submit(ctx, b)
 }
 
 func withNegatives(n int, neg ...int) []int {

@@ -340,7 +340,7 @@ func BenchmarkStreamingOverlap(b *testing.B) {
 	eng := startEngine(b)
 	const items = 2048
 	nap := func(ctx context.Context, batch []pipe.Item) ([]pipe.Item, error) {
-		time.Sleep(time.Duration(len(batch)) * 200 * time.Microsecond)
+		time.Sleep(time.Duration(len(batch)) * 200 * time.Microsecond) // the stage's cost, not synchronization
 		return batch, nil
 	}
 	py := pipe.Python{Module: "pipetest", Function: "sleepy", Route: pools.Process, Strategy: dispatch.FixedBatch(64), MaxInFlight: 1}

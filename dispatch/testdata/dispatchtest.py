@@ -6,7 +6,6 @@ import time
 
 _lock = threading.Lock()
 _attempts = {}
-_running = [0, 0]  # now, peak
 
 
 def square(batch):
@@ -45,24 +44,6 @@ def crash_once(batch):
     except FileExistsError:
         return [[os.getpid(), v] for _, v in batch]
     os._exit(9)
-
-
-def slow(batch):
-    """Tracks how many calls run at once (peak in _running[1])."""
-    with _lock:
-        _running[0] += 1
-        _running[1] = max(_running[1], _running[0])
-    time.sleep(0.02)
-    with _lock:
-        _running[0] -= 1
-    return batch
-
-
-def peak(batch):
-    with _lock:
-        p = _running[1]
-        _running[1] = 0
-    return [p] * len(batch)
 
 
 def sleepy(batch):

@@ -44,9 +44,10 @@ type session struct {
 
 // admit counts a batch of b.Session as in flight, opening the session if
 // needed, and returns it with the worker the batch must run on if it is
-// pinned (nil otherwise). caller is the worker whose host call submits b,
-// if any: a pinned batch cannot wait for it.
-func (p *Pool) admit(b pools.Batch, caller *worker) (*session, *worker, error) {
+// pinned (nil otherwise). chain is the chain of host calls that submits b,
+// if any: a pinned batch cannot wait for a worker in it, and a new session
+// is pinned to a worker outside it.
+func (p *Pool) admit(b pools.Batch, chain *origin) (*session, *worker, error) {
 	p.sessMu.Lock()
 	defer p.sessMu.Unlock()
 	s := p.sessions[b.Session]
@@ -62,32 +63,36 @@ func (p *Pool) admit(b pools.Batch, caller *worker) (*session, *worker, error) {
 	var pin *worker
 	if b.Pinned() {
 		if s.pinned == nil {
-			s.pinned = p.leastPinned(caller)
+			s.pinned = p.leastPinned(chain)
 			s.pinned.pins++
 		}
 		pin = s.pinned
-		if pin == caller {
+		if chain.holds(pin) {
 			if s.inflight == 0 && len(s.holders) == 0 { // opened for nothing
 				p.forget(s)
 			}
-			return nil, nil, reentrant(b, caller)
+			return nil, nil, p.reentrant(b, chain, pin)
 		}
 	}
 	s.inflight++
 	return s, pin, nil
 }
 
-// leastPinned returns the worker with the fewest pinned sessions, other
-// than avoid if there is any other.
-func (p *Pool) leastPinned(avoid *worker) *worker {
-	var best *worker
+// leastPinned returns the worker with the fewest pinned sessions among
+// those outside chain, or among all workers if chain holds every one.
+func (p *Pool) leastPinned(chain *origin) *worker {
+	var best, held *worker
 	for _, w := range p.workers {
-		if w != avoid && (best == nil || w.pins < best.pins) {
+		if chain.holds(w) {
+			if held == nil || w.pins < held.pins {
+				held = w
+			}
+		} else if best == nil || w.pins < best.pins {
 			best = w
 		}
 	}
 	if best == nil {
-		return avoid
+		return held
 	}
 	return best
 }

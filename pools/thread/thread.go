@@ -252,10 +252,13 @@ func (p *Pool) Stats() pools.Stats {
 // Submit returned (a retry can then run it twice: at-least-once).
 //
 // Submitted from a host call (or view) of this pool's batch, with the host
-// call's context, a batch that could only run on the calling worker — one
-// of a session pinned to it, or any batch when the pool has one worker —
-// fails with an error wrapping [pools.ErrReentrant]: that worker is busy
-// with its caller, so waiting for it would deadlock.
+// call's context, a batch that could only run on workers busy with that
+// call — the calling worker, and every worker whose batch made the host
+// call that submitted the calling batch, and so on up the chain — fails
+// with an error wrapping [pools.ErrReentrant]: a batch of a session pinned
+// to one of them, or any batch when they are all the pool's workers.
+// Waiting for them would deadlock. A new session submitted so is pinned to
+// a worker outside the chain.
 func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
@@ -271,16 +274,16 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(b, ctx)
 	}
-	caller := callerOf(ctx, p)
-	if caller != nil && len(p.workers) == 1 {
-		return nil, reentrant(b, caller)
+	chain := originFrom(ctx)
+	if p.allHeld(chain) {
+		return nil, p.reentrant(b, chain, nil)
 	}
 	queue := p.jobs
 	var s *session
 	if b.Session != "" {
 		var pin *worker
 		var err error
-		if s, pin, err = p.admit(b, caller); err != nil {
+		if s, pin, err = p.admit(b, chain); err != nil {
 			return nil, err
 		}
 		if pin != nil {

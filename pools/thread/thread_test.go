@@ -249,11 +249,20 @@ func TestCancelRunningBatchInterruptsPython(t *testing.T) {
 	before, err := p.Submit(context.Background(), batch("cancelled_count", 0))
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	// Cancelled once it runs (not on a clock: a batch cancelled before a
+	// worker took it would never reach Python).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err = p.Submit(ctx, batch("spin_forever", 1))
+	spun := make(chan error, 1)
+	go func() {
+		_, err := p.Submit(ctx, batch("spin_forever", 1))
+		spun <- err
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Running == 1 }, 10*time.Second, time.Millisecond)
+	cancel()
+	err = <-spun
 	require.Error(t, err)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, context.Canceled)
 
 	// Python saw slither.Cancelled: the worker is free again and counted it.
 	require.Eventually(t, func() bool {
@@ -324,22 +333,33 @@ func TestCloseDrainsSubmittedBatches(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return p.Stats().Waiting == n-2 }, 5*time.Second, time.Millisecond)
 
-	closed := make(chan error, 1)
-	go func() { closed <- p.Close(context.Background()) }()
+	// Close reports how many batches had run when it returned: every
+	// batch is held in Python until _release, so a Close that does not
+	// wait for them returns with fewer than n.
+	type closeResult struct {
+		err   error
+		calls uint64
+	}
+	closed := make(chan closeResult, 1)
+	go func() {
+		err := p.Close(context.Background())
+		closed <- closeResult{err, p.Stats().Totals().Calls}
+	}()
 	require.Eventually(t, func() bool { return closedProbe(p) }, 5*time.Second, time.Millisecond,
 		"Submit after Close fails with ErrClosed")
 	select {
-	case err := <-closed:
-		t.Fatalf("Close returned (%v) before the submitted batches ran", err)
-	case <-time.After(50 * time.Millisecond):
+	case r := <-closed:
+		t.Fatalf("Close returned (%v) while the submitted batches were held, %d of %d run", r.err, r.calls, n)
+	default:
 	}
 
 	execPy(t, p, "import threadtest; threadtest._release()")
 	for range n {
 		require.NoError(t, <-results)
 	}
-	require.NoError(t, <-closed)
-	assert.Equal(t, uint64(n), p.Stats().Totals().Calls)
+	r := <-closed
+	require.NoError(t, r.err)
+	assert.Equal(t, uint64(n), r.calls, "Close returned only once every submitted batch had run")
 	require.NoError(t, p.Close(context.Background()), "Close is idempotent")
 }
 
