@@ -1,7 +1,9 @@
-// Command slither is the Slither for Go command line: `slither demo` (the
-// embedded free-threaded pool at work) and `slither doctor` (interpreters,
-// GIL state, capacity and recommendations); bench and example as their
-// issues land.
+// Command slither is the Slither for Go command line: `slither python`
+// (install the free-threaded CPython, print the cgo environment), `slither
+// init` (a new module from the quickstart template), `slither demo` (the
+// embedded free-threaded pool at work), `slither doctor` (interpreters, GIL
+// state, capacity and recommendations), `slither bench` (the thread-vs-
+// process matrix) and `slither example` (the five end-to-end examples).
 package main
 
 import (
@@ -34,6 +36,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newPython())
+	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newPython(), newInit())
 	return root
 }

@@ -129,53 +129,43 @@ go build -o app .
 CGO_ENABLED=0 go run github.com/slither-go/slither/cmd/slither python path --package >pkgdir
 `
 
-// TestNewcomerModule builds a fresh module of the user's own with a replace
-// to this checkout, set up only by the documented commands, and checks that
-// Auto runs its function on the thread pool, a process pool runs it too,
-// and both return exactly what plain Python returns.
-func TestNewcomerModule(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
+// fresh is a new module of the user's in a temp dir, and the environment a
+// newcomer's shell has: nothing of the cgo set-up that make (or a test
+// runner) exported, no network, and the module cache shared with this
+// checkout, whose go.sum therefore lets builds run offline.
+type fresh struct {
+	t             *testing.T
+	ctx           context.Context
+	py            string // the free-threaded interpreter this test run uses
+	root, dir     string // the checkout, the new module
+	goLine, goSum string // from the checkout's go.mod and go.sum
+	env           []string
+}
 
+func newFresh(ctx context.Context, t *testing.T) *fresh {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	// Skip nothing: without the free-threaded Python the install step
-	// below fails and so does the test.
-	py := pooltest.Python()
+	// fails and so does the test.
+	f := &fresh{t: t, ctx: ctx, py: pooltest.Python(), dir: t.TempDir()}
 	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
 	require.NoError(t, err)
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	goMod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	f.root = filepath.Dir(strings.TrimSpace(string(out)))
+	goMod, err := os.ReadFile(filepath.Join(f.root, "go.mod"))
 	require.NoError(t, err)
-	goSum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	goSum, err := os.ReadFile(filepath.Join(f.root, "go.sum"))
 	require.NoError(t, err)
-	goLine := ""
+	f.goSum = string(goSum)
 	for _, l := range strings.Split(string(goMod), "\n") {
 		if strings.HasPrefix(l, "go ") {
-			goLine = l
+			f.goLine = l
 			break
 		}
 	}
-	require.NotEmpty(t, goLine, "the checkout's go.mod has a go line")
+	require.NotEmpty(t, f.goLine, "the checkout's go.mod has a go line")
 
-	dir := t.TempDir()
-	write := func(name, text string) {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
-	}
-	write("go.mod", "module example.com/newcomer\n\n"+goLine+"\n\n"+
-		"require github.com/slither-go/slither v0.0.0-00010101000000-000000000000\n\n"+
-		"replace github.com/slither-go/slither => "+root+"\n")
-	// The module cache is shared with the checkout, so its go.sum lets the
-	// build run without the network.
-	write("go.sum", string(goSum))
-	write("main.go", mainGo)
-	write("mymod.py", mymod)
-
-	// Nothing of the cgo set-up that make (or a test runner) exported gets
-	// through: the documented commands must provide it.
-	env := []string{}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
@@ -183,36 +173,70 @@ func TestNewcomerModule(t *testing.T) {
 			"GOPROXY", "GOTOOLCHAIN", "PY_VERSION", "SLITHER_PYTHON", "SLITHER_PYTHON_PREFIX", "PYTHONPATH", "PATH":
 			continue
 		}
-		env = append(env, kv)
+		f.env = append(f.env, kv)
 	}
-	env = append(env, "PATH="+filepath.Dir(goBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+	f.env = append(f.env, "PATH="+filepath.Dir(goBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local",
 		// The documented variable for an existing free-threaded build: the
 		// one this test run uses.
-		"SLITHER_PYTHON="+py)
-	run := func(name string, args ...string) string {
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir, cmd.Env = dir, env
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		require.NoError(t, cmd.Run(), "%s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), stdout.String(), stderr.String())
-		return stdout.String()
-	}
+		"SLITHER_PYTHON="+f.py)
+	return f
+}
 
-	run("sh", "-c", setup)
-	pkgDir, err := os.ReadFile(filepath.Join(dir, "pkgdir"))
-	require.NoError(t, err)
+func (f *fresh) write(name, text string) {
+	require.NoError(f.t, os.WriteFile(filepath.Join(f.dir, name), []byte(text), 0o644))
+}
+
+// run runs a command in the new module and returns its stdout.
+func (f *fresh) run(name string, args ...string) string {
+	return f.runIn(f.dir, name, args...)
+}
+
+func (f *fresh) runIn(dir, name string, args ...string) string {
+	cmd := exec.CommandContext(f.ctx, name, args...)
+	cmd.Dir, cmd.Env = dir, f.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(f.t, cmd.Run(), "%s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), stdout.String(), stderr.String())
+	return stdout.String()
+}
+
+// setUp runs the documented set-up (setup, then extra shell lines in the
+// same shell) and puts the slither package it printed on PYTHONPATH, beside
+// the module's own directory, for the plain-Python runs that follow.
+func (f *fresh) setUp(extra string) string {
+	out := f.run("sh", "-c", setup+extra)
+	pkgDir, err := os.ReadFile(filepath.Join(f.dir, "pkgdir"))
+	require.NoError(f.t, err)
+	f.env = append(f.env, "PYTHONPATH="+strings.TrimSpace(string(pkgDir))+string(os.PathListSeparator)+f.dir)
+	return out
+}
+
+// TestNewcomerModule builds a fresh module of the user's own with a replace
+// to this checkout, set up only by the documented commands, and checks that
+// Auto runs its function on the thread pool, a process pool runs it too,
+// and both return exactly what plain Python returns.
+func TestNewcomerModule(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	f := newFresh(ctx, t)
+	f.write("go.mod", "module example.com/newcomer\n\n"+f.goLine+"\n\n"+
+		"require github.com/slither-go/slither v0.0.0-00010101000000-000000000000\n\n"+
+		"replace github.com/slither-go/slither => "+f.root+"\n")
+	f.write("go.sum", f.goSum)
+	f.write("main.go", mainGo)
+	f.write("mymod.py", mymod)
+	f.setUp("")
 
 	var got map[string]struct {
 		Ran     map[string]int
 		Results []any
 	}
-	require.NoError(t, json.Unmarshal([]byte(run(filepath.Join(dir, "app"))), &got))
+	require.NoError(t, json.Unmarshal([]byte(f.run(filepath.Join(f.dir, "app"))), &got))
 
 	// Plain Python, with the slither package from `python path --package`.
-	env = append(env, "PYTHONPATH="+strings.TrimSpace(string(pkgDir))+string(os.PathListSeparator)+dir)
 	var want []any
-	require.NoError(t, json.Unmarshal([]byte(run(py, "-c", reference)), &want))
+	require.NoError(t, json.Unmarshal([]byte(f.run(f.py, "-c", reference)), &want))
 	require.Len(t, want, 200)
 
 	auto, proc := got["auto"], got["process"]
@@ -221,6 +245,33 @@ func TestNewcomerModule(t *testing.T) {
 	require.Equal(t, []string{"process"}, keys(proc.Ran))
 	require.Equal(t, want, auto.Results, "Auto on the thread pool returns what plain Python returns")
 	require.Equal(t, want, proc.Results, "the process pool returns what plain Python returns")
+}
+
+// TestInitQuickstart is the template's path: `slither init` writes a module
+// (examples/quickstart with a go.mod of its own, here with a replace to
+// this checkout), the documented commands set it up, and then its program
+// runs both routes, its own `go test` passes (Go and Python tests), and its
+// Python tests pass in plain Python, as its README says.
+func TestInitQuickstart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	f := newFresh(ctx, t)
+	// What a newcomer runs as `CGO_ENABLED=0 go run .../cmd/slither@latest
+	// init`; offline, the checkout stands in for @latest.
+	f.runIn(f.root, "sh", "-c", `CGO_ENABLED=0 go run github.com/slither-go/slither/cmd/slither init --module example.com/quick --replace "$1" "$2"`,
+		"sh", f.root, f.dir)
+	f.write("go.sum", f.goSum) // what `go mod tidy` would write, offline
+	testOut := f.setUp("go test -count=1 ./...\n")
+	require.Contains(t, testOut, "ok  \texample.com/quick", "the template's own Go tests pass in the new module")
+
+	out := f.run(filepath.Join(f.dir, "app"))
+	require.Contains(t, out, "auto: 300 sentences scored, batches ran on thread (", "Auto runs the @slither.thread_safe function on the embedded pool")
+	require.Contains(t, out, "process: 300 sentences scored, batches ran on process (")
+	require.NotContains(t, strings.SplitN(out, "\n", 2)[0], "process (", "no Auto batch went to a process")
+
+	// unittest reports on stderr.
+	py := f.run("sh", "-c", `"$0" -m unittest -v test_mymod 2>&1`, f.py)
+	require.Contains(t, py, "Ran 3 tests")
 }
 
 func keys(m map[string]int) []string {
