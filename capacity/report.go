@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -26,7 +27,9 @@ type Report struct {
 	Pools        []PoolPlan    `json:"pools"`
 	BatchAdvice  []BatchAdvice `json:"batch_advice,omitempty"`
 	Checks       []ModuleCheck `json:"checks,omitempty"`
-	Warnings     []string      `json:"warnings"`
+	// Venvs are the virtualenvs asked about (CheckVenv).
+	Venvs    []VenvUse `json:"venvs,omitempty"`
+	Warnings []string  `json:"warnings"`
 	// ProcessOverhead holds measured no-op calls through a one-worker
 	// process pool, by interpreter path, for Plan.
 	ProcessOverhead map[string]time.Duration `json:"-"`
@@ -92,6 +95,7 @@ func (r *Report) Plan() {
 		default:
 			p.Note = "GIL off: Auto sends functions marked @slither.thread_safe here"
 		}
+		p.Note += r.venvNotes()
 		r.Pools = append(r.Pools, p)
 	}
 	gilPool := false
@@ -99,17 +103,23 @@ func (r *Report) Plan() {
 		if in.Error != "" {
 			continue
 		}
+		// A venv's interpreter is a pool of its own, named after the venv.
+		suffix, venvNote := "", ""
+		u, inVenv := r.venvOf(in.Path)
+		if inVenv {
+			suffix, venvNote = "@"+filepath.Base(u.Dir), "venv "+u.Dir+": "
+		}
 		if in.FreeThreaded && !in.GILEnabled {
-			r.Pools = append(r.Pools, PoolPlan{Name: "process-" + in.Version + "t", Kind: "process", Interpreter: in.Path,
+			r.Pools = append(r.Pools, PoolPlan{Name: "process-" + in.Version + "t" + suffix, Kind: "process", Interpreter: in.Path,
 				Workers: cores, ThreadsPerWorker: 1, Capacity: cores, CPU: ProcessCPU(cores, 1, cores, false),
 				CallOverhead: r.ProcessOverhead[in.Path],
-				Note:         "isolated workers; ThreadsPerWorker > 1 also runs in parallel on this build"})
-		} else if !gilPool {
-			gilPool = true
-			r.Pools = append(r.Pools, PoolPlan{Name: "process-" + in.Version, Kind: "process", Interpreter: in.Path,
+				Note:         venvNote + "isolated workers; ThreadsPerWorker > 1 also runs in parallel on this build"})
+		} else if !gilPool || inVenv {
+			gilPool = gilPool || !inVenv
+			r.Pools = append(r.Pools, PoolPlan{Name: "process-" + in.Version + suffix, Kind: "process", Interpreter: in.Path,
 				Workers: cores, ThreadsPerWorker: 1, Capacity: cores, CPU: ProcessCPU(cores, 1, cores, true),
 				CallOverhead: r.ProcessOverhead[in.Path],
-				Note:         "GIL build: for libraries not safe (or not importable) on the free-threaded one"})
+				Note:         venvNote + "GIL build: for libraries not safe (or not importable) on the free-threaded one"})
 		}
 	}
 	if m := r.Measured; m != nil { // what slither bench measured here
@@ -118,7 +128,7 @@ func (r *Report) Plan() {
 			ex := "thread"
 			if p.Kind == "process" {
 				ex = "process-gil"
-				if strings.HasSuffix(p.Name, "t") {
+				if base, _, _ := strings.Cut(p.Name, "@"); strings.HasSuffix(base, "t") { // @venv suffix
 					ex = "process-ft"
 				}
 			}
@@ -179,6 +189,11 @@ func (r *Report) warn() {
 	}
 	if r.CPU.GOMAXPROCS < r.CPU.Usable {
 		w = append(w, fmt.Sprintf("GOMAXPROCS is %d, below the %d usable CPUs", r.CPU.GOMAXPROCS, r.CPU.Usable))
+	}
+	for _, u := range r.Venvs {
+		if x := u.warning(); x != "" {
+			w = append(w, x)
+		}
 	}
 	for _, c := range r.Checks {
 		switch {
@@ -242,6 +257,22 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", in.Path, in.Version, yes(in.FreeThreaded), onOff(in.GILEnabled), ov)
 	}
 	tw.Flush()
+
+	if len(r.Venvs) > 0 {
+		b.WriteString("\nVirtualenvs\n")
+		for _, u := range r.Venvs {
+			switch {
+			case u.Error != "":
+				fmt.Fprintf(&b, "  %s: error: %s\n", u.Dir, firstLine(u.Error))
+			default:
+				mark := ""
+				if u.Mismatch != "" {
+					mark = " — MISMATCH: not made from the embedded interpreter"
+				}
+				fmt.Fprintf(&b, "  %s (from %s, Python %s)%s\n    backs %s\n", u.Dir, u.MadeFrom, u.Version, mark, u.Pools)
+			}
+		}
+	}
 
 	b.WriteString("\nRecommended pools\n")
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/slither-go/slither/internal/pyvenv"
 )
 
 // startup is run once right after initialization (see startup.py): it makes
@@ -55,6 +57,13 @@ type Config struct {
 	// multiprocessing and subprocess start a real Python, never the Go
 	// program. Default: Home/bin/python3.X[t].
 	Executable string
+	// Venv is a virtual environment made from this same interpreter
+	// (python3.13t -m venv DIR): sys.prefix becomes DIR, sys.base_prefix
+	// stays Home, its site-packages (with their .pth files) are on sys.path
+	// and the base installation's are not (unless the venv includes system
+	// site packages), and Executable defaults to DIR/bin/python. A venv made
+	// from another Python is an error wrapping [pyvenv.ErrMismatch].
+	Venv string
 	// Paths are extra sys.path entries, appended after the standard library.
 	Paths []string
 	// GIL applies to free-threaded builds only.
@@ -66,6 +75,7 @@ type Config struct {
 // re-create CPython. All methods are safe for concurrent use.
 type Runtime struct {
 	home, executable string
+	venv             string // "" without one
 	version          string
 	freeThreaded     bool
 	main             *C.PyThreadState // Python's main thread state, used only by serve
@@ -84,9 +94,10 @@ var (
 
 // Init starts the embedded interpreter on first use and returns it. Later
 // calls return the same Runtime and add cfg.Paths to sys.path; a later call
-// naming a different Home or Executable fails. If the first initialization
-// failed, every later call returns that error: CPython cannot be initialized
-// twice in one process.
+// naming a different Home, Executable or Venv fails (for Venv, wrapping
+// [pyvenv.ErrMismatch]): the interpreter is initialized once per process.
+// If the first initialization failed, every later call returns that
+// error: CPython cannot be initialized twice in one process.
 //
 // Init dedicates one OS thread, locked for the life of the process, to be
 // Python's main thread; it also serves the runtime-wide queries below.
@@ -104,6 +115,16 @@ func Init(cfg Config) (*Runtime, error) {
 	} else {
 		if cfg.Home != "" && filepath.Clean(cfg.Home) != theRT.home {
 			return nil, fmt.Errorf("cpython: already initialized with home %s, not %s", theRT.home, cfg.Home)
+		}
+		if cfg.Venv != "" {
+			if abs, err := filepath.Abs(cfg.Venv); err != nil || filepath.Clean(abs) != theRT.venv {
+				was := theRT.venv
+				if was == "" {
+					was = "no venv"
+				}
+				return nil, fmt.Errorf("cpython: %w: the interpreter (once per process) already runs with %s, not venv %s",
+					pyvenv.ErrMismatch, was, cfg.Venv)
+			}
 		}
 		if cfg.Executable != "" && cfg.Executable != theRT.executable {
 			return nil, fmt.Errorf("cpython: already initialized with executable %s, not %s", theRT.executable, cfg.Executable)
@@ -141,9 +162,26 @@ func start(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("cpython: no Python %s standard library under home %s (looked for %s): %w",
 			C.GoString(C.slither_header_version()), rt.home, stdlib, err)
 	}
+	base := filepath.Join(rt.home, "bin", strings.TrimPrefix(stdlibName, "lib"))
 	rt.executable = cfg.Executable
 	if rt.executable == "" {
-		rt.executable = filepath.Join(rt.home, "bin", strings.TrimPrefix(stdlibName, "lib"))
+		rt.executable = base
+	}
+	search := []string{stdlib, filepath.Join(stdlib, "lib-dynload"), filepath.Join(stdlib, "site-packages")}
+	if cfg.Venv != "" {
+		v, err := openVenv(cfg.Venv, base, stdlibName)
+		if err != nil {
+			return nil, err
+		}
+		rt.venv = v.Dir
+		if cfg.Executable == "" {
+			// CPython's own venv mechanism: with the executable inside the
+			// venv, start-up finds pyvenv.cfg beside it and makes the venv
+			// sys.prefix; site then adds its site-packages and runs their
+			// .pth files (and the base's only when the venv includes them).
+			rt.executable = v.Python()
+		}
+		search = search[:2]
 	}
 	if _, err := os.Stat(rt.executable); err != nil {
 		return nil, fmt.Errorf("cpython: interpreter executable %s: %w", rt.executable, err)
@@ -162,7 +200,6 @@ func start(cfg Config) (*Runtime, error) {
 			gil = 1
 		}
 	}
-	search := []string{stdlib, filepath.Join(stdlib, "lib-dynload"), filepath.Join(stdlib, "site-packages")}
 
 	done := make(chan error)
 	go rt.serve(search, gil, done)
@@ -176,6 +213,17 @@ func start(cfg Config) (*Runtime, error) {
 	})
 	if err := rt.exec("_slither_startup", startup); err != nil {
 		return nil, fmt.Errorf("cpython: running the start-up module: %w", err)
+	}
+	if rt.venv != "" {
+		// Start-up makes a venv sys.prefix only when sys.executable lies in
+		// it (an explicit Config.Executable elsewhere defeats that): say so
+		// rather than run without the venv's packages.
+		check := "import sys\nif sys.prefix != " + strconv.Quote(rt.venv) +
+			":\n    raise RuntimeError('sys.prefix is %s, not the venv " + strings.ReplaceAll(rt.venv, "'", "") +
+			" (is Config.Executable outside the venv?)' % sys.prefix)\n"
+		if err := rt.exec("_slither_venv", check); err != nil {
+			return nil, fmt.Errorf("cpython: %w: %w", pyvenv.ErrMismatch, err)
+		}
 	}
 	return rt, nil
 }
@@ -212,6 +260,23 @@ func (rt *Runtime) serve(search []string, gil int, done chan<- error) {
 	}
 }
 
+// openVenv reads the venv at dir and checks that it was made from base,
+// the interpreter of this libpython, and has its site-packages.
+func openVenv(dir, base, stdlibName string) (*pyvenv.Venv, error) {
+	v, err := pyvenv.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cpython: %w", err)
+	}
+	if err := v.Check(base, C.GoString(C.slither_header_version())); err != nil {
+		return nil, fmt.Errorf("cpython: %w", err)
+	}
+	if st, err := os.Stat(v.SitePackages(stdlibName)); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("cpython: %w: venv %s has no %s (made from a build other than %s?)",
+			pyvenv.ErrMismatch, v.Dir, v.SitePackages(stdlibName), base)
+	}
+	return v, nil
+}
+
 // onMain runs f on Python's main thread and waits for it.
 func (rt *Runtime) onMain(f func()) {
 	done := make(chan struct{})
@@ -221,6 +286,9 @@ func (rt *Runtime) onMain(f func()) {
 
 // Home is the installation prefix in use.
 func (rt *Runtime) Home() string { return rt.home }
+
+// Venv is the virtual environment in use (sys.prefix), "" without one.
+func (rt *Runtime) Venv() string { return rt.venv }
 
 // Executable is the interpreter binary sys.executable names.
 func (rt *Runtime) Executable() string { return rt.executable }

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/slither-go/slither/internal/pyvenv"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
@@ -33,6 +34,14 @@ type Config struct {
 	Process map[string]ProcessConfig `yaml:"process"`
 	// Paths are added to every pool's Python path.
 	Paths []string `yaml:"paths"`
+	// Venv is a virtual environment made from the free-threaded build
+	// (python3.13t -m venv DIR; env SLITHER_VENV): the embedded interpreter
+	// runs in it (sys.prefix is DIR, its site-packages and .pth files are
+	// on sys.path) and a process pool whose Python is empty runs
+	// DIR/bin/python. A venv made from another Python than the embedded one
+	// fails Start (pyvenv.ErrMismatch), as does a venv other than the one
+	// the process's interpreter already runs (it starts once per process).
+	Venv string `yaml:"venv"`
 	// ThreadSafe declares Python functions safe for the thread pool from Go
 	// (as @slither.thread_safe does in Python).
 	ThreadSafe []Function `yaml:"thread_safe"`
@@ -68,6 +77,10 @@ type ThreadConfig struct {
 // process.Options field of the same name (zero means that field's
 // default).
 type ProcessConfig struct {
+	// Python is the interpreter the workers run, or a virtualenv directory
+	// (one holding pyvenv.cfg: its bin/python runs, e.g. a GIL venv made
+	// with python3 -m venv for a GIL process pool). Empty: Config.Venv's
+	// interpreter when set, else [DefaultPython].
 	Python           string   `yaml:"python"`
 	Workers          int      `yaml:"workers"`
 	ThreadsPerWorker int      `yaml:"threads_per_worker"`
@@ -195,6 +208,7 @@ func ParseConfig(data []byte) (Config, error) {
 //	SLITHER_THREAD_WORKERS=8         SLITHER_THREAD_DISABLED=1
 //	SLITHER_POOL_<NAME>_WORKERS=4    SLITHER_POOL_<NAME>_PYTHON=/usr/bin/python3
 //	SLITHER_POOL_<NAME>_THREADS=2    SLITHER_POOL_<NAME>_CALL_TIMEOUT=30s
+//	SLITHER_VENV=/srv/app/.venv
 //
 // <NAME> is the name, in upper case, of a process pool the config already
 // has ("DEFAULT" for the default one when it names none); a setting is any
@@ -202,12 +216,17 @@ func ParseConfig(data []byte) (Config, error) {
 // (SLITHER_POOL_DEFAULT_MAX_RESTARTS, SLITHER_THREAD_REQUIRED, ...;
 // THREADS is short for THREADS_PER_WORKER). Lists are set in the file only.
 // A SLITHER_THREAD_* or SLITHER_POOL_* variable that names no pool or no
-// setting is an error naming it and what is valid, never a new pool.
+// setting is an error naming it and what is valid, never a new pool. The
+// scalar keys of Config itself are SLITHER_<KEY> (SLITHER_VENV); other
+// SLITHER_* variables (SLITHER_PYTHON) are left to their own readers.
 func (c *Config) ApplyEnv(environ []string) error {
 	var errs []error
+	top := envFields(reflect.ValueOf(c).Elem())
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		switch {
+		case strings.HasPrefix(k, "SLITHER_") && top[strings.TrimPrefix(k, "SLITHER_")].v.IsValid():
+			errs = append(errs, top[strings.TrimPrefix(k, "SLITHER_")].set(k, v))
 		case strings.HasPrefix(k, "SLITHER_THREAD_"):
 			fields := envFields(reflect.ValueOf(&c.Thread).Elem())
 			if f, ok := fields[strings.TrimPrefix(k, "SLITHER_THREAD_")]; ok {
@@ -331,6 +350,26 @@ func (f envField) set(k, v string) error {
 		f.v.SetString(v)
 	}
 	return nil
+}
+
+// processPython is the interpreter a process pool runs: pc.Python (a
+// venv directory stands for its bin/python), else the venv's, else
+// [DefaultPython].
+func (c Config) processPython(pc ProcessConfig) string {
+	venv := c.Venv
+	switch {
+	case pc.Python != "" && pyvenv.Is(pc.Python):
+		venv = pc.Python
+	case pc.Python != "":
+		return pc.Python
+	case venv == "":
+		return DefaultPython()
+	}
+	// Absolute: the workers may start in another directory (Dir).
+	if abs, err := filepath.Abs(venv); err == nil {
+		venv = abs
+	}
+	return filepath.Join(venv, "bin", "python")
 }
 
 // DefaultPython is the interpreter process pools run when none is

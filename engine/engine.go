@@ -21,6 +21,7 @@ import (
 
 	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
+	"github.com/slither-go/slither/internal/pyvenv"
 	"github.com/slither-go/slither/pipe"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
@@ -91,12 +92,15 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		if workers == 0 {
 			workers = cores
 		}
-		th, err := startThread(workers, cfg.Thread.MaxSessions, append(slices.Clone(cfg.Paths), cfg.Thread.Paths...), host, e.tel)
+		th, err := startThread(workers, cfg.Thread.MaxSessions, cfg.Venv, append(slices.Clone(cfg.Paths), cfg.Thread.Paths...), host, e.tel)
 		switch {
 		case err == nil:
 			e.thread = th
 		case cfg.Thread.Required:
 			return nil, fmt.Errorf("engine: the thread pool is required: %w", err)
+		case errors.Is(err, pyvenv.ErrMismatch):
+			// A wrong venv is a configuration error, not a missing feature.
+			return nil, fmt.Errorf("engine: venv: %w", err)
 		default:
 			e.log().Warn("slither engine: no embedded thread pool; CPU work runs in processes", "reason", err)
 		}
@@ -113,9 +117,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		opts := pc.options(cfg.Paths)
 		opts.Workers = workers
-		if opts.Python == "" {
-			opts.Python = DefaultPython()
-		}
+		opts.Python = cfg.processPython(pc)
 		opts.Host, opts.Telemetry, opts.Logger = host, e.tel, cfg.Logger
 		p, err := process.New(ctx, opts)
 		if err != nil {

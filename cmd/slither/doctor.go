@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -25,6 +27,7 @@ type doctorOptions struct {
 	pythons []string
 	require string
 	measure bool
+	venvs   []string
 }
 
 // errRequire makes the command exit with status 3: the machine cannot meet
@@ -58,6 +61,7 @@ threads still scale afterwards.`,
 	f.StringSliceVar(&o.pythons, "python", nil, "more interpreters to probe")
 	f.StringVar(&o.require, "require", "", "exit with status 3 unless this profile is met: free-threaded (a free-threaded interpreter with the GIL off), embedded (the embedded pool with the GIL off) or process (a working interpreter)")
 	f.BoolVar(&o.measure, "measure", true, "time no-op calls through each kind of pool")
+	f.StringSliceVar(&o.venvs, "venv", nil, "virtualenvs to check against the embedded interpreter and probe (default: SLITHER_VENV when set)")
 	return cmd
 }
 
@@ -74,6 +78,17 @@ func runDoctor(ctx context.Context, w io.Writer, o doctorOptions) error {
 	}
 	r.Embedded = embedded(ctx, calls)
 	paths := capacity.Candidates()
+	venvs := o.venvs
+	if v := os.Getenv("SLITHER_VENV"); len(venvs) == 0 && v != "" {
+		venvs = []string{v}
+	}
+	for _, dir := range venvs {
+		u := capacity.CheckVenv(dir, r.Embedded)
+		r.Venvs = append(r.Venvs, u)
+		if u.Error == "" { // its interpreter is probed like the others
+			o.pythons = append(o.pythons, filepath.Join(u.Dir, "bin", "python"))
+		}
+	}
 	for _, p := range o.pythons {
 		if !slices.Contains(paths, p) {
 			paths = append(paths, p)
