@@ -3,6 +3,7 @@ package pools
 import (
 	"context"
 	"fmt"
+	"iter"
 
 	"github.com/slither-go/slither/internal/safecall"
 )
@@ -64,4 +65,61 @@ func AsRef(v any) (Ref, bool) {
 		r.Pid = int(p)
 	}
 	return r, true
+}
+
+// HostChain is the chain of host calls a context comes from: one link per
+// host call, naming the worker whose running batch made it. A pool puts a
+// link on the context it gives a host function ([HostChain.With]) and reads
+// the chain when a batch is submitted, to refuse one that only workers of
+// the chain could run: they wait for it, so it would wait forever
+// ([ErrReentrant]). One chain serves every pool, so a chain through both
+// pools (a thread batch's host call submits to a process session whose
+// batch's host call submits back) is seen whole. The zero value is the
+// empty chain.
+type HostChain struct{ l *hostLink }
+
+type hostLink struct {
+	worker any
+	parent *hostLink
+}
+
+type hostChainKey struct{}
+
+// HostChainFrom returns the chain of host calls ctx comes from.
+func HostChainFrom(ctx context.Context) HostChain {
+	l, _ := ctx.Value(hostChainKey{}).(*hostLink)
+	return HostChain{l}
+}
+
+// With returns ctx for a host call made by the batch running on worker, a
+// pool's own comparable value for it (a pointer): ctx's chain plus that
+// link.
+func (HostChain) With(ctx context.Context, worker any) context.Context {
+	return context.WithValue(ctx, hostChainKey{}, &hostLink{worker: worker, parent: HostChainFrom(ctx).l})
+}
+
+// Empty reports whether the chain has no link.
+func (c HostChain) Empty() bool { return c.l == nil }
+
+// Count returns how many links name worker: with several threads per
+// worker, how many of its threads wait on the chain.
+func (c HostChain) Count(worker any) int {
+	n := 0
+	for l := c.l; l != nil; l = l.parent {
+		if l.worker == worker {
+			n++
+		}
+	}
+	return n
+}
+
+// Workers yields the worker of each link, innermost first.
+func (c HostChain) Workers() iter.Seq[any] {
+	return func(yield func(any) bool) {
+		for l := c.l; l != nil; l = l.parent {
+			if !yield(l.worker) {
+				return
+			}
+		}
+	}
 }

@@ -341,7 +341,7 @@ func (p *Pool) acquire(ctx context.Context, sess *session, pinned bool) (grant, 
 			return g, g.err
 		}
 	}
-	if err := p.reentrantLocked(originFrom(ctx), sess, pinned); err != nil {
+	if err := p.reentrantLocked(pools.HostChainFrom(ctx), sess, pinned); err != nil {
 		p.mu.Unlock()
 		return grant{}, err
 	}

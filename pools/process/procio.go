@@ -63,7 +63,7 @@ func (pr *proc) host(m *wire.Inbound, atts [][]byte) {
 	}
 	// The caller's context (its values, its end), also ended when the
 	// worker is killed (a timeout among others) or dies.
-	ctx, cancel := context.WithCancelCause(withOrigin(ctx, pr.p, pr))
+	ctx, cancel := context.WithCancelCause(pools.HostChain{}.With(ctx, pr))
 	defer cancel(nil)
 	stop := context.AfterFunc(pr.hosts, func() { cancel(context.Cause(pr.hosts)) })
 	defer stop()

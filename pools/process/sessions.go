@@ -1,7 +1,6 @@
 package process
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/slither-go/slither/pools"
@@ -193,45 +192,14 @@ func (t *tombstones) put(id string, e endedSession) {
 	t.errs[id] = e
 }
 
-// origin is one link of a chain of host calls: the worker whose batch made
-// the call. A host function's context carries the chain, so that a batch it
-// submits can be refused when only a worker busy waiting for it could run
-// it.
-type origin struct {
-	pool   *Pool
-	proc   *proc
-	parent *origin
-}
-
-type originKey struct{}
-
-func originFrom(ctx context.Context) *origin {
-	o, _ := ctx.Value(originKey{}).(*origin)
-	return o
-}
-
-// withOrigin returns the context for a host call made by a batch running
-// on pr.
-func withOrigin(ctx context.Context, p *Pool, pr *proc) context.Context {
-	return context.WithValue(ctx, originKey{}, &origin{pool: p, proc: pr, parent: originFrom(ctx)})
-}
-
 // reentrantLocked fails a batch that would wait for a worker whose threads
 // are all held by the chain of host calls it was submitted from: they wait
 // for it, so it would wait forever. p.mu held.
-func (p *Pool) reentrantLocked(chain *origin, sess *session, pinned bool) error {
-	if chain == nil {
+func (p *Pool) reentrantLocked(chain pools.HostChain, sess *session, pinned bool) error {
+	if chain.Empty() {
 		return nil
 	}
-	held := func(pr *proc) int {
-		n := 0
-		for o := chain; o != nil; o = o.parent {
-			if o.pool == p && o.proc == pr {
-				n++
-			}
-		}
-		return n
-	}
+	held := func(pr *proc) int { return chain.Count(pr) }
 	if pinned && sess.slot != nil {
 		if held(sess.proc) < p.threads {
 			return nil

@@ -47,7 +47,7 @@ type session struct {
 // pinned (nil otherwise). chain is the chain of host calls that submits b,
 // if any: a pinned batch cannot wait for a worker in it, and a new session
 // is pinned to a worker outside it.
-func (p *Pool) admit(b pools.Batch, chain *origin) (*session, *worker, error) {
+func (p *Pool) admit(b pools.Batch, chain pools.HostChain) (*session, *worker, error) {
 	p.sessMu.Lock()
 	defer p.sessMu.Unlock()
 	s := p.sessions[b.Session]
@@ -67,7 +67,7 @@ func (p *Pool) admit(b pools.Batch, chain *origin) (*session, *worker, error) {
 			s.pinned.pins++
 		}
 		pin = s.pinned
-		if chain.holds(pin) {
+		if chain.Count(pin) > 0 {
 			if s.inflight == 0 && len(s.holders) == 0 { // opened for nothing
 				p.forget(s)
 			}
@@ -80,10 +80,10 @@ func (p *Pool) admit(b pools.Batch, chain *origin) (*session, *worker, error) {
 
 // leastPinned returns the worker with the fewest pinned sessions among
 // those outside chain, or among all workers if chain holds every one.
-func (p *Pool) leastPinned(chain *origin) *worker {
+func (p *Pool) leastPinned(chain pools.HostChain) *worker {
 	var best, held *worker
 	for _, w := range p.workers {
-		if chain.holds(w) {
+		if chain.Count(w) > 0 {
 			if held == nil || w.pins < held.pins {
 				held = w
 			}

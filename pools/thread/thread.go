@@ -274,7 +274,7 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(b, ctx)
 	}
-	chain := originFrom(ctx)
+	chain := pools.HostChainFrom(ctx)
 	if p.allHeld(chain) {
 		return nil, p.reentrant(b, chain, nil)
 	}
