@@ -47,8 +47,10 @@ SLITHER_NOCGO := CGO_ENABLED=0 $(GO) run ./cmd/slither
 PYTHON_FLAGS = --py-version "$(PY_VERSION)" --prefix "$(SLITHER_PYTHON_PREFIX)" --python "$(SLITHER_PYTHON)"
 
 # Idempotent: a second run checks the cached build and returns at once.
+# SLITHER_TEST_DEPS=1: also the Debian packages this repository's tests and
+# examples use (a user's `slither python install` never installs them).
 python:
-	@$(SLITHER_NOCGO) python install $(PYTHON_FLAGS)
+	@SLITHER_TEST_DEPS=1 $(SLITHER_NOCGO) python install $(PYTHON_FLAGS)
 
 build: python
 	$(GO) build -o $(BIN)/slither ./cmd/slither

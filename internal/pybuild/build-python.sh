@@ -39,10 +39,18 @@ ensure_packages() {
   fi
 }
 
-# cgo needs a C compiler and pkg-config even when the build is cached; the
-# process pool's tests also run workers on Debian's own (GIL) python3, where
-# the ml_scoring and image_pipeline examples find scikit-learn and Pillow.
-ensure_packages gcc pkg-config python3 python3-numpy python3-sklearn python3-pil
+# cgo needs a C compiler and pkg-config even when the build is cached.
+# Packages only this repository's own tests and examples need (Debian's GIL
+# python3 with scikit-learn and Pillow, venv and setuptools) come only when
+# the Makefile asks (SLITHER_TEST_DEPS=1), never on a user's machine.
+if command -v dpkg-query >/dev/null 2>&1; then
+  ensure_packages gcc pkg-config
+  if [ "${SLITHER_TEST_DEPS:-}" = 1 ]; then
+    ensure_packages python3 python3-numpy python3-sklearn python3-pil python3-venv python3-setuptools
+  fi
+else
+  log "not a Debian system: not installing packages (cgo needs gcc and pkg-config)"
+fi
 
 if [ -n "${SLITHER_PYTHON:-}" ]; then
   if [ ! -x "$SLITHER_PYTHON" ]; then
@@ -100,10 +108,20 @@ cd "$srcdir"
   --disable-test-modules LDFLAGS="-Wl,-rpath,$PREFIX/lib" >"$WORK/configure.log" 2>&1 ||
   { tail -n 40 "$WORK/configure.log" >&2; exit 1; }
 make -j"$JOBS" >"$WORK/make.log" 2>&1 || { tail -n 60 "$WORK/make.log" >&2; exit 1; }
-rm -rf "$PREFIX"
+# Replace only what an earlier run of this script installed (it leaves a
+# marker): a prefix such as /usr/local or $HOME is never wiped.
+MARKER="$PREFIX/.slither-cpython"
+if [ -e "$PREFIX" ] && [ -n "$(ls -A "$PREFIX" 2>/dev/null)" ]; then
+  if [ -f "$MARKER" ]; then
+    rm -rf "$PREFIX"
+  else
+    log "$PREFIX exists and was not made by slither python install: choose an empty or new prefix"; exit 2
+  fi
+fi
 make install >"$WORK/install.log" 2>&1 || { tail -n 40 "$WORK/install.log" >&2; exit 1; }
 
 if ! is_free_threaded "$PY"; then
   log "$PY was installed but is not a free-threaded build"; exit 1
 fi
+echo "CPython $PY_VERSION free-threaded, built by slither python install" >"$MARKER"
 log "done: $("$PY" -VV)"

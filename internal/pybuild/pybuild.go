@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
+	"time"
 )
 
 //go:embed build-python.sh
@@ -127,6 +129,11 @@ func Install(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, "bash", f.Name())
 	cmd.Env = append(os.Environ(), "PREFIX="+c.Prefix, "PY_VERSION="+c.Version, "SLITHER_PYTHON="+c.Python)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Cancelling must stop the whole build (make -j, apt-get), not bash
+	// alone: the script runs in its own process group, killed as one.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("pybuild: building or checking the free-threaded CPython %s (prefix %s): %w", c.Version, c.Prefix, err)
 	}
@@ -192,6 +199,12 @@ var Shells = []string{"sh", "fish", "make"}
 // LD_LIBRARY_PATH), and CGO_ENABLED=1. Values already set are kept after
 // ours.
 func Exports(l Link, shell string) (string, error) {
+	// cgo splits CGO_LDFLAGS at blanks (honouring its own quotes, which no
+	// shell quoting carries through) and the linker splits -Wl, at commas:
+	// a libdir holding either cannot become an rpath.
+	if strings.ContainsAny(l.LibDir, " \t\n'\"\\,") {
+		return "", fmt.Errorf("pybuild: the library directory %q holds a blank, quote, backslash or comma, which cannot pass through CGO_LDFLAGS as an rpath: install into a prefix without them (--prefix)", l.LibDir)
+	}
 	rpath := "-Wl,-rpath," + l.LibDir
 	switch shell {
 	case "sh", "":

@@ -89,12 +89,16 @@ func TestLocateExistingPython(t *testing.T) {
 // awkward is a directory name a shell must quote: blanks, quotes, a dollar.
 const awkward = `/tmp/my dir's "$HOME"`
 
+// dollarLib is a library directory a shell must quote that cgo can still
+// take as an rpath (no blank, quote or comma).
+const dollarLib = `/tmp/$HOME/lib`
+
 func TestExportsSh(t *testing.T) {
-	out, err := Exports(Link{PkgConfigDir: awkward + "/pc", LibDir: awkward + "/lib"}, "sh")
+	out, err := Exports(Link{PkgConfigDir: awkward + "/pc", LibDir: dollarLib}, "sh")
 	require.NoError(t, err)
 	for _, before := range []struct{ pc, ld, wantPC, wantLD string }{
-		{"", "", awkward + "/pc", "-Wl,-rpath," + awkward + "/lib"},
-		{"/old", "-lm", awkward + "/pc:/old", "-Wl,-rpath," + awkward + "/lib -lm"},
+		{"", "", awkward + "/pc", "-Wl,-rpath," + dollarLib},
+		{"/old", "-lm", awkward + "/pc:/old", "-Wl,-rpath," + dollarLib + " -lm"},
 	} {
 		cmd := exec.Command("sh", "-c", `eval "$1"; printf '%s\n%s\n%s' "$PKG_CONFIG_PATH" "$CGO_LDFLAGS" "$CGO_ENABLED"`, "sh", out)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -123,8 +127,20 @@ func TestExportsMake(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Equal(t, "/ft/lib/pkgconfig:/old|-Wl,-rpath,/ft/lib |1", string(got))
 
-	_, err = Exports(Link{PkgConfigDir: "/a b", LibDir: "/a b"}, "make")
+	_, err = Exports(Link{PkgConfigDir: "/a b", LibDir: "/ft/lib"}, "make")
 	require.ErrorContains(t, err, "make cannot hold")
+}
+
+// cgo splits CGO_LDFLAGS at blanks and -Wl, at commas: a library directory
+// holding them (or quotes) is refused in every shell, not turned into an
+// rpath that does not link.
+func TestExportsRefusesAnUnlinkableLibDir(t *testing.T) {
+	for _, dir := range []string{"/tmp/my dir/lib", "/tmp/a,b/lib", awkward + "/lib"} {
+		for _, sh := range Shells {
+			_, err := Exports(Link{PkgConfigDir: "/pc", LibDir: dir}, sh)
+			require.ErrorContains(t, err, "cannot pass through CGO_LDFLAGS", "%s %q", sh, dir)
+		}
+	}
 }
 
 func TestExportsFish(t *testing.T) {
