@@ -108,10 +108,19 @@ func Init(cfg Config) (*Runtime, error) {
 		return nil, initErr
 	}
 	if theRT == nil {
-		theRT, initErr = start(cfg)
-		if initErr != nil {
-			return nil, initErr
+		rt, err := start(cfg)
+		if err != nil {
+			// Only a failed initialization of CPython itself is for good;
+			// a bad Config found before it (a wrong venv or home) can be
+			// fixed and tried again.
+			var early *notStartedError
+			if errors.As(err, &early) {
+				return nil, early.err
+			}
+			initErr = err
+			return nil, err
 		}
+		theRT = rt
 	} else {
 		if cfg.Home != "" && filepath.Clean(cfg.Home) != theRT.home {
 			return nil, fmt.Errorf("cpython: already initialized with home %s, not %s", theRT.home, cfg.Home)
@@ -136,6 +145,14 @@ func Init(cfg Config) (*Runtime, error) {
 	return theRT, nil
 }
 
+// notStartedError is an error of start found before CPython was touched.
+type notStartedError struct{ err error }
+
+func (e *notStartedError) Error() string { return e.err.Error() }
+func (e *notStartedError) Unwrap() error { return e.err }
+
+func notStarted(err error) error { return &notStartedError{err} }
+
 func start(cfg Config) (*Runtime, error) {
 	rt := &Runtime{
 		freeThreaded: C.slither_free_threaded_build() == 1,
@@ -147,11 +164,11 @@ func start(cfg Config) (*Runtime, error) {
 	if home == "" {
 		lib := C.slither_libpython_path()
 		if lib == nil {
-			return nil, errors.New("cpython: cannot locate the loaded libpython; set Config.Home")
+			return nil, notStarted(errors.New("cpython: cannot locate the loaded libpython; set Config.Home"))
 		}
 		real, err := filepath.EvalSymlinks(C.GoString(lib))
 		if err != nil {
-			return nil, fmt.Errorf("cpython: locating libpython: %w", err)
+			return nil, notStarted(fmt.Errorf("cpython: locating libpython: %w", err))
 		}
 		home = filepath.Dir(filepath.Dir(real))
 	}
@@ -159,8 +176,8 @@ func start(cfg Config) (*Runtime, error) {
 	stdlibName := C.GoString(C.slither_stdlib_dirname())
 	stdlib := filepath.Join(rt.home, "lib", stdlibName)
 	if _, err := os.Stat(filepath.Join(stdlib, "os.py")); err != nil {
-		return nil, fmt.Errorf("cpython: no Python %s standard library under home %s (looked for %s): %w",
-			C.GoString(C.slither_header_version()), rt.home, stdlib, err)
+		return nil, notStarted(fmt.Errorf("cpython: no Python %s standard library under home %s (looked for %s): %w",
+			C.GoString(C.slither_header_version()), rt.home, stdlib, err))
 	}
 	base := filepath.Join(rt.home, "bin", strings.TrimPrefix(stdlibName, "lib"))
 	rt.executable = cfg.Executable
@@ -171,7 +188,7 @@ func start(cfg Config) (*Runtime, error) {
 	if cfg.Venv != "" {
 		v, err := openVenv(cfg.Venv, base, stdlibName)
 		if err != nil {
-			return nil, err
+			return nil, notStarted(err)
 		}
 		rt.venv = v.Dir
 		if cfg.Executable == "" {
@@ -184,7 +201,7 @@ func start(cfg Config) (*Runtime, error) {
 		search = search[:2]
 	}
 	if _, err := os.Stat(rt.executable); err != nil {
-		return nil, fmt.Errorf("cpython: interpreter executable %s: %w", rt.executable, err)
+		return nil, notStarted(fmt.Errorf("cpython: interpreter executable %s: %w", rt.executable, err))
 	}
 	gil := -1
 	switch cfg.GIL {
@@ -218,9 +235,8 @@ func start(cfg Config) (*Runtime, error) {
 		// Start-up makes a venv sys.prefix only when sys.executable lies in
 		// it (an explicit Config.Executable elsewhere defeats that): say so
 		// rather than run without the venv's packages.
-		check := "import sys\nif sys.prefix != " + strconv.Quote(rt.venv) +
-			":\n    raise RuntimeError('sys.prefix is %s, not the venv " + strings.ReplaceAll(rt.venv, "'", "") +
-			" (is Config.Executable outside the venv?)' % sys.prefix)\n"
+		check := "import sys\nvenv = " + strconv.Quote(rt.venv) + "\nif sys.prefix != venv:\n" +
+			"    raise RuntimeError('sys.prefix is %s, not the venv %s (is Config.Executable outside the venv?)' % (sys.prefix, venv))\n"
 		if err := rt.exec("_slither_venv", check); err != nil {
 			return nil, fmt.Errorf("cpython: %w: %w", pyvenv.ErrMismatch, err)
 		}

@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			e.thread = th
 		case cfg.Thread.Required:
 			return nil, fmt.Errorf("engine: the thread pool is required: %w", err)
-		case errors.Is(err, pyvenv.ErrMismatch):
+		case errors.Is(err, pyvenv.ErrMismatch), errors.Is(err, pyvenv.ErrInvalid):
 			// A wrong venv is a configuration error, not a missing feature.
 			return nil, fmt.Errorf("engine: venv: %w", err)
 		default:

@@ -18,6 +18,10 @@ import (
 // venv other than the one the process's interpreter already runs.
 var ErrMismatch = errors.New("virtualenv does not match the Python using it")
 
+// ErrInvalid is wrapped by every error of [Open] saying that a directory is
+// not a usable virtualenv (no pyvenv.cfg, or one naming no home).
+var ErrInvalid = errors.New("not a usable virtualenv")
+
 // Venv is one virtual environment, as its pyvenv.cfg describes it.
 type Venv struct {
 	// Dir is the venv's absolute directory (its sys.prefix).
@@ -45,11 +49,11 @@ func Is(dir string) bool {
 func Open(dir string) (*Venv, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("virtualenv %s: %w", dir, err)
+		return nil, fmt.Errorf("virtualenv %s: %w: %w", dir, ErrInvalid, err)
 	}
 	f, err := os.Open(filepath.Join(abs, "pyvenv.cfg"))
 	if err != nil {
-		return nil, fmt.Errorf("virtualenv %s: not a venv (create it with `python3.13t -m venv %s`): %w", abs, abs, err)
+		return nil, fmt.Errorf("virtualenv %s: %w: not a venv (create it with `python3.13t -m venv %s`): %w", abs, ErrInvalid, abs, err)
 	}
 	defer f.Close()
 	v := &Venv{Dir: filepath.Clean(abs)}
@@ -72,10 +76,10 @@ func Open(dir string) (*Venv, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("virtualenv %s: reading pyvenv.cfg: %w", abs, err)
+		return nil, fmt.Errorf("virtualenv %s: %w: reading pyvenv.cfg: %w", abs, ErrInvalid, err)
 	}
 	if v.Home == "" {
-		return nil, fmt.Errorf("virtualenv %s: pyvenv.cfg names no home (the Python it was made from)", abs)
+		return nil, fmt.Errorf("virtualenv %s: %w: pyvenv.cfg names no home (the Python it was made from)", abs, ErrInvalid)
 	}
 	return v, nil
 }

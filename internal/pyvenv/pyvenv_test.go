@@ -61,6 +61,8 @@ func TestOpenNotAVenv(t *testing.T) {
 	assert.False(t, pyvenv.Is(dir))
 	_, err := pyvenv.Open(dir)
 	assert.ErrorContains(t, err, "not a venv (create it with `python3.13t -m venv "+dir+"`)")
+	assert.ErrorIs(t, err, pyvenv.ErrInvalid)
 	_, err = pyvenv.Open(writeCfg(t, "version = 3.13.5\n"))
 	assert.ErrorContains(t, err, "pyvenv.cfg names no home")
+	assert.ErrorIs(t, err, pyvenv.ErrInvalid)
 }
