@@ -42,7 +42,7 @@ func TestPackageOutsideAPool(t *testing.T) {
 func TestPackageInstallsWithPip(t *testing.T) {
 	needPython(t, systemPython)
 	if out, err := plainPython(t, systemPython, "", "-c", "import ensurepip, setuptools, venv"); err != nil {
-		t.Skipf("%s cannot build offline here (needs venv, ensurepip and setuptools): %s", systemPython, out)
+		t.Fatalf("%s cannot build offline here (needs venv, ensurepip and setuptools; make python installs python3-venv and python3-setuptools): %s", systemPython, out)
 	}
 	// A copy, since setuptools writes build/ and *.egg-info beside the sources.
 	src := filepath.Join(t.TempDir(), "src")
@@ -85,7 +85,7 @@ func TestPackageInstallsWithPip(t *testing.T) {
 func needPython(t *testing.T, py string) {
 	t.Helper()
 	if _, err := exec.LookPath(py); err != nil {
-		t.Skipf("no %s here: %v", py, err)
+		t.Fatalf("no %s here (make python installs Debian's python3): %v", py, err)
 	}
 }
 
