@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/slither-go/slither/internal/pybuild"
 	"github.com/slither-go/slither/internal/pyvenv"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/store"
@@ -373,10 +374,15 @@ func (c Config) processPython(pc ProcessConfig) string {
 }
 
 // DefaultPython is the interpreter process pools run when none is
-// configured: SLITHER_PYTHON, else the free-threaded build in the default
-// cache (slither python install), else python3.
+// configured: SLITHER_PYTHON, else the interpreter of a runtime bundle
+// beside the program (slither python bundle), else the free-threaded build
+// in the default cache (slither python install), else python3.
 func DefaultPython() string {
 	if p := os.Getenv("SLITHER_PYTHON"); p != "" {
+		return p
+	}
+	// A deployed program runs its bundle's Python, never a build cache's.
+	if p, ok := pybuild.BundledPython(); ok {
 		return p
 	}
 	if home, err := os.UserHomeDir(); err == nil {

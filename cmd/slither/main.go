@@ -36,6 +36,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newPython(), newInit())
+	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), withBundle(newPython()), newInit())
 	return root
 }
