@@ -24,7 +24,13 @@ import (
 // go test runs).
 const root = "../.."
 
-var goBlock = regexp.MustCompile("(?s)```go\n(.*?)```")
+// codeBlock is a fenced block with its language. A ```python block whose
+// first line names a file ("# mymod.py") is written beside the next
+// program's main.go, as a user's own module is.
+var (
+	codeBlock  = regexp.MustCompile("(?s)```(go|python)\n(.*?)```")
+	pythonFile = regexp.MustCompile(`^# ([A-Za-z_][A-Za-z0-9_]*\.py)\n`)
+)
 
 // docFiles returns README.md and docs/*.md, relative to dir (the repository
 // root).
@@ -43,8 +49,9 @@ func docFiles(t *testing.T, dir string) []string {
 }
 
 type program struct {
-	name string // "docs/dispatch.md program 0", for failures
-	src  string
+	name  string // "docs/dispatch.md program 0", for failures
+	src   string
+	files map[string]string // Python modules written beside main.go
 }
 
 // programsIn returns the complete programs (```go blocks that start with
@@ -54,9 +61,18 @@ func programsIn(t *testing.T, dir, file string) []program {
 	text, err := os.ReadFile(filepath.Join(dir, file))
 	require.NoError(t, err)
 	var programs []program
-	for _, m := range goBlock.FindAllStringSubmatch(string(text), -1) {
-		if strings.HasPrefix(m[1], "package main") {
-			programs = append(programs, program{name: fmt.Sprintf("%s program %d", file, len(programs)), src: m[1]})
+	files := map[string]string{}
+	for _, m := range codeBlock.FindAllStringSubmatch(string(text), -1) {
+		lang, body := m[1], m[2]
+		if lang == "python" {
+			if f := pythonFile.FindStringSubmatch(body); f != nil {
+				files[f[1]] = body
+			}
+			continue
+		}
+		if strings.HasPrefix(body, "package main") {
+			programs = append(programs, program{name: fmt.Sprintf("%s program %d", file, len(programs)), src: body, files: files})
+			files = map[string]string{}
 		}
 	}
 	return programs
@@ -106,8 +122,14 @@ func TestDocProgramsRun(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { os.RemoveAll(dir) })
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(p.src), 0o644))
+			for name, body := range p.files {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+			}
 
-			cmd := exec.Command("go", "run", "./"+filepath.ToSlash(dir))
+			// Run from the program's directory, as a user runs theirs: a
+			// module beside main.go is found through Config.Paths ".".
+			cmd := exec.Command("go", "run", ".")
+			cmd.Dir = dir
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
@@ -220,4 +242,17 @@ func TestProgramsInGuidesAreFound(t *testing.T) {
 	require.Len(t, programs, 1)
 	require.Equal(t, "docs/guide.md program 0", programs[0].name)
 	require.Equal(t, []string{"a", "b"}, expectedOutput(programs[0].src))
+}
+
+// A ```python block whose first line names a file goes beside the next
+// program only; one without a name is prose.
+func TestPythonModulesGoWithTheNextProgram(t *testing.T) {
+	dir := t.TempDir()
+	doc := "# R\n\n```python\nprint('prose')\n```\n\n```python\n# mymod.py\nx = 1\n```\n\n" +
+		"```go\npackage main\n\nfunc main() {}\n```\n\n```go\npackage main\n\nfunc main() {}\n```\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "README.md"), []byte(doc), 0o644))
+	programs := programsIn(t, dir, "README.md")
+	require.Len(t, programs, 2)
+	require.Equal(t, map[string]string{"mymod.py": "# mymod.py\nx = 1\n"}, programs[0].files)
+	require.Empty(t, programs[1].files)
 }
