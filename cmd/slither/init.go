@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -137,6 +138,9 @@ func initFiles(dir, module, version, replace string) (map[string][]byte, error) 
 		}
 		if _, err := os.Stat(filepath.Join(abs, "go.mod")); err != nil {
 			return nil, fmt.Errorf("init: --replace %s is not a module checkout: %w", replace, err)
+		}
+		if strings.ContainsAny(abs, " \t\"'`\\()") { // go.mod takes such a path only quoted
+			abs = strconv.Quote(abs)
 		}
 		mod += "\nreplace " + slitherModule + " => " + abs + "\n"
 	}

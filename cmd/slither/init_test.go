@@ -2,11 +2,13 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -114,4 +116,22 @@ func TestRequireVersion(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, "1.26.8", goVersion("go1.26.8"))
 	require.Equal(t, "1.27", goVersion("devel go1.27-abcdef"))
+}
+
+// A checkout path go.mod cannot take bare (a blank) is written quoted, and
+// the result parses: `go mod edit -json` reads it back.
+func TestInitQuotesAReplacePathWithBlanks(t *testing.T) {
+	checkout := filepath.Join(t.TempDir(), "my checkout")
+	require.NoError(t, os.MkdirAll(checkout, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(checkout, "go.mod"), []byte("module github.com/slither-go/slither\n"), 0o644))
+	files, err := initFiles(t.TempDir(), "example.com/q", "v0.0.0-00010101000000-000000000000", checkout)
+	require.NoError(t, err)
+	assert.Contains(t, string(files["go.mod"]), `=> "`+checkout+`"`)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), files["go.mod"], 0o644))
+	cmd := exec.Command("go", "mod", "edit", "-json")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), `"Path": "`+checkout+`"`)
 }
