@@ -374,8 +374,8 @@ func (c Config) processPython(pc ProcessConfig) string {
 }
 
 // DefaultPython is the interpreter process pools run when none is
-// configured: SLITHER_PYTHON, else the interpreter of a runtime bundle
-// beside the program (slither python bundle), else the free-threaded build
+// configured: SLITHER_PYTHON, else the interpreter of the runtime bundle
+// whose libpython this process loaded (slither python bundle), else the free-threaded build
 // in the default cache (slither python install), else python3.
 func DefaultPython() string {
 	if p := os.Getenv("SLITHER_PYTHON"); p != "" {

@@ -285,6 +285,13 @@ func writeFS(fsys fs.FS, dst string) error {
 // $ORIGIN-relative one. A file without one is left alone; a value longer
 // than the old one is an error.
 func setRunpath(path, value string) error {
+	// Never write through a link: its target may lie outside the bundle
+	// (in the build installation itself).
+	if st, err := os.Lstat(path); err != nil {
+		return err
+	} else if !st.Mode().IsRegular() {
+		return nil
+	}
 	f, err := elf.Open(path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -333,6 +340,12 @@ func setRunpath(path, value string) error {
 		}
 		old := table[off:]
 		old = old[:bytes.IndexByte(old, 0)+1] // with its NUL; the table ends in one
+		// The linker may let another string end inside this one (tail
+		// merging): padding it with NULs would empty that string too.
+		if name, shared := sharesTail(f, string(old[:len(old)-1])); shared {
+			w.Close()
+			return fmt.Errorf("%s: its rpath %q shares its bytes with the name %q; refusing to rewrite it in place", path, old[:len(old)-1], name)
+		}
 		if len(value) >= len(old) {
 			w.Close()
 			return fmt.Errorf("%s: its rpath %q is shorter than %q: install the build under a longer prefix", path, old[:len(old)-1], value)
@@ -347,48 +360,83 @@ func setRunpath(path, value string) error {
 	return w.Close()
 }
 
-// BundledPython returns the interpreter of the runtime bundle beside the
-// running program: a directory next to os.Executable() (after symlinks)
-// holding [BundleMarker] — the first in name order if there are several.
-// ok is false when there is none. The answer is computed once per process.
+// sharesTail reports a name of f's dynamic string table (a symbol, a
+// needed library, the soname, a version) that is a suffix of rpath, so may
+// be stored inside rpath's bytes.
+func sharesTail(f *elf.File, rpath string) (string, bool) {
+	var names []string
+	if syms, err := f.DynamicSymbols(); err == nil {
+		for _, s := range syms {
+			names = append(names, s.Name, s.Version, s.Library)
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err == nil {
+		names = append(names, libs...)
+	}
+	if so, err := f.DynString(elf.DT_SONAME); err == nil {
+		names = append(names, so...)
+	}
+	for _, n := range names {
+		if n != "" && strings.HasSuffix(rpath, n) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// BundledPython returns the interpreter of the runtime bundle this process
+// runs from: the bundle whose lib/ holds the libpython the dynamic loader
+// loaded (read from /proc/self/maps), so that only what the loader already
+// trusted is trusted, never a directory someone put beside the program. ok
+// is false when there is none (a program built without cgo loads no
+// libpython, so finds no bundle). The answer is computed once per process.
 func BundledPython() (python string, ok bool) {
 	b := bundled()
 	return b, b != ""
 }
 
 var bundled = sync.OnceValue(func() string {
-	exe, err := os.Executable()
+	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return ""
 	}
-	if r, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = r
-	}
-	return findBundle(filepath.Dir(exe))
+	return bundleOf(loadedLibpython(string(maps)))
 })
 
-// findBundle looks for a bundle among the directories in dir.
-func findBundle(dir string) string {
-	ents, err := os.ReadDir(dir)
+// loadedLibpython returns the path of the libpython mapped in maps (the
+// text of /proc/self/maps), or "".
+func loadedLibpython(maps string) string {
+	for _, line := range strings.Split(maps, "\n") {
+		i := strings.Index(line, "/")
+		if i < 0 {
+			continue
+		}
+		if p := line[i:]; strings.HasPrefix(filepath.Base(p), "libpython3") && strings.Contains(filepath.Base(p), ".so") {
+			return p
+		}
+	}
+	return ""
+}
+
+// bundleOf returns the interpreter of the bundle whose lib/ holds libpy:
+// its directory's parent must hold [BundleMarker] naming an interpreter
+// inside the bundle.
+func bundleOf(libpy string) string {
+	if libpy == "" || filepath.Base(filepath.Dir(libpy)) != "lib" {
+		return ""
+	}
+	root := filepath.Dir(filepath.Dir(libpy))
+	b, err := os.ReadFile(filepath.Join(root, BundleMarker))
 	if err != nil {
 		return ""
 	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), BundleMarker))
-		if err != nil {
-			continue
-		}
-		var info bundleInfo
-		if json.Unmarshal(b, &info) != nil || info.Python == "" || filepath.IsAbs(info.Python) {
-			continue
-		}
-		py := filepath.Join(dir, e.Name(), filepath.FromSlash(info.Python))
-		if st, err := os.Stat(py); err == nil && st.Mode().IsRegular() {
-			return py
-		}
+	var info bundleInfo
+	if json.Unmarshal(b, &info) != nil || !filepath.IsLocal(filepath.FromSlash(info.Python)) {
+		return ""
+	}
+	py := filepath.Join(root, filepath.FromSlash(info.Python))
+	if st, err := os.Stat(py); err == nil && st.Mode().IsRegular() {
+		return py
 	}
 	return ""
 }

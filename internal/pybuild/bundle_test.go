@@ -53,13 +53,37 @@ func TestSetRunpath(t *testing.T) {
 
 	err = setRunpath(bin, "$ORIGIN/a/value/longer/than/the/old/one")
 	require.ErrorContains(t, err, "install the build under a longer prefix")
+
+	// A symbol whose name the linker may store inside the rpath's bytes
+	// (tail merging): padding would empty its name, so it is refused, and
+	// the library is left as it was.
+	lc := filepath.Join(dir, "l.c")
+	require.NoError(t, os.WriteFile(lc, []byte("int libfoo(void){return 1;}\n"), 0o644))
+	lib := filepath.Join(dir, "libl.so")
+	out, err = exec.Command("cc", "-shared", "-fPIC", "-o", lib, lc, "-Wl,-rpath,/a/rather/long/prefix/libfoo").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	before, err := os.ReadFile(lib)
+	require.NoError(t, err)
+	require.ErrorContains(t, setRunpath(lib, "$ORIGIN"), `shares its bytes with the name "libfoo"`)
+	after, err := os.ReadFile(lib)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+
+	// A link is never written through.
+	link := filepath.Join(dir, "link.so")
+	require.NoError(t, os.Symlink(lib, link))
+	require.NoError(t, setRunpath(link, "$ORIGIN"))
+	after, err = os.ReadFile(lib)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
 }
 
-// TestBundleDirAndDiscovery: a bundle directory is found beside a program
-// by its marker; a non-empty directory that is not a bundle is refused,
-// never deleted.
+// TestBundleDirAndDiscovery: a bundle is found from the libpython the
+// loader mapped, by its marker; a non-empty directory that is not a bundle
+// is refused, never deleted.
 func TestBundleDirAndDiscovery(t *testing.T) {
 	dir := t.TempDir()
+	findBundle := func(dir string) string { return bundleOf(filepath.Join(dir, "pyrt", "lib", "libpython3.13t.so.1.0")) }
 	require.Empty(t, findBundle(dir))
 
 	other := filepath.Join(dir, "data")
@@ -81,4 +105,22 @@ func TestBundleDirAndDiscovery(t *testing.T) {
 	ents, err := os.ReadDir(b)
 	require.NoError(t, err)
 	require.Empty(t, ents)
+}
+
+// Only the bundle of the loaded libpython counts: a directory planted beside
+// the program is never taken, and a marker cannot name an interpreter
+// outside its bundle.
+func TestBundleIsTheLoadedLibpythons(t *testing.T) {
+	maps := "7f00-7f01 r-xp 00000000 08:01 42 /srv/app/pyrt/lib/libpython3.13t.so.1.0\n" +
+		"7f02-7f03 r--p 00000000 08:01 43 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+	require.Equal(t, "/srv/app/pyrt/lib/libpython3.13t.so.1.0", loadedLibpython(maps))
+	require.Empty(t, loadedLibpython("7f02-7f03 r--p 00000000 08:01 43 /usr/lib/x86_64-linux-gnu/libc.so.6\n"))
+
+	dir := t.TempDir()
+	b := filepath.Join(dir, "pyrt")
+	require.NoError(t, os.MkdirAll(filepath.Join(b, "lib"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "evil"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "evil", "python"), nil, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(b, BundleMarker), []byte(`{"python":"../evil/python"}`), 0o644))
+	require.Empty(t, bundleOf(filepath.Join(b, "lib", "libpython3.13t.so.1.0")), "a marker naming a path outside its bundle")
 }
