@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/slither-go/slither/internal/pyvenv"
 	"github.com/slither-go/slither/python"
@@ -142,12 +144,33 @@ func MakeBundle(ctx context.Context, c Config, dir, venv string) error {
 		return os.WriteFile(filepath.Join(dir, BundleMarker), append(b, '\n'), 0o644)
 	})
 	for _, step := range steps {
-		if err := ctx.Err(); err != nil {
-			return err
+		err := ctx.Err()
+		if err == nil {
+			err = step()
 		}
-		if err := step(); err != nil {
+		if err != nil {
+			// Half a bundle would have no marker, and the next run would
+			// refuse the directory: remove what this run wrote (dir was
+			// empty, or an earlier bundle, when it began).
+			_ = removeBundle(dir)
 			return fmt.Errorf("pybuild: bundle %s: %w", dir, err)
 		}
+	}
+	return nil
+}
+
+// bundleEntries are the only names a bundle holds at its top.
+var bundleEntries = []string{"bin", "lib", BundleMarker}
+
+// removeBundle removes what a bundle writes in dir (and dir, if then empty).
+func removeBundle(dir string) error {
+	for _, name := range bundleEntries {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+		return err
 	}
 	return nil
 }
@@ -165,7 +188,14 @@ func emptyBundleDir(dir string) error {
 		if _, err := os.Stat(filepath.Join(dir, BundleMarker)); err != nil {
 			return fmt.Errorf("pybuild: bundle directory %s is not empty and holds no %s (not an earlier bundle); choose a new one", dir, BundleMarker)
 		}
-		if err := os.RemoveAll(dir); err != nil {
+		// Only what a bundle holds is removed: anything else a user put
+		// there makes the directory not an earlier bundle.
+		for _, e := range ents {
+			if !slices.Contains(bundleEntries, e.Name()) {
+				return fmt.Errorf("pybuild: bundle directory %s holds %s, which no bundle does: not replacing it; choose a new one", dir, e.Name())
+			}
+		}
+		if err := removeBundle(dir); err != nil {
 			return fmt.Errorf("pybuild: replacing the earlier bundle %s: %w", dir, err)
 		}
 	}

@@ -124,3 +124,21 @@ func TestBundleIsTheLoadedLibpythons(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(b, BundleMarker), []byte(`{"python":"../evil/python"}`), 0o644))
 	require.Empty(t, bundleOf(filepath.Join(b, "lib", "libpython3.13t.so.1.0")), "a marker naming a path outside its bundle")
 }
+
+// Replacing an earlier bundle removes only what a bundle holds: a file a
+// user added makes the directory not a bundle, and nothing is deleted.
+func TestEarlierBundleWithOtherFilesIsKept(t *testing.T) {
+	b := filepath.Join(t.TempDir(), "pyrt")
+	require.NoError(t, os.MkdirAll(filepath.Join(b, "lib"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(b, BundleMarker), []byte(`{"python":"bin/python3.13t"}`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(b, "notes.txt"), []byte("mine"), 0o644))
+	require.ErrorContains(t, emptyBundleDir(b), "holds notes.txt, which no bundle does")
+	require.FileExists(t, filepath.Join(b, "notes.txt"))
+	require.FileExists(t, filepath.Join(b, BundleMarker))
+
+	require.NoError(t, os.Remove(filepath.Join(b, "notes.txt")))
+	require.NoError(t, emptyBundleDir(b))
+	ents, err := os.ReadDir(b)
+	require.NoError(t, err)
+	require.Empty(t, ents)
+}
