@@ -1,11 +1,9 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,26 +11,9 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/internal/logbuf"
 	"github.com/slither-go/slither/pools"
 )
-
-// syncBuffer is a log sink the pools' goroutines may write to meanwhile.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestForgottenPathsAreNamed: a user module whose directory is not in
 // Config.Paths does not fall back to processes silently. The engine logs
@@ -40,7 +21,7 @@ func (s *syncBuffer) String() string {
 // the failing batch's error carries the same text.
 func TestForgottenPathsAreNamed(t *testing.T) {
 	ctx := context.Background()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	eng, err := engine.Start(ctx, engine.Config{
 		Thread:  engine.ThreadConfig{Workers: 1},
 		Process: map[string]engine.ProcessConfig{"default": {Workers: 1}},

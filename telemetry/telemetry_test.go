@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/internal/logbuf"
 	"github.com/slither-go/slither/telemetry"
 )
 
@@ -63,7 +64,7 @@ func TestPanickingHandlerIsDetachedAndLogged(t *testing.T) {
 // two goroutines at once is logged and detached once, and a handler since
 // attached under the same name is not the one detached.
 func TestHandlerPanickingEverywhereIsReportedOnce(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	b := telemetry.New(slog.New(slog.NewTextHandler(&logs, nil)))
 	var inside sync.WaitGroup
 	inside.Add(2)
@@ -96,24 +97,6 @@ func TestHandlerPanickingEverywhereIsReportedOnce(t *testing.T) {
 	b.Emit(telemetry.StoreWrite, telemetry.Measurements{}, nil)
 	assert.Equal(t, []string{"self"}, b.Handlers())
 	assert.Equal(t, 1, calls, "the replacement runs")
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestNilBusDropsEvents(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/slither-go/slither/internal/leaktest"
+	"github.com/slither-go/slither/internal/logbuf"
 	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
@@ -480,7 +481,7 @@ func TestStartErrors(t *testing.T) {
 }
 
 func TestWorkerOutputIsLogged(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	o := opts(1)
 	o.Logger = slog.New(slog.NewTextHandler(&buf, nil))
 	p := newPool(t, o)
@@ -489,23 +490,6 @@ func TestWorkerOutputIsLogged(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return strings.Contains(buf.String(), fmt.Sprintf(`msg="shout: hello" worker=0 pid=%d stream=stderr`, pid))
 	}, 10*time.Second, 10*time.Millisecond, buf.String())
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestThreadsPerWorkerRunAtOnce(t *testing.T) {
