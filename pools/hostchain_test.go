@@ -27,12 +27,14 @@ func TestHostChainAcrossPools(t *testing.T) {
 	// A deadlock fails the test at this bound rather than hanging it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	abs, err := filepath.Abs("testdata")
+	// threadtest.call_host makes each item's host call: the thread pool's
+	// test module serves both pools here.
+	abs, err := filepath.Abs(filepath.Join("thread", "testdata"))
 	require.NoError(t, err)
 	var th *thread.Pool
 	var pr *process.Pool
 	call := func(items ...any) pools.Batch {
-		return pools.Batch{Module: "hostchain", Function: "call", Items: items}
+		return pools.Batch{Module: "threadtest", Function: "call_host", Items: items}
 	}
 	host := func(ctx context.Context, c pools.HostCall) (any, error) {
 		switch c.Name {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -16,12 +14,7 @@ import (
 func TestPythonBundleEnv(t *testing.T) {
 	t.Setenv(pybuild.EnvPython, "")
 	t.Setenv(pybuild.EnvVersion, "")
-	prefix := filepath.Join(t.TempDir(), "ft")
-	for _, f := range []string{"bin/python3.14t", "lib/pkgconfig/python-3.14t-embed.pc"} {
-		p := filepath.Join(prefix, f)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, nil, 0o755))
-	}
+	prefix := fakePrefix(t)
 	out, err := runCLI(t, "python", "bundle", "--env", "pyrt", "--prefix", prefix, "--py-version", "3.14")
 	require.NoError(t, err, out)
 	require.Equal(t, "export PKG_CONFIG_PATH='"+prefix+"/lib/pkgconfig'\"${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}\"\n"+

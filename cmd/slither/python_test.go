@@ -28,12 +28,7 @@ func TestPythonEnvAndPath(t *testing.T) {
 	// The variables are the Makefile's; flags override them.
 	t.Setenv(pybuild.EnvPython, "")
 	t.Setenv(pybuild.EnvVersion, "")
-	prefix := filepath.Join(t.TempDir(), "ft")
-	for _, f := range []string{"bin/python3.14t", "lib/pkgconfig/python-3.14t-embed.pc"} {
-		p := filepath.Join(prefix, f)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, nil, 0o755))
-	}
+	prefix := fakePrefix(t)
 	t.Setenv(pybuild.EnvPrefix, prefix)
 
 	out, err := runCLI(t, "python", "env", "--py-version", "3.14")
@@ -67,4 +62,17 @@ func TestPythonPathPackage(t *testing.T) {
 	dir := strings.TrimSpace(out)
 	_, err = os.Stat(filepath.Join(dir, "slither", "__init__.py"))
 	require.NoError(t, err, "python path --package names a directory holding the slither package")
+}
+
+// fakePrefix is an install prefix holding the two files Locate checks for
+// a 3.14t build, empty.
+func fakePrefix(t *testing.T) string {
+	t.Helper()
+	prefix := filepath.Join(t.TempDir(), "ft")
+	for _, f := range []string{"bin/python3.14t", "lib/pkgconfig/python-3.14t-embed.pc"} {
+		p := filepath.Join(prefix, f)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, nil, 0o755))
+	}
+	return prefix
 }

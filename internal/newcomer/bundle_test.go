@@ -98,10 +98,7 @@ func TestBundleRelocated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	f := newFresh(ctx, t)
-	f.write("go.mod", "module example.com/shipped\n\n"+f.goLine+"\n\n"+
-		"require github.com/slither-go/slither v0.0.0-00010101000000-000000000000\n\n"+
-		"replace github.com/slither-go/slither => "+f.root+"\n")
-	f.write("go.sum", f.goSum)
+	f.module("example.com/shipped")
 	f.write("main.go", bundledGo)
 	f.write("where.py", whereMod)
 	// A venv of the free-threaded build with one pure-Python module.

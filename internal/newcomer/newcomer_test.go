@@ -187,6 +187,15 @@ func (f *fresh) write(name, text string) {
 	require.NoError(f.t, os.WriteFile(filepath.Join(f.dir, name), []byte(text), 0o644))
 }
 
+// module writes go.mod for module path, requiring Slither through a
+// replace to this checkout, and the checkout's go.sum.
+func (f *fresh) module(path string) {
+	f.write("go.mod", "module "+path+"\n\n"+f.goLine+"\n\n"+
+		"require github.com/slither-go/slither v0.0.0-00010101000000-000000000000\n\n"+
+		"replace github.com/slither-go/slither => "+f.root+"\n")
+	f.write("go.sum", f.goSum)
+}
+
 // run runs a command in the new module and returns its stdout.
 func (f *fresh) run(name string, args ...string) string {
 	return f.runIn(f.dir, name, args...)
@@ -220,10 +229,7 @@ func TestNewcomerModule(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	f := newFresh(ctx, t)
-	f.write("go.mod", "module example.com/newcomer\n\n"+f.goLine+"\n\n"+
-		"require github.com/slither-go/slither v0.0.0-00010101000000-000000000000\n\n"+
-		"replace github.com/slither-go/slither => "+f.root+"\n")
-	f.write("go.sum", f.goSum)
+	f.module("example.com/newcomer")
 	f.write("main.go", mainGo)
 	f.write("mymod.py", mymod)
 	f.setUp("")

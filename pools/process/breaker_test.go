@@ -2,7 +2,6 @@ package process_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -125,14 +124,7 @@ func TestCrashesCountWhenRecyclingIsDue(t *testing.T) {
 	o.RestartWindow = time.Hour
 	o.RestartBackoff = time.Hour // this test sees the open breaker only
 	p := newPool(t, o)
-	var err error
-	for range 10 {
-		_, err = p.Submit(context.Background(), batch("segfault", 1))
-		if errors.Is(err, pools.ErrPoolFailed) {
-			break
-		}
-		require.ErrorIs(t, err, pools.ErrWorkerCrashed)
-	}
+	err := crashUntilBreakerOpens(t, p)
 	require.ErrorIs(t, err, pools.ErrPoolFailed, "three crashes within the window open the breaker")
 	assert.Contains(t, err.Error(), "3 worker restarts within 1h0m0s (limit 2)")
 }

@@ -305,14 +305,7 @@ func TestRestartIntensityFailsPool(t *testing.T) {
 	o.RestartWindow = time.Minute
 	o.RestartBackoff = time.Hour // this test sees the open breaker only
 	p := newPool(t, o)
-	var err error
-	for range 10 {
-		_, err = p.Submit(context.Background(), batch("segfault", 1))
-		if errors.Is(err, pools.ErrPoolFailed) {
-			break
-		}
-		require.ErrorIs(t, err, pools.ErrWorkerCrashed)
-	}
+	err := crashUntilBreakerOpens(t, p)
 	require.ErrorIs(t, err, pools.ErrPoolFailed)
 	assert.Contains(t, err.Error(), "3 worker restarts within 1m0s (limit 2); no worker is started for 1h0m0s")
 	_, err = p.Submit(context.Background(), batch("echo", 1))
@@ -626,4 +619,20 @@ func TestWorkerEventsAndCallInfo(t *testing.T) {
 		"pool.worker.start worker=0", "pool.worker.exit worker=0",
 		"pool.worker.restart worker=0", "pool.worker.start worker=0",
 	}, events[:4])
+}
+
+// crashUntilBreakerOpens crashes p's worker (each crash fails its call with
+// ErrWorkerCrashed) until a call fails with ErrPoolFailed, at most 10
+// times, and returns the last call's error.
+func crashUntilBreakerOpens(t *testing.T, p *process.Pool) error {
+	t.Helper()
+	var err error
+	for range 10 {
+		_, err = p.Submit(context.Background(), batch("segfault", 1))
+		if errors.Is(err, pools.ErrPoolFailed) {
+			break
+		}
+		require.ErrorIs(t, err, pools.ErrWorkerCrashed)
+	}
+	return err
 }
