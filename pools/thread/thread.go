@@ -489,9 +489,6 @@ func (w *worker) run(j *job) (result, time.Duration) {
 	if err == nil {
 		out, err = pools.CheckResults(j.b, out)
 	} else {
-		if errors.Is(err, cpython.ErrConversion) {
-			err = conversionError{err}
-		}
 		var exc *cpython.Exception
 		if errors.As(err, &exc) {
 			err = &pools.PythonError{Type: exc.Type, Message: exc.Message, Traceback: exc.Traceback, Err: err}
@@ -513,13 +510,6 @@ func (w *worker) run(j *job) (result, time.Duration) {
 
 // pid is this process's id (a syscall each time os.Getpid is asked).
 var pid = os.Getpid()
-
-// conversionError makes a cpython conversion error match
-// pools.ErrConversion too.
-type conversionError struct{ error }
-
-func (e conversionError) Unwrap() error        { return e.error }
-func (e conversionError) Is(target error) bool { return target == pools.ErrConversion }
 
 // interrupt raises slither.Cancelled in the worker's running call if it is
 // call seq (any running call, for seq == 0).
