@@ -215,8 +215,11 @@ func (pr *proc) kill(reason string, cause endCause) {
 	if cause == endTimeout {
 		sentinel = pools.ErrTimeout
 	}
-	pr.endHosts(fmt.Errorf("pools/process: worker %d (pid %d) %s: %w", pr.slot.id, pr.pid, reason, sentinel))
+	// Killed first: a host function that returns as its context ends must
+	// not get its answer to the worker in time for the batch to finish as
+	// if it had not timed out.
 	pr.killGroup(syscall.SIGKILL)
+	pr.endHosts(fmt.Errorf("pools/process: worker %d (pid %d) %s: %w", pr.slot.id, pr.pid, reason, sentinel))
 }
 
 // setEnd records why the pool ends the process; the first reason stays.
