@@ -118,7 +118,7 @@ func (r *runner) retry(b *batch, out outcome, rt Retry) outcome {
 			}
 		}
 		r.d.count(func(rep *Report) { rep.Retries++ })
-		r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(out.failed), BatchSize: len(out.failed)}, b.seq, first.attempt+1)
+		r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(out.failed), BatchSize: len(out.failed)}, b.seq, first.attempt+1, nil, nil)
 		out = r.submit(b, out.indices(), first.attempt+1)
 	}
 	return out
@@ -136,7 +136,7 @@ func (r *runner) bisect(b *batch, out outcome) outcome {
 	var res outcome
 	for _, half := range [][]int{idx[:len(idx)/2], idx[len(idx)/2:]} {
 		r.d.count(func(rep *Report) { rep.Bisections++ })
-		r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(half), BatchSize: len(half)}, b.seq, attempt)
+		r.emit(telemetry.DispatchBatchRetry, telemetry.Measurements{Items: len(half), BatchSize: len(half)}, b.seq, attempt, nil, nil)
 		h := r.bisect(b, r.submit(b, half, attempt))
 		if h.cancelled {
 			return h

@@ -20,6 +20,15 @@
 // way, in its worker. A panic in a user callback — the input, a strategy's
 // batcher, a weight or key function, a policy's function, a pool's Submit —
 // is an error naming the callback ([ErrPanic]), never a crash.
+//
+// A run is traced with OpenTelemetry (Options.TracerProvider, or the
+// global provider: a no-op unless the program installed one): a
+// "slither.dispatch" span for the run, a child of the span in the run's
+// context, and a "slither.batch" span per submission of a batch under it.
+// The batch span's context is what the pool receives, so Python's
+// slither.context().trace_id and span_id are the batch span's. A failed
+// submission records the Python exception's type and traceback (see
+// [Exception]). Attributes are built only for spans that record.
 package dispatch
 
 import (
@@ -34,6 +43,8 @@ import (
 	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Ordering says in which order results come out.
@@ -76,8 +87,13 @@ type Options struct {
 	Linger time.Duration
 	// Telemetry receives dispatch.batch.* events; nil sends none.
 	Telemetry *telemetry.Bus
-	// Name labels this run's events (metadata "dispatch").
+	// Name labels this run's events (metadata "dispatch") and spans
+	// (slither.dispatch); empty means "Module.Function".
 	Name string
+	// TracerProvider makes the run's spans ("slither.dispatch", and a
+	// "slither.batch" per submission); nil means otel.GetTracerProvider(),
+	// a no-op unless the program installed one.
+	TracerProvider trace.TracerProvider
 }
 
 // Result is one item's outcome.
@@ -233,20 +249,43 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 			return
 		}
 		start := time.Now()
-		defer func() { d.count(func(r *Report) { r.Duration = time.Since(start) }) }()
-
-		ctx, cancel := context.WithCancelCause(d.ctx)
-		defer cancel(nil)
 		maxIn := d.opts.MaxInFlight
 		if maxIn == 0 {
 			maxIn = max(d.pool.Capacity(), 1)
 		}
-		r := &runner{d: d, ctx: ctx, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
-			results: make(chan done)}
+		r := d.newRunner(maxIn)
+		sctx, span := r.tracer.Start(d.ctx, "slither.dispatch")
+		// A provider that makes nothing of the run (no provider installed:
+		// no ids, nothing recorded) would make nothing of its batches:
+		// they skip the tracer, so that tracing costs them nothing.
+		r.traceBatches = span.IsRecording() || span.SpanContext().IsValid()
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("slither.dispatch", r.name), attribute.String("slither.function", r.fn),
+				attribute.Int("slither.max_in_flight", maxIn))
+		}
+		r.emitRun(telemetry.DispatchRunStart, telemetry.Measurements{}, maxIn)
+		// runErr is the error the run ended with, for its span and event.
+		var runErr error
+		fail := func(err error) {
+			runErr = err
+			yield(Result{}, err)
+		}
+		// Deferred first so it runs last: after every batch has ended.
+		defer func() {
+			d.count(func(r *Report) { r.Duration = time.Since(start) })
+			rep := d.Report()
+			endRun(span, rep, runErr)
+			r.emitRun(telemetry.DispatchRunStop, telemetry.Measurements{Duration: rep.Duration, Items: rep.Items}, maxIn,
+				"report", rep, "error", runErr)
+		}()
+
+		ctx, cancel := context.WithCancelCause(sctx)
+		defer cancel(nil)
+		r.ctx = ctx
 		r.observer, _ = batcher.(Observer)
 		if w, ok := batcher.(WorkerAware); ok {
 			if err := safecall.Call("dispatch: the batcher's SetWorkers", func() error { w.SetWorkers(maxIn); return nil }); err != nil {
-				yield(Result{}, err)
+				fail(err)
 				return
 			}
 		}
@@ -283,7 +322,7 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 				// release an input that waits (see Stream) before the
 				// deferred drain can end.
 				cancel(b.err)
-				yield(Result{}, b.err)
+				fail(b.err)
 				return
 			}
 			if d.opts.Ordering == AsCompleted {
@@ -306,7 +345,7 @@ func (d *Dispatch) Results() iter.Seq2[Result, error] {
 			}
 		}
 		if d.ctx.Err() != nil { // cancelled by the caller: batches were dropped
-			yield(Result{}, fmt.Errorf("dispatch: run cancelled: %w", context.Cause(d.ctx)))
+			fail(fmt.Errorf("dispatch: run cancelled: %w", context.Cause(d.ctx)))
 		}
 	}
 }
@@ -354,110 +393,3 @@ func (d *Dispatch) start() (Batcher, error) {
 	d.count(func(r *Report) { r.PerWorker = map[int]int{} })
 	return b, nil
 }
-
-// failedWhole is the outcome of a batch that failed as a whole with err.
-func failedWhole(idx []int, err error, attempt int) outcome {
-	res := outcome{whole: err}
-	for _, i := range idx {
-		res.failed = append(res.failed, failure{i: i, err: err, attempt: attempt})
-	}
-	return res
-}
-
-// submit sends the items of b at idx to the pool as one batch, records the
-// values of those that succeed and returns those that failed: every one
-// when Submit fails, or the ones the Python function failed on their own
-// (slither.failed).
-func (r *runner) submit(b *batch, idx []int, attempt int) outcome {
-	o := &r.d.opts
-	seq := b.seq
-	sub := make([]Item, len(idx))
-	payloads := make([]any, len(idx))
-	for k, i := range idx {
-		sub[k], payloads[k] = b.items[i], b.items[i].Payload
-	}
-	pb := pools.Batch{Module: o.Module, Function: o.Function, Items: payloads, Session: o.Session,
-		Unpinned: o.Unpinned, Route: o.Route}
-	m := telemetry.Measurements{Items: len(sub), BatchSize: len(sub)}
-	r.emit(telemetry.DispatchBatchStart, m, seq, attempt)
-	var ci pools.CallInfo
-	start := time.Now()
-	sctx, cancel := r.ctx, context.CancelFunc(func() {})
-	if o.Timeout > 0 {
-		sctx, cancel = context.WithTimeoutCause(r.ctx, o.Timeout, fmt.Errorf("%w: batch ran past the %v timeout", pools.ErrTimeout, o.Timeout))
-	}
-	out, err := safecall.Values("dispatch: the pool's Submit", func() ([]any, error) {
-		return r.d.pool.Submit(pools.WithCallInfo(sctx, &ci), pb)
-	})
-	if err == nil {
-		// A pool from outside this module may return any number of results.
-		out, err = pools.CheckResults(pb, out)
-	} else if sctx.Err() != nil && r.ctx.Err() == nil && !errors.Is(err, pools.ErrTimeout) {
-		// Our timeout ended it, whatever the pool says: a bare
-		// context.DeadlineExceeded would read as not worth retrying.
-		err = fmt.Errorf("%w (the pool returned: %v)", context.Cause(sctx), err)
-	}
-	cancel()
-	m.Duration = time.Since(start)
-
-	if err != nil {
-		if r.ctx.Err() != nil { // cancelled: the consumer is stopping
-			r.emit(telemetry.DispatchBatchException, m, seq, attempt)
-			return outcome{cancelled: true}
-		}
-		if o.Telemetry != nil {
-			o.Telemetry.Emit(telemetry.DispatchBatchException, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module,
-				"function": o.Function, "batch": seq, "attempt": attempt, "error": err.Error(), "pool": string(r.d.pool.Kind())})
-		}
-		return failedWhole(idx, err, attempt)
-	}
-	r.emit(telemetry.DispatchBatchStop, m, seq, attempt)
-	if r.observer != nil {
-		// Service time: the wall time also holds the wait for a worker,
-		// which says nothing of what a batch size costs.
-		svc := ci.Service
-		if svc <= 0 { // a pool that does not measure it
-			svc = m.Duration
-		}
-		// A panicking Observe fails this batch like any error, so the
-		// run's policy applies.
-		if err := safecall.Call("dispatch: the batcher's Observe", func() error { r.observer.Observe(len(sub), svc); return nil }); err != nil {
-			return failedWhole(idx, err, attempt)
-		}
-	}
-	var res outcome
-	for k, v := range out {
-		if msg, bad := failedMarker(v); bad {
-			res.failed = append(res.failed, failure{i: idx[k], err: &ItemError{ID: sub[k].ID, Message: msg}, attempt: attempt})
-			continue
-		}
-		b.values[idx[k]], b.has[idx[k]] = v, true
-	}
-	ok := len(out) - len(res.failed)
-	r.d.count(func(rep *Report) {
-		rep.Succeeded += ok
-		rep.FailedItems += len(res.failed)
-		rep.PerWorker[ci.Worker]++
-	})
-	return res
-}
-
-// failedMarker reports whether v is what slither.failed(message) returns
-// for one item that failed on its own.
-func failedMarker(v any) (string, bool) {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) != 1 {
-		return "", false
-	}
-	msg, ok := m["__slither_failed__"].(string)
-	return msg, ok
-}
-
-// ItemError is the error of one item that its Python function failed on
-// its own (slither.failed), leaving the rest of its batch good.
-type ItemError struct {
-	ID      string
-	Message string
-}
-
-func (e *ItemError) Error() string { return fmt.Sprintf("item %s failed: %s", e.ID, e.Message) }

@@ -449,6 +449,7 @@ func TestTelemetryAndMetrics(t *testing.T) {
 	assert.Equal(t, map[telemetry.Event]int{
 		telemetry.DispatchBatchQueued: 5, telemetry.DispatchBatchStart: 5,
 		telemetry.DispatchBatchStop: 4, telemetry.DispatchBatchException: 1,
+		telemetry.DispatchRunStart: 1, telemetry.DispatchRunStop: 1,
 	}, counts)
 	s := m.Snapshot()
 	assert.Zero(t, s.InFlightBatches)

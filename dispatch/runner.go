@@ -2,12 +2,16 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/slither-go/slither/internal/safecall"
+	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // runner holds one run's plumbing.
@@ -20,6 +24,26 @@ type runner struct {
 	wg      sync.WaitGroup
 
 	observer Observer // the batcher, if it learns from batch times
+
+	tracer       trace.Tracer
+	traceBatches bool   // whether batches get spans (see Results)
+	name         string // the run's label: Options.Name, or "module.function"
+	fn           string // "module.function"
+	kind         string // the pool's Kind
+}
+
+// newRunner prepares a run of d with maxIn batches in flight at most; its
+// ctx is set once the run's span has started.
+func (d *Dispatch) newRunner(maxIn int) *runner {
+	o := &d.opts
+	fn := o.Module + "." + o.Function
+	name := o.Name
+	if name == "" {
+		name = fn
+	}
+	return &runner{d: d, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
+		results: make(chan done), tracer: telemetry.Tracer(o.TracerProvider), name: name, fn: fn,
+		kind: string(d.pool.Kind())}
 }
 
 // produce pulls items, forms batches and starts them; it closes results
@@ -130,7 +154,7 @@ func (r *runner) read(in chan<- Item) {
 func (r *runner) launch(seq int, items []Item, pre error) bool {
 	if pre == nil {
 		r.d.count(func(rep *Report) { rep.Batches++ })
-		r.emit(telemetry.DispatchBatchQueued, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, 0)
+		r.emit(telemetry.DispatchBatchQueued, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, 0, nil, nil)
 	}
 	select {
 	case r.window <- struct{}{}:
@@ -153,11 +177,73 @@ func (r *runner) launch(seq int, items []Item, pre error) bool {
 	return true
 }
 
-func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt int) {
+// emit sends a batch event. ci, when not nil, says where the batch ran
+// (stop and exception events); err is the batch's error (exception).
+func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt int, ci *pools.CallInfo, err error) {
 	o := &r.d.opts
 	if o.Telemetry == nil {
 		return
 	}
-	o.Telemetry.Emit(ev, m, telemetry.Metadata{"dispatch": o.Name, "module": o.Module, "function": o.Function,
-		"batch": seq, "attempt": attempt, "pool": string(r.d.pool.Kind())})
+	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function,
+		"batch": seq, "attempt": attempt, "pool": r.kind, "kind": r.kind}
+	if ci != nil {
+		md["worker"] = ci.Worker
+		if ci.Pool != "" {
+			md["pool"] = ci.Pool
+		}
+		if ci.Route != "" {
+			// A router's Kind says nothing of where the batch ran; its
+			// routes are named after the kinds of pool.
+			md["route"], md["kind"] = ci.Route, ci.Route
+		}
+		if ci.RouteClass != "" {
+			md["class"] = ci.RouteClass
+		}
+	}
+	if err != nil {
+		md["error"] = err.Error()
+		var pe *pools.PythonError
+		if errors.As(err, &pe) {
+			md["exception_type"], md["traceback"] = pe.Type, pe.Traceback
+		}
+	}
+	o.Telemetry.Emit(ev, m, md)
+}
+
+// emitRun sends a dispatch.run.* event; extra holds more metadata as
+// name, value pairs (a nil value is left out).
+func (r *runner) emitRun(ev telemetry.Event, m telemetry.Measurements, maxIn int, extra ...any) {
+	o := &r.d.opts
+	if o.Telemetry == nil {
+		return
+	}
+	m.Extra = map[string]float64{"max_in_flight": float64(maxIn)}
+	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function, "pool": r.kind}
+	for i := 0; i+1 < len(extra); i += 2 {
+		switch v := extra[i+1].(type) {
+		case nil:
+		case error:
+			md[extra[i].(string)] = v.Error()
+		default:
+			md[extra[i].(string)] = v
+		}
+	}
+	o.Telemetry.Emit(ev, m, md)
+}
+
+// spanWhere records on span where its batch ran.
+func (r *runner) spanWhere(span trace.Span, ci *pools.CallInfo) {
+	pool := ci.Pool
+	if pool == "" {
+		pool = r.kind
+	}
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, attribute.String("slither.pool", pool), attribute.Int("slither.worker", ci.Worker))
+	if ci.Route != "" {
+		attrs = append(attrs, attribute.String("slither.route", ci.Route))
+	}
+	if ci.RouteClass != "" {
+		attrs = append(attrs, attribute.String("slither.route.class", ci.RouteClass))
+	}
+	span.SetAttributes(attrs...)
 }

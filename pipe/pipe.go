@@ -18,6 +18,15 @@
 // router's predicate, a policy's function, the input — is an error naming
 // that function (dispatch.ErrPanic); the stage's error policy applies to
 // the items it failed, as to any other error.
+//
+// A run is traced with OpenTelemetry (Env.TracerProvider, or the global
+// provider: a no-op unless the program installed one): a
+// "slither.pipe.run" span, a "slither.pipe.stage" span per stage under it
+// whose context the stage's functions receive, and under a Python stage's
+// span the "slither.dispatch" and "slither.batch" spans of its batches
+// (see package dispatch). A stage that halts the run fails its span; items
+// a policy skipped or routed are recorded on it as exceptions, without
+// failing it.
 package pipe
 
 import (

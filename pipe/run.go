@@ -12,10 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Env is what a run needs from its surroundings; engine.Engine provides
@@ -31,6 +34,11 @@ type Env struct {
 	SessionViews []store.View
 	// Telemetry receives pipe.run.* and pipe.stage.* events.
 	Telemetry *telemetry.Bus
+	// TracerProvider makes the run's spans ("slither.pipe.run", a
+	// "slither.pipe.stage" per stage, and the Python stages' dispatch and
+	// batch spans under theirs); nil means otel.GetTracerProvider(), a
+	// no-op unless the program installed one.
+	TracerProvider trace.TracerProvider
 }
 
 // Output is one item leaving the pipeline, and the output it went to.
@@ -102,6 +110,7 @@ type Stream struct {
 	report Report
 	used   bool
 	stats  []*stageStats
+	tracer trace.Tracer // set when the run starts
 }
 
 // Stream prepares a run; nothing happens until Outputs is iterated.
@@ -205,13 +214,23 @@ func (s *Stream) run(yield func(Output, error) bool) (err error) {
 		s.stats = append(s.stats, &stageStats{name: st.name, kind: kindName(st.kind)})
 	}
 	s.mu.Unlock()
+	s.tracer = telemetry.Tracer(s.env.TracerProvider)
+	runCtx, span := s.tracer.Start(s.ctx, "slither.pipe.run")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("slither.pipe", p.name), attribute.String("slither.session", session))
+	}
 	tel := s.env.Telemetry
-	md := telemetry.Metadata{"pipe": p.name, "session": session}
-	tel.Emit(telemetry.PipeRunStart, telemetry.Measurements{}, md)
+	if tel != nil {
+		// "stages" reads the run's counts live, while it runs.
+		tel.Emit(telemetry.PipeRunStart, telemetry.Measurements{}, telemetry.Metadata{"pipe": p.name, "session": session,
+			"stages": func() []StageReport { return s.Report().Stages }})
+	}
 	defer func() {
 		s.mu.Lock()
 		s.report.Duration = time.Since(start)
 		s.mu.Unlock()
+		recordError(span, err, true)
+		span.End()
 		ev, m := telemetry.PipeRunStop, telemetry.Metadata{"pipe": p.name, "session": session}
 		if err != nil {
 			ev, m["error"] = telemetry.PipeRunException, err.Error()
@@ -252,7 +271,7 @@ func (s *Stream) run(yield func(Output, error) bool) (err error) {
 		defer remove()
 	}
 
-	ctx, cancel := context.WithCancelCause(s.ctx)
+	ctx, cancel := context.WithCancelCause(runCtx)
 	defer cancel(nil)
 	var failOnce sync.Once
 	var failure error
@@ -334,4 +353,14 @@ var errStopped = errors.New("pipe: the consumer stopped reading outputs")
 
 func kindName(k stageKind) string {
 	return [...]string{"map", "flatmap", "batch", "python", "router"}[k]
+}
+
+// recordError records err on span as an exception (see
+// telemetry.RecordError); fail also sets the span's status to Error.
+func recordError(span trace.Span, err error, fail bool) {
+	if err == nil || !span.IsRecording() {
+		return
+	}
+	typ, tb := dispatch.Exception(err)
+	telemetry.RecordError(span, err, typ, tb, fail)
 }

@@ -12,6 +12,9 @@ import (
 	"github.com/slither-go/slither/internal/safecall"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // stageRun is one stage of one run.
@@ -25,6 +28,7 @@ type stageRun struct {
 	in      <-chan envelope
 	out     chan<- envelope
 	fail    func(error)
+	span    trace.Span // the stage's span, set when it starts
 }
 
 func (r *stageRun) emit(ctx context.Context, e envelope) bool {
@@ -49,10 +53,30 @@ func (r *stageRun) event(ev telemetry.Event, m telemetry.Measurements, extra ...
 }
 
 func (r *stageRun) run(ctx context.Context) {
+	// The stage's work, its user functions and its Python batches, runs
+	// under its span.
+	ctx, r.span = r.s.tracer.Start(ctx, "slither.pipe.stage")
+	if r.span.IsRecording() {
+		r.span.SetAttributes(attribute.String("slither.pipe", r.s.p.name), attribute.String("slither.stage", r.st.name),
+			attribute.String("slither.stage.kind", kindName(r.st.kind)))
+	}
 	r.event(telemetry.PipeStageStart, telemetry.Measurements{})
 	defer func() {
-		r.event(telemetry.PipeStageStop, telemetry.Measurements{Items: int(r.stats.out.Load()), Duration: time.Duration(r.stats.busy.Load())},
-			"in", r.stats.in.Load())
+		rep := r.stats.snapshot()
+		if r.span.IsRecording() {
+			r.span.SetAttributes(attribute.Int("slither.items.in", rep.In), attribute.Int("slither.items.out", rep.Out),
+				attribute.Int("slither.items.skipped", rep.Skipped), attribute.Int("slither.items.failed", rep.Errors),
+				attribute.Int("slither.retries", rep.Retries))
+		}
+		r.span.End()
+		if r.s.env.Telemetry == nil {
+			return
+		}
+		extra := []any{"in", int64(rep.In), "skipped", rep.Skipped, "errors", rep.Errors, "retries", rep.Retries}
+		if r.st.kind == kindRouter {
+			extra = append(extra, "routed", rep.Routes)
+		}
+		r.event(telemetry.PipeStageStop, telemetry.Measurements{Items: rep.Out, Duration: rep.Busy}, extra...)
 	}()
 	switch r.st.kind {
 	case kindPython:
@@ -310,7 +334,17 @@ func (r *stageRun) declared(name string) bool {
 // failItems applies the stage's policy (after any retries) to failed items.
 func (r *stageRun) failItems(ctx context.Context, items []Item, err error) bool {
 	r.stats.errs.Add(int64(len(items)))
-	r.event(telemetry.PipeStageException, telemetry.Measurements{Items: len(items)}, "error", err.Error())
+	if r.s.env.Telemetry != nil {
+		extra := []any{"error", err.Error()}
+		var pe *pools.PythonError
+		if errors.As(err, &pe) {
+			extra = append(extra, "exception_type", pe.Type, "traceback", pe.Traceback)
+		}
+		r.event(telemetry.PipeStageException, telemetry.Measurements{Items: len(items)}, extra...)
+	}
+	// The policy may still keep the run going: the span fails only if
+	// the stage halts it (see halt).
+	recordError(r.span, err, false)
 	policy := dispatch.Final(r.policy)
 	if pf := (*policyFailure)(nil); errors.As(err, &pf) {
 		policy = dispatch.Halt{}
@@ -341,7 +375,11 @@ func (r *stageRun) halt(items []Item, err error) bool {
 	for i, it := range items {
 		ids[i] = it.ID
 	}
-	r.fail(fmt.Errorf("pipe %s: stage %q failed on items %v: %w", r.s.p.name, r.st.name, ids, err))
+	err = fmt.Errorf("pipe %s: stage %q failed on items %v: %w", r.s.p.name, r.st.name, ids, err)
+	if r.span.IsRecording() {
+		r.span.SetStatus(codes.Error, err.Error())
+	}
+	r.fail(err)
 	return false
 }
 
@@ -364,7 +402,8 @@ func (r *stageRun) python(ctx context.Context) {
 	input := r.inputs(ctx)
 	opts := dispatch.Options{Module: py.Module, Function: py.Function, Session: r.session, Unpinned: !py.Affinity,
 		Route: py.Route, Strategy: py.Strategy, MaxInFlight: py.MaxInFlight, Timeout: py.Timeout,
-		OnError: r.policy, Telemetry: r.s.env.Telemetry, Name: r.s.p.name + "/" + r.st.name}
+		OnError: r.policy, Telemetry: r.s.env.Telemetry, Name: r.s.p.name + "/" + r.st.name,
+		TracerProvider: r.s.env.TracerProvider}
 	start := time.Now()
 	d := dispatch.Stream(ctx, pool, input, opts)
 	for res, err := range d.Results() {
@@ -374,7 +413,9 @@ func (r *stageRun) python(ctx context.Context) {
 				if errors.As(err, &be) {
 					r.stats.errs.Add(int64(len(be.ItemIDs)))
 				}
-				r.fail(fmt.Errorf("pipe %s: stage %q: %w", r.s.p.name, r.st.name, err))
+				err = fmt.Errorf("pipe %s: stage %q: %w", r.s.p.name, r.st.name, err)
+				recordError(r.span, err, true)
+				r.fail(err)
 			}
 			break
 		}

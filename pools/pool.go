@@ -99,8 +99,25 @@ type Pool interface {
 	Close(ctx context.Context) error
 }
 
+// Named is implemented by pools that have a name in telemetry: the
+// embedded pool is "thread", a process pool its Options.Name.
+type Named interface {
+	Name() string
+}
+
+// NameOf returns p's name: its Name() when it is [Named], else its Kind.
+func NameOf(p Pool) string {
+	if n, ok := p.(Named); ok {
+		return n.Name()
+	}
+	return string(p.Kind())
+}
+
 // Stats is a snapshot of a pool's counters.
 type Stats struct {
+	// Name is the pool's name in telemetry: "thread" for the embedded
+	// pool, process.Options.Name for a process pool ("process" by default).
+	Name    string
 	Kind    Kind
 	Workers []WorkerStats
 	// Waiting is the number of submitted batches waiting for a worker.
@@ -123,12 +140,60 @@ func (s Stats) Totals() WorkerStats {
 	return t
 }
 
+// WorkerState is what a worker is doing at the moment of a [Stats] snapshot.
+type WorkerState string
+
+const (
+	// WorkerIdle: the worker waits for a batch.
+	WorkerIdle WorkerState = "idle"
+	// WorkerBusy: the worker runs a batch (see WorkerStats.Current).
+	WorkerBusy WorkerState = "busy"
+	// WorkerStarting: the worker's process is starting (process pool).
+	WorkerStarting WorkerState = "starting"
+	// WorkerRecycling: the worker's process finishes its running calls
+	// and is then replaced (process pool).
+	WorkerRecycling WorkerState = "recycling"
+	// WorkerStopped: the worker has no process and none is starting: the
+	// pool is closed, or its restart breaker is open.
+	WorkerStopped WorkerState = "stopped"
+)
+
+// Classes of a worker's end: the "class" metadata of pool.worker.exit
+// events, a low-cardinality summary of its "reason".
+const (
+	// ExitCrash: the worker died by itself (a signal, an exit, a broken pipe).
+	ExitCrash = "crash"
+	// ExitTimeout: the pool killed it after a call ran past CallTimeout.
+	ExitTimeout = "timeout"
+	// ExitRecycle: the pool replaced it after MaxCalls, MaxRSSMB or MaxAge.
+	ExitRecycle = "recycle"
+	// ExitClosed: the pool stopped it as it closed.
+	ExitClosed = "closed"
+	// ExitKilled: the pool killed it because its stream broke (a protocol
+	// error, a failed write).
+	ExitKilled = "killed"
+	// ExitStartFailed: it never finished starting (no handshake, an exit
+	// before it, a wrong protocol).
+	ExitStartFailed = "start-failed"
+)
+
 // WorkerStats counts what one worker has done since the pool started.
 type WorkerStats struct {
 	// ID is the worker's index, as Python sees it in slither.context().worker_id.
 	ID int
+	// State is what the worker does now.
+	State WorkerState
 	// Running says whether the worker is running a batch right now.
 	Running bool
+	// Thread is the OS thread id of the worker's locked thread (thread
+	// pool only; 0 before it started).
+	Thread int
+	// Current is "module.function" of the batch the worker runs now, ""
+	// when it runs none. A process worker with several threads names one
+	// of its running batches (the oldest).
+	Current string
+	// Since is when the batch named in Current started; zero when idle.
+	Since time.Time
 	// Pid is the worker's process id: this process for the thread pool, the
 	// current subprocess for the process pool (0 while it restarts).
 	Pid int
@@ -240,6 +305,14 @@ func CheckResults(b Batch, results []any) ([]any, error) {
 type CallInfo struct {
 	Worker int // the worker's index
 	Pid    int // the worker's process id
+	// Pool is the name of the pool that ran the batch (see [Stats.Name]).
+	Pool string
+	// Route and RouteClass are where a [Router] sent the batch
+	// ("thread" or "process") and the class of its reason (a
+	// Route* constant such as [RouteGILEnabled]); empty when the
+	// batch went through no router.
+	Route      string
+	RouteClass string
 	// Service is how long the worker spent on the batch (conversion and the
 	// Python call), without the time it waited for a worker: what a batch
 	// size costs, for strategies that learn from it. 0 when unknown.

@@ -54,11 +54,40 @@ type Runtime interface {
 	GILEnabled() bool
 }
 
+// Reason classes of a [Decision]: a low-cardinality summary of its Reason,
+// fit for a metric label.
+const (
+	// RouteRequested: the batch asked for its route (Batch.Route Thread or Process).
+	RouteRequested = "requested"
+	// RouteNoThreadPool: Auto, and there is no embedded pool (or it does
+	// not report its interpreter's state).
+	RouteNoThreadPool = "no-thread-pool"
+	// RouteNotFreeThreaded: Auto, and the embedded interpreter is not a
+	// free-threaded build.
+	RouteNotFreeThreaded = "not-free-threaded"
+	// RouteGILEnabled: Auto, and the embedded interpreter's GIL is on.
+	RouteGILEnabled = "gil-enabled"
+	// RouteNotThreadSafe: Auto, and the function is not declared thread-safe.
+	RouteNotThreadSafe = "not-thread-safe"
+	// RouteThreadSafe: Auto, and the function is declared thread-safe
+	// with the GIL off: it runs on the embedded pool.
+	RouteThreadSafe = "thread-safe"
+	// RouteMarkUnreadable: Auto, and the function's thread-safety mark
+	// could not be read, or reading it showed its module turns the GIL on
+	// (Decision.Warning says which).
+	RouteMarkUnreadable = "mark-unreadable"
+	// RouteSession: a pinned session's later batch goes where its first went.
+	RouteSession = "session"
+)
+
 // Decision is where the router sent a batch, and why.
 type Decision struct {
 	Route  Route // Thread or Process
 	Pool   Pool
 	Reason string
+	// Class is the reason's class, one of the Route* constants (such as
+	// [RouteGILEnabled]).
+	Class string
 	// Warning, when not empty, is something the user should fix: the
 	// function's thread-safety mark could not be read (or its module turns
 	// the GIL on), so a function meant for the thread pool runs in
@@ -128,6 +157,7 @@ func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
 		r.mu.Unlock()
 		if ok {
 			d.Reason = "session " + b.Session + " stays where it started: " + d.Reason
+			d.Class = RouteSession
 			return d, nil
 		}
 	}
@@ -147,8 +177,8 @@ func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
 		r.sessions[b.Session] = d
 	}
 	r.mu.Unlock()
-	md := telemetry.Metadata{"route": d.Route.String(), "reason": d.Reason, "module": b.Module, "function": b.Function,
-		"requested": b.Route.String()}
+	md := telemetry.Metadata{"route": d.Route.String(), "reason": d.Reason, "class": d.Class, "pool": NameOf(d.Pool),
+		"module": b.Module, "function": b.Function, "requested": b.Route.String()}
 	if d.Warning != "" {
 		md["warning"] = d.Warning
 	}
@@ -158,36 +188,36 @@ func (r *Router) Decide(ctx context.Context, b Batch) (Decision, error) {
 
 func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
 	name := b.Module + "." + b.Function
-	toProcess := func(reason string) (Decision, error) {
+	toProcess := func(class, reason string) (Decision, error) {
 		if r.Process == nil {
 			return Decision{}, fmt.Errorf("%w: %s would go to a process pool (%s), and the router has none", ErrNoRoute, name, reason)
 		}
-		return Decision{Route: Process, Pool: r.Process, Reason: reason}, nil
+		return Decision{Route: Process, Pool: r.Process, Reason: reason, Class: class}, nil
 	}
 	switch b.Route {
 	case Thread:
 		if r.Thread == nil {
 			return Decision{}, fmt.Errorf("%w: %s asks for the thread pool, and the router has none", ErrNoRoute, name)
 		}
-		return Decision{Route: Thread, Pool: r.Thread, Reason: "route Thread requested"}, nil
+		return Decision{Route: Thread, Pool: r.Thread, Reason: "route Thread requested", Class: RouteRequested}, nil
 	case Process:
-		return toProcess("route Process requested")
+		return toProcess(RouteRequested, "route Process requested")
 	case Auto:
 	default:
 		return Decision{}, fmt.Errorf("%w: unknown route %v for %s", ErrNoRoute, b.Route, name)
 	}
 	if r.Thread == nil {
-		return toProcess("no embedded thread pool")
+		return toProcess(RouteNoThreadPool, "no embedded thread pool")
 	}
 	rt, ok := r.Thread.(Runtime)
 	if !ok {
-		return toProcess("the thread pool does not report its interpreter's state")
+		return toProcess(RouteNoThreadPool, "the thread pool does not report its interpreter's state")
 	}
 	if !rt.FreeThreadedBuild() {
-		return toProcess("the embedded interpreter is not a free-threaded build")
+		return toProcess(RouteNotFreeThreaded, "the embedded interpreter is not a free-threaded build")
 	}
 	if rt.GILEnabled() {
-		return toProcess(r.gilReason())
+		return toProcess(RouteGILEnabled, r.gilReason())
 	}
 	safe, how, err := r.threadSafe(ctx, b.Module, b.Function)
 	if err != nil {
@@ -199,19 +229,20 @@ func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
 		if !errors.As(err, &re) {
 			reason = fmt.Sprintf("reading the thread-safety mark of %s failed: %v", name, err)
 		}
-		d, derr := toProcess(reason)
+		d, derr := toProcess(RouteMarkUnreadable, reason)
 		d.Warning = reason
 		return d, derr
 	}
 	if !safe {
-		return toProcess(name + " is not declared thread-safe (@slither.thread_safe in Python, or Router.DeclareThreadSafe)")
+		return toProcess(RouteNotThreadSafe, name+" is not declared thread-safe (@slither.thread_safe in Python, or Router.DeclareThreadSafe)")
 	}
 	// The state now, not as it was before the mark was read: another
 	// batch's import may have turned the GIL on meanwhile.
 	if rt.GILEnabled() {
-		return toProcess(r.gilReason())
+		return toProcess(RouteGILEnabled, r.gilReason())
 	}
-	return Decision{Route: Thread, Pool: r.Thread, Reason: name + " is declared thread-safe (" + how + ") and the GIL is off"}, nil
+	return Decision{Route: Thread, Pool: r.Thread, Reason: name + " is declared thread-safe (" + how + ") and the GIL is off",
+		Class: RouteThreadSafe}, nil
 }
 
 func (r *Router) gilReason() string {
@@ -243,12 +274,16 @@ func (r *Router) Submit(ctx context.Context, b Batch) ([]any, error) {
 	return d.Submit(ctx, b)
 }
 
-// Submit runs b in the decision's pool. When the batch fails there and
+// Submit runs b in the decision's pool, recording the route and its class
+// in the [CallInfo] ctx carries, if any. When the batch fails there and
 // the decision carries a [Decision.Warning] (a module the mark read could
 // not import is usually one the process pool cannot import either), the
 // error says so: it wraps the pool's error and adds the warning, with the
 // path searched and the fix.
 func (d Decision) Submit(ctx context.Context, b Batch) ([]any, error) {
+	if ci := CallInfoFrom(ctx); ci != nil {
+		ci.Route, ci.RouteClass = d.Route.String(), d.Class
+	}
 	out, err := d.Pool.Submit(ctx, b)
 	if err != nil && d.Warning != "" {
 		return out, fmt.Errorf("%w [routed to processes: %s]", err, d.Warning)
@@ -266,9 +301,9 @@ func (r *Router) Capacity() int {
 }
 
 // Stats lists the workers of both pools (thread pool first) under
-// KindRouter; IDs are each pool's own.
+// KindRouter and the name "router"; IDs are each pool's own.
 func (r *Router) Stats() Stats {
-	s := Stats{Kind: KindRouter}
+	s := Stats{Name: string(KindRouter), Kind: KindRouter}
 	for _, p := range r.pools() {
 		ps := p.Stats()
 		s.Workers = append(s.Workers, ps.Workers...)

@@ -88,6 +88,14 @@ func (f *fakePool) ThreadSafe(_ context.Context, m, fn string) (bool, error) {
 	return f.marked[m+"."+fn], nil
 }
 
+// namedPool is a fakePool with a name, as process pools have.
+type namedPool struct {
+	fakePool
+	name string
+}
+
+func (n *namedPool) Name() string { return n.name }
+
 func TestRoutingRules(t *testing.T) {
 	type decl int
 	const (
@@ -123,19 +131,25 @@ func TestRoutingRules(t *testing.T) {
 						assert.Equal(t, want, dec.Route, dec.Reason)
 						if route != pools.Auto {
 							assert.Contains(t, dec.Reason, "requested")
+							assert.Equal(t, pools.RouteRequested, dec.Class)
 							return
 						}
 						switch {
 						case !build:
 							assert.Equal(t, "the embedded interpreter is not a free-threaded build", dec.Reason)
+							assert.Equal(t, pools.RouteNotFreeThreaded, dec.Class)
 						case gil:
 							assert.Equal(t, "the GIL is enabled in the embedded interpreter (re-enabled by module _ext)", dec.Reason)
+							assert.Equal(t, pools.RouteGILEnabled, dec.Class)
 						case d == none:
 							assert.Contains(t, dec.Reason, "m.f is not declared thread-safe")
+							assert.Equal(t, pools.RouteNotThreadSafe, dec.Class)
 						case d == python:
 							assert.Equal(t, "m.f is declared thread-safe (@slither.thread_safe) and the GIL is off", dec.Reason)
+							assert.Equal(t, pools.RouteThreadSafe, dec.Class)
 						case d == golang:
 							assert.Equal(t, "m.f is declared thread-safe (declared in Go) and the GIL is off", dec.Reason)
+							assert.Equal(t, pools.RouteThreadSafe, dec.Class)
 							assert.Zero(t, pr.inspected, "a Go declaration needs no import")
 						}
 					})
@@ -153,6 +167,7 @@ func TestRouterMissingPoolsAndSessions(t *testing.T) {
 	d, err := onlyProcess.Decide(ctx, b)
 	require.NoError(t, err)
 	assert.Equal(t, "no embedded thread pool", d.Reason)
+	assert.Equal(t, pools.RouteNoThreadPool, d.Class)
 	_, err = onlyProcess.Decide(ctx, pools.Batch{Module: "m", Function: "f", Route: pools.Thread})
 	assert.ErrorIs(t, err, pools.ErrNoRoute)
 
@@ -168,26 +183,40 @@ func TestRouterMissingPoolsAndSessions(t *testing.T) {
 	require.NoError(t, bus.Attach("t", func(_ telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
 		events = append(events, md)
 	}, telemetry.RouterDecision))
-	pr := &fakePool{kind: pools.KindProcess}
+	pr := &namedPool{fakePool: fakePool{kind: pools.KindProcess}, name: "process/cpu"}
 	r := &pools.Router{Thread: th, Process: pr, Telemetry: bus}
 	r.DeclareThreadSafe("m", "f")
 	s := pools.Batch{Module: "m", Function: "f", Session: "s1"}
-	out, err := r.Submit(ctx, s)
+	var ci pools.CallInfo
+	out, err := r.Submit(pools.WithCallInfo(ctx, &ci), s)
 	require.NoError(t, err)
 	assert.Equal(t, []any{"thread"}, out)
+	assert.Equal(t, pools.CallInfo{Route: "thread", RouteClass: pools.RouteThreadSafe}, ci)
 	th.gil = true // an import turned the GIL on
-	out, err = r.Submit(ctx, s)
+	out, err = r.Submit(pools.WithCallInfo(ctx, &ci), s)
 	require.NoError(t, err)
 	assert.Equal(t, []any{"thread"}, out, "the session's state lives in the thread pool")
-	out, err = r.Submit(ctx, b)
+	assert.Equal(t, pools.CallInfo{Route: "thread", RouteClass: pools.RouteSession}, ci)
+	d, err = r.Decide(ctx, s)
+	require.NoError(t, err)
+	assert.Equal(t, pools.RouteSession, d.Class)
+	assert.Equal(t, "session s1 stays where it started: m.f is declared thread-safe (declared in Go) and the GIL is off", d.Reason)
+	out, err = r.Submit(pools.WithCallInfo(ctx, &ci), b)
 	require.NoError(t, err)
 	assert.Equal(t, []any{"process"}, out, "new work follows the rules")
+	assert.Equal(t, pools.CallInfo{Route: "process", RouteClass: pools.RouteGILEnabled}, ci)
 	r.CloseSession("s1")
 	assert.Equal(t, []string{"s1"}, th.closed)
 	assert.Empty(t, pr.closed)
 	assert.Equal(t, map[string]int{"thread": 1, "process": 1}, r.Counts())
 	require.Len(t, events, 2)
+	assert.Equal(t, "thread", events[0]["route"])
+	assert.Equal(t, pools.RouteThreadSafe, events[0]["class"])
+	assert.Equal(t, "thread", events[0]["pool"], "an unnamed pool goes by its kind")
 	assert.Equal(t, "process", events[1]["route"])
+	assert.Equal(t, pools.RouteGILEnabled, events[1]["class"])
+	assert.Equal(t, "process/cpu", events[1]["pool"], "a named pool by its name")
+	assert.Equal(t, "router", r.Stats().Name)
 	assert.Equal(t, 4, r.Capacity())
 	assert.Len(t, r.Stats().Workers, 4)
 	assert.Equal(t, pools.KindRouter, r.Kind())
@@ -217,6 +246,7 @@ func TestRouterRemembersAndShowsFailedMarkReads(t *testing.T) {
 		d, err := r.Decide(ctx, pools.Batch{Module: "broken", Function: "f"})
 		require.NoError(t, err)
 		assert.Equal(t, pools.Process, d.Route)
+		assert.Equal(t, pools.RouteMarkUnreadable, d.Class)
 		assert.Equal(t, broken, d.Reason)
 		assert.Equal(t, broken, d.Warning, "the user sees it on the decision")
 	}
@@ -225,6 +255,7 @@ func TestRouterRemembersAndShowsFailedMarkReads(t *testing.T) {
 		d, err := r.Decide(ctx, pools.Batch{Module: "gilly", Function: "f"})
 		require.NoError(t, err)
 		assert.Equal(t, pools.Process, d.Route)
+		assert.Equal(t, pools.RouteMarkUnreadable, d.Class)
 		assert.Equal(t, gilly, d.Warning)
 	}
 	assert.Equal(t, 2, pr.inspected, "each module was imported once; failures are remembered")

@@ -7,6 +7,10 @@
 // never reaches the emitter, and the other handlers keep running. A nil
 // *Bus is valid and drops every event, so emitters need no checks.
 //
+// It also holds what the other packages share for OpenTelemetry tracing:
+// the tracer they make spans with ([Tracer]) and how they record an error
+// on a span ([RecordError]).
+//
 // Of Slither's packages it imports only the leaf internal/safecall.
 package telemetry
 
@@ -34,6 +38,11 @@ const (
 	DispatchBatchException Event = "dispatch.batch.exception" // it failed (metadata: error, action)
 	DispatchBatchRetry     Event = "dispatch.batch.retry"     // it is about to be retried
 	DispatchBatchQueued    Event = "dispatch.batch.queued"    // a batch was formed and waits for a slot
+
+	// A dispatch run began reading its input / ended (metadata: dispatch,
+	// module, function, pool; Measurements.Extra["max_in_flight"]).
+	DispatchRunStart Event = "dispatch.run.start"
+	DispatchRunStop  Event = "dispatch.run.stop"
 
 	PipeRunStart       Event = "pipe.run.start"
 	PipeRunStop        Event = "pipe.run.stop"

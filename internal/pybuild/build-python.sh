@@ -41,12 +41,13 @@ ensure_packages() {
 
 # cgo needs a C compiler and pkg-config even when the build is cached.
 # Packages only this repository's own tests and examples need (Debian's GIL
-# python3 with scikit-learn and Pillow, venv and setuptools) come only when
+# python3 with scikit-learn and Pillow, venv and setuptools, Chromium for the
+# dashboard's browser test) come only when
 # the Makefile asks (SLITHER_TEST_DEPS=1), never on a user's machine.
 if command -v dpkg-query >/dev/null 2>&1; then
   ensure_packages gcc pkg-config
   if [ "${SLITHER_TEST_DEPS:-}" = 1 ]; then
-    ensure_packages python3 python3-numpy python3-sklearn python3-pil python3-venv python3-setuptools
+    ensure_packages python3 python3-numpy python3-sklearn python3-pil python3-venv python3-setuptools chromium
   fi
 else
   log "not a Debian system: not installing packages (cgo needs gcc and pkg-config)"

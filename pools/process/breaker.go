@@ -141,7 +141,8 @@ func (p *Pool) startEndedLocked(installed bool, err error) {
 
 // probeStart is the probe's start on s (whose starting flag is set).
 func (p *Pool) probeStart(s *slot) {
-	p.opts.Telemetry.Emit(telemetry.PoolWorkerRestart, telemetry.Measurements{}, telemetry.Metadata{"pool": "process", "worker": s.id, "probe": true})
+	p.opts.Telemetry.Emit(telemetry.PoolWorkerRestart, telemetry.Measurements{}, telemetry.Metadata{
+		"pool": p.name, "kind": string(pools.KindProcess), "worker": s.id, "probe": true})
 	pr, err := p.spawn(p.life, s)
 	p.mu.Lock()
 	defer p.mu.Unlock()

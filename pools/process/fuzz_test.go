@@ -81,6 +81,8 @@ func FuzzWorkerFrames(f *testing.F) {
 	f.Add(rawFrame(0, 2, []uint32{3}, []byte(`{}abc`)))
 	f.Add(rawFrame(0xFFFFFFFF, 0, nil, nil))
 	f.Add([]byte{})
+	f.Add(headerFrame(`{"t":"call","id":8,"m":"fuzztarget","f":"echo","tr":"4bf92f3577b34da6a3ce929d0e0e4736","sp":"00f067aa0ba902b7","v":[1]}`))
+	f.Add(headerFrame(`{"t":"call","id":9,"m":"fuzztarget","f":"echo","tr":{"$b":0},"sp":[1e999],"v":[]}`))
 	sentinel := callFrame(1<<52, "echo", "sentinel")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -11,6 +11,10 @@ import (
 // Options configure a [Pool]. The zero value runs GOMAXPROCS workers of the
 // python3 found in PATH, one thread each.
 type Options struct {
+	// Name names the pool in telemetry (Stats.Name, CallInfo.Pool, event
+	// metadata "pool"); empty means "process". The engine names its
+	// pools "process/NAME".
+	Name string
 	// Workers is the number of worker processes; 0 means GOMAXPROCS.
 	Workers int
 	// ThreadsPerWorker is how many batches one worker runs at once, on its

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
 	"github.com/slither-go/slither/telemetry"
@@ -128,7 +130,11 @@ func (pr *proc) start(c *call) bool {
 		pr.p.finish(pr, c, result{err: err}, false)
 		return true
 	}
-	hdr := wire.AppendCall(make([]byte, 0, 64+len(enc.Buf)), c.id, c.b.Module, c.b.Function, c.b.Session, enc.Buf)
+	var tr wire.Trace
+	if sc := trace.SpanContextFromContext(c.ctx); sc.IsValid() {
+		tr = wire.Trace{TraceID: sc.TraceID(), SpanID: sc.SpanID()}
+	}
+	hdr := wire.AppendCallTrace(make([]byte, 0, 112+len(enc.Buf)), c.id, c.b.Module, c.b.Function, c.b.Session, tr, enc.Buf)
 	if d := pr.p.opts.CallTimeout; d > 0 {
 		c.timer = time.AfterFunc(d, func() {
 			c.timedOut.Store(true)
@@ -243,8 +249,8 @@ func (pr *proc) readLoop() {
 	pr.cmu.Unlock()
 
 	p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
-		"pool": "process", "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
-		"exit_code": crash.ExitCode, "signal": int(crash.Signal), "recycled": pr.recycled.Load(),
+		"pool": p.name, "kind": string(pools.KindProcess), "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
+		"class": pr.exitClass(), "exit_code": crash.ExitCode, "signal": int(crash.Signal), "recycled": pr.recycled.Load(),
 	})
 	for _, c := range calls {
 		var err error = crash
@@ -262,6 +268,25 @@ func (pr *proc) readLoop() {
 	p.mu.Lock()
 	p.onExit(pr.slot, pr, crash)
 	p.mu.Unlock()
+}
+
+// exitClass is the class of the process's end (a pools.Exit* constant);
+// valid once it has exited.
+func (pr *proc) exitClass() string {
+	if pr.recycled.Load() {
+		return pools.ExitRecycle
+	}
+	if pr.reason.Load() != nil { // the pool ended it
+		switch pr.endCause() {
+		case endTimeout:
+			return pools.ExitTimeout
+		case endStopped:
+			return pools.ExitClosed
+		case endBroken:
+			return pools.ExitKilled
+		}
+	}
+	return pools.ExitCrash
 }
 
 // crashError describes the process's end; valid once it has exited.
@@ -336,7 +361,7 @@ func (p *Pool) finish(pr *proc, c *call, r result, ran bool) {
 		}
 	}
 	if ci := pools.CallInfoFrom(c.ctx); ci != nil {
-		ci.Worker, ci.Pid, ci.Service = s.id, pr.pid, service
+		ci.Worker, ci.Pid, ci.Service, ci.Pool = s.id, pr.pid, service, p.name
 	}
 	p.mu.Lock()
 	if ran {

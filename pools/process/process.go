@@ -59,6 +59,7 @@ var workerModule = "slither.worker"
 // Pool is a [pools.Pool] of Python subprocesses. Its methods are safe for
 // concurrent use.
 type Pool struct {
+	name     string // Options.Name, or "process"
 	opts     Options
 	log      *slog.Logger
 	threads  int
@@ -95,8 +96,11 @@ type slot struct {
 	inflight int
 	retiring bool
 	starting bool // a goroutine is starting a process for it
-	pins     int  // live sessions pinned to its process
-	started  bool // a first process ran: later ones count as restarts
+	// recycling: its process is being stopped to be replaced (MaxCalls,
+	// MaxRSSMB, MaxAge); a start follows.
+	recycling bool
+	pins      int  // live sessions pinned to its process
+	started   bool // a first process ran: later ones count as restarts
 
 	calls, items, errs, restarts, rss atomic.Uint64
 	busy                              atomic.Int64
@@ -138,6 +142,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		return nil, fmt.Errorf("pools/process: Options.MaxFrame is %d; a frame's length cannot exceed %d", opts.MaxFrame, uint64(wire.MaxFrameLimit))
 	}
 	p := &Pool{
+		name:     opts.Name,
 		opts:     opts,
 		log:      opts.Logger,
 		threads:  max(opts.ThreadsPerWorker, 1),
@@ -153,6 +158,9 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	}
 	if p.python == "" {
 		p.python = "python3"
+	}
+	if p.name == "" {
+		p.name = string(pools.KindProcess)
 	}
 	if p.maxFrame == 0 {
 		p.maxFrame = wire.DefaultMaxFrame
@@ -237,34 +245,6 @@ func (p *Pool) Kind() pools.Kind { return pools.KindProcess }
 
 // Capacity is Workers x ThreadsPerWorker.
 func (p *Pool) Capacity() int { return len(p.slots) * p.threads }
-
-// Stats returns a snapshot of the workers' counters; RSS is sampled now.
-func (p *Pool) Stats() pools.Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := pools.Stats{Kind: pools.KindProcess, Waiting: len(p.waiters)}
-	for _, s := range p.slots {
-		ws := pools.WorkerStats{
-			ID:       s.id,
-			Running:  s.inflight > 0,
-			Calls:    s.calls.Load(),
-			Items:    s.items.Load(),
-			Errors:   s.errs.Load(),
-			Busy:     time.Duration(s.busy.Load()),
-			Restarts: s.restarts.Load(),
-		}
-		if s.proc != nil {
-			ws.Pid = s.proc.pid
-			if rss, ok := readRSS(s.proc.pid); ok {
-				s.rss.Store(rss)
-			}
-			ws.RSS = s.rss.Load()
-		}
-		st.Running += s.inflight
-		st.Workers = append(st.Workers, ws)
-	}
-	return st
-}
 
 // Submit runs b on a worker; see [pools.Pool.Submit]. Cancelling ctx while
 // the batch runs raises slither.Cancelled inside it (at its next bytecode

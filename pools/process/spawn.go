@@ -129,13 +129,17 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 		pr.kill("its start failed", endStopped)
 		<-pr.exited
 		closeAll(toWorkerW, fromWorkerR, cancelW)
+		p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
+			"pool": p.name, "kind": string(pools.KindProcess), "worker": s.id, "pid": pr.pid, "reason": err.Error(),
+			"class": pools.ExitStartFailed,
+		})
 		return nil, err
 	}
 	pr.info = Interpreter{Executable: hello.Executable, Version: hello.Version, FreeThreaded: hello.FreeThreaded,
 		GILEnabled: hello.GILEnabled, Protocol: hello.Proto}
 	p.log.Debug("slither worker started", "worker", s.id, "pid", pr.pid, "python", hello.Version, "free_threaded", hello.FreeThreaded)
 	p.opts.Telemetry.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
-		"pool": "process", "worker": s.id, "pid": pr.pid, "python": hello.Version,
+		"pool": p.name, "kind": string(pools.KindProcess), "worker": s.id, "pid": pr.pid, "python": hello.Version,
 		"free_threaded": hello.FreeThreaded, "gil_enabled": hello.GILEnabled,
 	})
 	p.bg.Add(1)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
 )
 
@@ -20,12 +21,15 @@ func (p *Pool) releaseLocked(s *slot, pr *proc) {
 	}
 	if s.retiring && s.inflight == 0 && s.proc == pr {
 		s.proc = nil
-		s.starting = true
+		s.starting, s.recycling = true, true
 		pr.recycled.Store(true)
 		p.bg.Add(1)
 		go func() {
 			defer p.bg.Done()
 			pr.stop(p.opts.StopGrace)
+			p.mu.Lock()
+			s.recycling = false
+			p.mu.Unlock()
 			p.restart(s)
 		}()
 	}
@@ -124,7 +128,8 @@ func (p *Pool) restart(s *slot) {
 			return
 		}
 		p.mu.Unlock()
-		p.opts.Telemetry.Emit(telemetry.PoolWorkerRestart, telemetry.Measurements{}, telemetry.Metadata{"pool": "process", "worker": s.id})
+		p.opts.Telemetry.Emit(telemetry.PoolWorkerRestart, telemetry.Measurements{}, telemetry.Metadata{
+			"pool": p.name, "kind": string(pools.KindProcess), "worker": s.id})
 		pr, err := p.spawn(p.life, s)
 		p.mu.Lock()
 		if err == nil {

@@ -54,7 +54,7 @@ func (p *Pool) checkGIL(th *cpython.Thread, during string) {
 	p.gilChanges = append(p.gilChanges, c)
 	p.gilMu.Unlock()
 	p.tel.Emit(telemetry.RuntimeGILChanged, telemetry.Measurements{}, telemetry.Metadata{
-		"pool": string(pools.KindThread), "enabled": on, "module": c.Module, "during": during})
+		"pool": poolName, "kind": string(pools.KindThread), "enabled": on, "module": c.Module, "during": during})
 }
 
 // FreeThreadedBuild reports whether the embedded interpreter was built

@@ -10,7 +10,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slither-go/slither/cpython"
 	"github.com/slither-go/slither/pools"
@@ -130,9 +133,17 @@ type worker struct {
 	pinned chan *job // batches of the sessions pinned to this worker
 	pins   int       // sessions pinned here; guarded by Pool.sessMu
 
-	mu  sync.Mutex // guards cur, against interrupts from other goroutines
-	cur uint64     // sequence number of the running call; 0 when idle
-	seq uint64     // last sequence number used (worker goroutine only)
+	// mu guards cur against interrupts from other goroutines, and what
+	// Stats reads of the running call; the worker takes it twice per batch
+	// anyway (for cur), so Stats costs the hot path nothing more.
+	mu            sync.Mutex
+	cur           uint64    // sequence number of the running call; 0 when idle
+	curMod, curFn string    // the running call's batch, while cur != 0
+	since         time.Time // when the running call started, while cur != 0
+	tid           int       // the locked OS thread's id; 0 until started
+	exited        bool      // the worker goroutine has ended
+	seq           uint64    // last sequence number used (worker goroutine only)
+	traced        bool      // Python's context holds a trace id (worker goroutine only)
 
 	// Session states this worker must drop, on its own thread (session.go).
 	relMu    sync.Mutex
@@ -221,27 +232,6 @@ func (p *Pool) Kind() pools.Kind { return pools.KindThread }
 
 // Capacity is the number of workers.
 func (p *Pool) Capacity() int { return len(p.workers) }
-
-// Stats returns a snapshot of the workers' counters.
-func (p *Pool) Stats() pools.Stats {
-	s := pools.Stats{Kind: pools.KindThread, Waiting: int(p.waiting.Load())}
-	for _, w := range p.workers {
-		active := w.active.Load()
-		if active {
-			s.Running++
-		}
-		s.Workers = append(s.Workers, pools.WorkerStats{
-			ID:      w.id,
-			Running: active,
-			Pid:     pid,
-			Calls:   w.calls.Load(),
-			Items:   w.items.Load(),
-			Errors:  w.errs.Load(),
-			Busy:    time.Duration(w.busy.Load()),
-		})
-	}
-	return s
-}
 
 // Submit runs b on the next free worker; see [pools.Pool.Submit]. The
 // Python function sees slither.context() with this worker's id, pool
@@ -376,6 +366,11 @@ func (p *Pool) Close(ctx context.Context) error {
 // work is a worker's whole life: one locked OS thread, one thread state.
 func (p *Pool) work(w *worker, ready chan<- error) {
 	defer p.running.Done()
+	defer func() {
+		w.mu.Lock()
+		w.exited = true
+		w.mu.Unlock()
+	}()
 	th, err := p.rt.NewThread()
 	if err != nil {
 		ready <- fmt.Errorf("pools/thread: worker %d: %w", w.id, err)
@@ -388,14 +383,17 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	}
 	w.mu.Lock()
 	w.th = th
+	w.tid = syscall.Gettid() // NewThread locked this goroutine to its OS thread
 	w.mu.Unlock()
 	w.imports = p.rt.Imports()
 	th.SetHost(func(name string, args []any) (any, error) { return p.hostCall(w, name, args) })
 	ready <- nil
-	md := telemetry.Metadata{"pool": string(pools.KindThread), "worker": w.id, "pid": pid}
+	md := telemetry.Metadata{"pool": poolName, "kind": string(pools.KindThread), "worker": w.id, "pid": pid,
+		"thread": w.tid}
 	p.tel.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{}, md)
 	defer p.tel.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{}, telemetry.Metadata{
-		"pool": string(pools.KindThread), "worker": w.id, "pid": pid, "reason": "pool closed"})
+		"pool": poolName, "kind": string(pools.KindThread), "worker": w.id, "pid": pid, "thread": w.tid,
+		"reason": "pool closed", "class": pools.ExitClosed})
 
 	defer w.releaseAll() // last: the session state this worker holds goes with it
 
@@ -437,12 +435,18 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 			}
 			session = j.b.Session
 		}
+		// Without tracing this costs a context lookup and nothing else:
+		// Python is called only for a traced batch, or to clear what the
+		// last traced batch set.
+		if sc := trace.SpanContextFromContext(j.ctx); sc.IsValid() || w.traced {
+			w.setTrace(sc)
+		}
 		p.active.Add(1)
 		w.job, w.hostCtx = j, nil
 		r, service := w.run(j)
 		w.job, w.hostCtx = nil, nil
 		if ci := pools.CallInfoFrom(j.ctx); ci != nil {
-			ci.Worker, ci.Pid, ci.Service = w.id, pid, service
+			ci.Worker, ci.Pid, ci.Service, ci.Pool = w.id, pid, service, poolName
 		}
 		p.active.Add(-1) // before the reply, so this worker may spin for the next batch
 		// An import can turn the GIL back on: check after any batch during
@@ -463,8 +467,9 @@ func (w *worker) run(j *job) (result, time.Duration) {
 	// reused, and a late interrupt must never hit a later call.
 	w.seq++
 	seq := w.seq
+	start := time.Now()
 	w.mu.Lock()
-	w.cur = seq
+	w.cur, w.since, w.curMod, w.curFn = seq, start, j.b.Module, j.b.Function
 	w.mu.Unlock()
 	var stop func() bool
 	if j.ctx.Done() != nil {
@@ -472,7 +477,6 @@ func (w *worker) run(j *job) (result, time.Duration) {
 	}
 
 	w.active.Store(true)
-	start := time.Now()
 	out, err := w.th.CallBatch(j.b.Module, j.b.Function, j.b.Items)
 	elapsed := time.Since(start)
 	w.active.Store(false)

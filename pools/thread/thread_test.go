@@ -450,7 +450,7 @@ func TestWorkerEvents(t *testing.T) {
 	var got []string
 	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
 		mu.Lock()
-		got = append(got, fmt.Sprintf("%s %v", ev, md["worker"]))
+		got = append(got, fmt.Sprintf("%s %v %v/%v %v", ev, md["worker"], md["pool"], md["kind"], md["class"]))
 		mu.Unlock()
 	}))
 	p, err := thread.New(thread.Options{Workers: 2, Telemetry: bus})
@@ -460,8 +460,10 @@ func TestWorkerEvents(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, []int{0, 1}, ci.Worker)
 	assert.Equal(t, os.Getpid(), ci.Pid)
+	assert.Equal(t, "thread", ci.Pool)
 	require.NoError(t, p.Close(context.Background()))
 	mu.Lock()
 	defer mu.Unlock()
-	assert.ElementsMatch(t, []string{"pool.worker.start 0", "pool.worker.start 1", "pool.worker.exit 0", "pool.worker.exit 1"}, got)
+	assert.ElementsMatch(t, []string{"pool.worker.start 0 thread/thread <nil>", "pool.worker.start 1 thread/thread <nil>",
+		"pool.worker.exit 0 thread/thread closed", "pool.worker.exit 1 thread/thread closed"}, got)
 }

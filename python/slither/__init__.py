@@ -3,7 +3,7 @@
 Functions that Slither calls take a batch (a list) and return a list with
 exactly one result per item. Inside such a function:
 
-    slither.context()      -> Context(worker_id, pool, session_id, pid); .in_pool
+    slither.context()      -> Context(worker_id, pool, session_id, pid, trace_id, span_id); .in_pool
     slither.session()      -> dict private to the batch's session on this worker
     slither.ref(obj) / slither.deref(handle)   keep an object in the session, hand Go a ref
     slither.host_call(name, *args)   calls a function the Go side registered

@@ -14,12 +14,17 @@ class Context(NamedTuple):
         outside a pool (plain Python, a unit test, a thread of the user's own).
     session_id: the session the current batch belongs to, or None.
     pid: the process id.
+    trace_id, span_id: the OpenTelemetry trace and span of the Go side's
+        batch (32 and 16 lowercase hex digits), for correlating Python logs
+        with Go traces; None when the batch is not traced.
     """
 
     worker_id: Optional[int]
     pool: str
     session_id: Optional[str]
     pid: int
+    trace_id: Optional[str] = None
+    span_id: Optional[str] = None
 
     @property
     def in_pool(self) -> bool:
@@ -115,6 +120,28 @@ def _set_session(session_id):
     """Called by the host before a batch whose session differs from the last."""
     c = context()
     _local.ctx = c._replace(session_id=session_id or None)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hex_id(v, n):
+    """v if it is n lowercase hex digits, not all zero (a valid W3C id), else None."""
+    if type(v) is not str or len(v) != n or not _HEX.issuperset(v) or v == "0" * n:
+        return None
+    return v
+
+
+def _set_trace(trace_id, span_id):
+    """Called by the host before a batch traced on the Go side (and before
+    the next one after it, to clear). The ids come from outside: a value
+    that is not a valid id clears both, it never fails the batch."""
+    t, s = _hex_id(trace_id, 32), _hex_id(span_id, 16)
+    if t is None or s is None:
+        t = s = None
+    c = context()
+    if c.trace_id != t or c.span_id != s:
+        _local.ctx = c._replace(trace_id=t, span_id=s)
 
 
 _ALL = object()

@@ -15,7 +15,7 @@ and a pool of threads runs calls.
 
 Frames and values are described in slither._wire. Messages (header "t"):
   worker -> Go  hello   {proto, pid, version, executable, free_threaded, gil_enabled, threads, max_frame}
-  Go -> worker  call    {id, m, f, s (session or null), v (items)}
+  Go -> worker  call    {id, m, f, s (session or null), tr, sp (trace and span ids, hex; when traced), v (items)}
   worker -> Go  result  {id, v} or {id, e: {type, message, traceback, kind}}
   worker -> Go  host    {h, id, n (name), v (args)}   a call into Go in mid-batch
   Go -> worker  reply   {h, v} or {h, e: message}
@@ -192,6 +192,7 @@ class Worker:
         nothing to raise."""
         c = _Call(msg["id"], threading.get_ident())
         self.local.call = c
+        traced = "tr" in msg
         try:
             try:
                 s = msg.get("s")
@@ -199,6 +200,8 @@ class Worker:
                     session = _UNSET
                     _context._set_session(s)
                     session = s
+                if traced:  # validated there: a bad id is ignored, never fatal
+                    _context._set_trace(msg.get("tr"), msg.get("sp"))
                 with self.running_lock:
                     self.running[c.id] = c
                 reply = self.run(msg)
@@ -212,6 +215,8 @@ class Worker:
                 except BaseException:  # noqa: BLE001 - the pending cancel landed here (as end() began): it is spent
                     pass
             self.local.call = None
+            if traced:  # after end(): no cancel can land in it any more
+                _context._set_trace(None, None)
         self.send_result(c.id, reply)
         return session
 

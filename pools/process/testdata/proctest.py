@@ -208,3 +208,15 @@ def crash_leaking_pipe(batch):
     with open(pidfile, "w") as f:
         f.write(str(child.pid))
     segfault(batch)
+
+
+def trace_ids(batch):
+    c = slither.context()
+    return [[c.trace_id, c.span_id] for _ in batch]
+
+
+def enter_and_hold(batch):
+    """Tells the Go side (host call "entered") which process runs it; the
+    Go side's answer, which the test holds back, ends the call."""
+    slither.host_call("entered", os.getpid())
+    return batch

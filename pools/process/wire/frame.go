@@ -14,6 +14,7 @@ package wire
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,24 @@ func ParseInbound(hdr []byte) (*Inbound, error) {
 // AppendCall appends the header of a call message whose items the encoder
 // already holds in items (a JSON array).
 func AppendCall(buf []byte, id uint64, module, function, session string, items []byte) []byte {
+	return AppendCallTrace(buf, id, module, function, session, Trace{}, items)
+}
+
+// Trace is the trace context of a call: the W3C (OpenTelemetry) trace and
+// span ids of the Go side's span, which Python code sees in
+// slither.context(). The zero value is no trace.
+type Trace struct {
+	TraceID [16]byte
+	SpanID  [8]byte
+}
+
+// Valid reports whether both ids are set (a W3C id is never all zero).
+func (t Trace) Valid() bool { return t.TraceID != [16]byte{} && t.SpanID != [8]byte{} }
+
+// AppendCallTrace is [AppendCall] with the call's trace context: when tr
+// is valid the header carries "tr" and "sp", its ids as lowercase hex (32
+// and 16 digits).
+func AppendCallTrace(buf []byte, id uint64, module, function, session string, tr Trace, items []byte) []byte {
 	buf = append(buf, `{"t":"call","id":`...)
 	buf = strconv.AppendUint(buf, id, 10)
 	buf = append(buf, `,"m":`...)
@@ -117,6 +136,13 @@ func AppendCall(buf []byte, id uint64, module, function, session string, items [
 	if session != "" {
 		buf = append(buf, `,"s":`...)
 		buf = AppendString(buf, session)
+	}
+	if tr.Valid() {
+		buf = append(buf, `,"tr":"`...)
+		buf = hex.AppendEncode(buf, tr.TraceID[:])
+		buf = append(buf, `","sp":"`...)
+		buf = hex.AppendEncode(buf, tr.SpanID[:])
+		buf = append(buf, '"')
 	}
 	buf = append(buf, `,"v":`...)
 	buf = append(buf, items...)

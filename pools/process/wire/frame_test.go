@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"runtime"
@@ -197,4 +198,21 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("frame %x wrote back as %x", in[:used], out.Bytes())
 		}
 	})
+}
+
+// TestCallHeaderTrace: a call's header carries its trace context as hex
+// only when it is valid; either way it is valid JSON.
+func TestCallHeaderTrace(t *testing.T) {
+	var tr wire.Trace
+	assert.False(t, tr.Valid())
+	assert.Equal(t, `{"t":"call","id":7,"m":"m","f":"f","v":[1]}`, string(wire.AppendCall(nil, 7, "m", "f", "", []byte("[1]"))))
+	assert.Equal(t, `{"t":"call","id":7,"m":"m","f":"f","v":[1]}`, string(wire.AppendCallTrace(nil, 7, "m", "f", "", tr, []byte("[1]"))))
+	tr.TraceID = [16]byte{0x4b, 0xf9, 15: 0x36}
+	assert.False(t, tr.Valid(), "a trace id without a span id")
+	tr.SpanID = [8]byte{0x00, 0xf0, 7: 0xb7}
+	require.True(t, tr.Valid())
+	hdr := wire.AppendCallTrace(nil, 7, "m", "f", "s1", tr, []byte("[]"))
+	assert.Equal(t, `{"t":"call","id":7,"m":"m","f":"f","s":"s1","tr":"4bf90000000000000000000000000036","sp":"00f00000000000b7","v":[]}`, string(hdr))
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(hdr, &m))
 }

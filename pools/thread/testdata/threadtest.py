@@ -248,3 +248,15 @@ def call_host(batch):
 def start_method(batch):
     import multiprocessing
     return [multiprocessing.get_start_method()] * len(batch)
+
+
+def trace_ids(batch):
+    c = slither.context()
+    return [[c.trace_id, c.span_id] for _ in batch]
+
+
+def enter_and_hold(batch):
+    """Tells the Go side (host call "entered") which OS thread runs it, then
+    blocks like hold until _release()."""
+    slither.host_call("entered", threading.get_native_id())
+    return hold(batch)

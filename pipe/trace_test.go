@@ -1,0 +1,291 @@
+//go:build cgo
+
+package pipe_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/slither-go/slither/dispatch"
+	"github.com/slither-go/slither/internal/pooltest"
+	"github.com/slither-go/slither/pipe"
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/pools/process"
+	"github.com/slither-go/slither/pools/thread"
+	"github.com/slither-go/slither/telemetry"
+)
+
+func recorder(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
+	return tp, exp
+}
+
+func named(spans tracetest.SpanStubs, name string) []tracetest.SpanStub {
+	var out []tracetest.SpanStub
+	for _, s := range spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func spanAttrs(s tracetest.SpanStub) map[string]any {
+	m := map[string]any{}
+	for _, kv := range s.Attributes {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+func eventAttrs(e sdktrace.Event) map[string]any {
+	m := map[string]any{}
+	for _, kv := range e.Attributes {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+// routerEnv returns an Env whose Python stages submit to a router over a
+// one-worker thread pool and a one-worker process pool.
+func routerEnv(t *testing.T) pipe.Env {
+	t.Helper()
+	abs, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	tp, err := thread.New(thread.Options{Workers: 1, Paths: []string{abs}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, tp.Close(context.Background())) })
+	pp, err := process.New(context.Background(), process.Options{Workers: 1, Python: pooltest.Python(),
+		Paths: []string{abs}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, pp.Close(context.Background())) })
+	rt := &pools.Router{Thread: tp, Process: pp, Logger: slog.New(slog.DiscardHandler)}
+	return pipe.Env{Pool: func(string) (pools.Pool, error) { return rt, nil }}
+}
+
+// tracedPipe negates item 3, runs fail_negative (x10; a negative item
+// fails its batch of two, which Skip drops) on the thread pool, and routes
+// results of 40 and more to "big".
+func tracedPipe(t *testing.T, stageCtx *trace.SpanContext) *pipe.Pipe {
+	t.Helper()
+	p, err := pipe.New("traced").
+		Map("neg", func(ctx context.Context, it Item) (Item, error) {
+			if it.ID == "3" {
+				*stageCtx = trace.SpanContextFromContext(ctx)
+				it.Payload = -3
+			}
+			return it, nil
+		}).
+		Python("py", pipe.Python{Module: "pipetest", Function: "fail_negative", Route: pools.Thread,
+			Strategy: dispatch.FixedBatch(2), MaxInFlight: 1}).
+		Router("split", pipe.When("big", func(it Item) bool { return it.Payload.(int64) >= 40 })).
+		Output("big").
+		OnError("py", dispatch.Skip{}).
+		Build()
+	require.NoError(t, err)
+	return p
+}
+
+func TestPipeSpans(t *testing.T) {
+	tp, exp := recorder(t)
+	env := routerEnv(t)
+	env.TracerProvider = tp
+	var negCtx trace.SpanContext
+	res, err := tracedPipe(t, &negCtx).Run(context.Background(), env, dispatch.Slice(ints(6)))
+	require.NoError(t, err)
+	assert.Equal(t, []any{int64(40), int64(50)}, payloads(res.Outputs["big"]))
+	assert.Equal(t, []any{int64(0), int64(10)}, payloads(res.Outputs[pipe.DefaultOutput]))
+
+	spans := exp.GetSpans()
+	runs := named(spans, "slither.pipe.run")
+	require.Len(t, runs, 1)
+	run := runs[0]
+	assert.False(t, run.Parent.IsValid(), "a root span")
+	assert.Equal(t, "traced", spanAttrs(run)["slither.pipe"])
+	assert.Equal(t, res.Report.Session, spanAttrs(run)["slither.session"])
+	assert.Equal(t, codes.Unset, run.Status.Code)
+
+	stages := map[string]tracetest.SpanStub{}
+	for _, s := range named(spans, "slither.pipe.stage") {
+		assert.Equal(t, run.SpanContext.SpanID(), s.Parent.SpanID(), "stages are children of the run")
+		stages[spanAttrs(s)["slither.stage"].(string)] = s
+	}
+	require.Len(t, stages, 3)
+	for name, want := range map[string]map[string]any{
+		"neg":   {"slither.stage.kind": "map", "slither.items.in": int64(6), "slither.items.out": int64(6)},
+		"py":    {"slither.stage.kind": "python", "slither.items.in": int64(6), "slither.items.out": int64(4), "slither.items.skipped": int64(2)},
+		"split": {"slither.stage.kind": "router", "slither.items.in": int64(4), "slither.items.out": int64(4)},
+	} {
+		a := spanAttrs(stages[name])
+		assert.Equal(t, "traced", a["slither.pipe"])
+		for k, v := range want {
+			assert.Equal(t, v, a[k], "stage %s: %s", name, k)
+		}
+	}
+	assert.Equal(t, stages["neg"].SpanContext, negCtx, "a Go stage's function runs under its stage's span")
+
+	ds := named(spans, "slither.dispatch")
+	require.Len(t, ds, 1)
+	assert.Equal(t, stages["py"].SpanContext.SpanID(), ds[0].Parent.SpanID(), "the Python stage's dispatch is its child")
+	assert.Equal(t, "traced/py", spanAttrs(ds[0])["slither.dispatch"])
+
+	batches := named(spans, "slither.batch")
+	require.Len(t, batches, 3)
+	failed := 0
+	for _, b := range batches {
+		assert.Equal(t, ds[0].SpanContext.SpanID(), b.Parent.SpanID())
+		assert.Equal(t, run.SpanContext.TraceID(), b.SpanContext.TraceID(), "one trace for the whole run")
+		a := spanAttrs(b)
+		assert.Equal(t, "pipetest.fail_negative", a["slither.function"])
+		assert.Equal(t, "thread", a["slither.pool"])
+		assert.Equal(t, "thread", a["slither.route"], "the router sent it to the thread pool")
+		assert.Equal(t, pools.RouteRequested, a["slither.route.class"])
+		if b.Status.Code == codes.Error {
+			failed++
+			require.Len(t, b.Events, 1)
+			assert.Equal(t, "ValueError", eventAttrs(b.Events[0])["exception.type"])
+			assert.Equal(t, int64(1), a["slither.batch.index"])
+		}
+	}
+	assert.Equal(t, 1, failed)
+}
+
+func TestPipeSpanHaltingStage(t *testing.T) {
+	tp, exp := recorder(t)
+	boom := errors.New("bad item")
+	p, err := pipe.New("halts").
+		Map("check", func(ctx context.Context, it Item) (Item, error) {
+			if it.ID == "2" {
+				return it, boom
+			}
+			return it, nil
+		}).Build()
+	require.NoError(t, err)
+	_, err = p.Run(context.Background(), pipe.Env{TracerProvider: tp}, dispatch.Slice(ints(4)))
+	require.ErrorIs(t, err, boom)
+
+	spans := exp.GetSpans()
+	st := named(spans, "slither.pipe.stage")
+	require.Len(t, st, 1)
+	assert.Equal(t, codes.Error, st[0].Status.Code)
+	assert.Contains(t, st[0].Status.Description, `stage "check" failed on items [2]`)
+	require.Len(t, st[0].Events, 1)
+	ea := eventAttrs(st[0].Events[0])
+	assert.Equal(t, "*errors.errorString", ea["exception.type"])
+	assert.Equal(t, "bad item", ea["exception.message"])
+	run := named(spans, "slither.pipe.run")
+	require.Len(t, run, 1)
+	assert.Equal(t, codes.Error, run[0].Status.Code)
+}
+
+func TestPipeSpanSkippedItemsDoNotFailStage(t *testing.T) {
+	tp, exp := recorder(t)
+	p, err := pipe.New("skips").
+		Map("check", func(ctx context.Context, it Item) (Item, error) {
+			if it.ID == "1" {
+				return it, errors.New("bad")
+			}
+			return it, nil
+		}).OnError("check", dispatch.Skip{}).Build()
+	require.NoError(t, err)
+	_, err = p.Run(context.Background(), pipe.Env{TracerProvider: tp}, dispatch.Slice(ints(3)))
+	require.NoError(t, err)
+	st := named(exp.GetSpans(), "slither.pipe.stage")
+	require.Len(t, st, 1)
+	assert.Equal(t, codes.Unset, st[0].Status.Code, "the stage went on")
+	require.Len(t, st[0].Events, 1, "the failure is still recorded")
+	assert.Equal(t, int64(1), spanAttrs(st[0])["slither.items.failed"])
+}
+
+func TestPipeEventsLiveStagesAndStopCounts(t *testing.T) {
+	bus := telemetry.New(nil)
+	var stagesFn func() []pipe.StageReport
+	stops := map[string]telemetry.Metadata{}
+	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
+		switch ev {
+		case telemetry.PipeRunStart:
+			stagesFn = md["stages"].(func() []pipe.StageReport)
+		case telemetry.PipeStageStop:
+			stops[md["stage"].(string)] = md
+		}
+	}, telemetry.PipeRunStart, telemetry.PipeStageStop))
+	var live []pipe.StageReport
+	p, err := pipe.New("live").
+		Map("count", func(ctx context.Context, it Item) (Item, error) {
+			if it.ID == "3" {
+				live = stagesFn() // mid-run, from the stage's own goroutine
+			}
+			if it.ID == "4" {
+				return it, errors.New("bad")
+			}
+			return it, nil
+		}).
+		Router("split", pipe.When("odd", func(it Item) bool { return it.Payload.(int)%2 == 1 })).
+		Output("odd").
+		OnError("count", dispatch.Retry{Attempts: 1, Then: dispatch.Skip{}}).
+		Build()
+	require.NoError(t, err)
+	_, err = p.Run(context.Background(), pipe.Env{Telemetry: bus}, dispatch.Slice(ints(6)))
+	require.NoError(t, err)
+
+	require.Len(t, live, 2)
+	assert.Equal(t, "count", live[0].Name)
+	assert.Equal(t, 4, live[0].In, "items 0-3 have entered the stage")
+	assert.Equal(t, 3, live[0].Out, "items 0-2 have left it")
+	require.NotNil(t, stagesFn)
+	final := stagesFn()
+	assert.Equal(t, 6, final[0].In, "the function reads the run's counts, not a copy")
+
+	c := stops["count"]
+	assert.Equal(t, int64(6), c["in"])
+	assert.Equal(t, 1, c["skipped"])
+	assert.Equal(t, 1, c["errors"])
+	assert.Equal(t, 1, c["retries"])
+	assert.NotContains(t, c, "routed")
+	s := stops["split"]
+	assert.Equal(t, 0, s["errors"])
+	assert.Equal(t, map[string]int{"odd": 3, pipe.DefaultOutput: 2}, s["routed"])
+}
+
+func TestPipeStageExceptionCarriesPythonType(t *testing.T) {
+	bus := telemetry.New(nil)
+	var exc []telemetry.Metadata
+	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
+		exc = append(exc, md)
+	}, telemetry.PipeStageException))
+	tp, exp := recorder(t)
+	pyErr := &pools.PythonError{Type: "KeyError", Message: "'k'", Traceback: "Traceback (most recent call last):\nKeyError: 'k'"}
+	p, err := pipe.New("pyerr").
+		Map("lookup", func(ctx context.Context, it Item) (Item, error) {
+			if it.ID == "1" {
+				return it, fmt.Errorf("lookup: %w", pyErr)
+			}
+			return it, nil
+		}).OnError("lookup", dispatch.Skip{}).Build()
+	require.NoError(t, err)
+	_, err = p.Run(context.Background(), pipe.Env{Telemetry: bus, TracerProvider: tp}, dispatch.Slice(ints(2)))
+	require.NoError(t, err)
+	require.Len(t, exc, 1)
+	assert.Equal(t, "KeyError", exc[0]["exception_type"])
+	assert.Equal(t, pyErr.Traceback, exc[0]["traceback"])
+	st := named(exp.GetSpans(), "slither.pipe.stage")
+	require.Len(t, st, 1)
+	require.Len(t, st[0].Events, 1)
+	ea := eventAttrs(st[0].Events[0])
+	assert.Equal(t, "KeyError", ea["exception.type"])
+	assert.Equal(t, pyErr.Traceback, ea["exception.stacktrace"])
+}
