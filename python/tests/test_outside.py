@@ -25,6 +25,8 @@ class OutsideAPool(unittest.TestCase):
         self.assertIsNone(c.worker_id)
         self.assertIsNone(c.session_id)
         self.assertEqual(c.pid, os.getpid())
+        self.assertIsNone(c.trace_id)
+        self.assertIsNone(c.span_id)
         self.assertEqual(usermod.where([1]), [["none", False, None, None]])
 
     def test_thread_safe_marks_and_the_function_runs(self):
