@@ -204,7 +204,7 @@ func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt
 		md["error"] = err.Error()
 		var pe *pools.PythonError
 		if errors.As(err, &pe) {
-			md["exception_type"], md["traceback"] = pe.Type, pe.Traceback
+			md["exception_type"], md["exception_message"], md["traceback"] = pe.Type, pe.Message, pe.Traceback
 		}
 	}
 	o.Telemetry.Emit(ev, m, md)

@@ -265,6 +265,7 @@ func TestRunAndBatchEventsMetadata(t *testing.T) {
 
 	exc := got.mds[2]
 	assert.Equal(t, "ValueError", exc["exception_type"])
+	assert.Equal(t, "negative item -3", exc["exception_message"], "Python's own message, without the Go error chain")
 	assert.Contains(t, exc["traceback"], "Traceback (most recent call last)")
 	assert.Contains(t, exc["error"], "negative item -3")
 	assert.Equal(t, "fail_on", exc["function"])

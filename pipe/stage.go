@@ -338,7 +338,7 @@ func (r *stageRun) failItems(ctx context.Context, items []Item, err error) bool 
 		extra := []any{"error", err.Error()}
 		var pe *pools.PythonError
 		if errors.As(err, &pe) {
-			extra = append(extra, "exception_type", pe.Type, "traceback", pe.Traceback)
+			extra = append(extra, "exception_type", pe.Type, "exception_message", pe.Message, "traceback", pe.Traceback)
 		}
 		r.event(telemetry.PipeStageException, telemetry.Measurements{Items: len(items)}, extra...)
 	}
