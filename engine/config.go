@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/slither-go/slither/internal/pybuild"
@@ -46,10 +48,58 @@ type Config struct {
 	// ThreadSafe declares Python functions safe for the thread pool from Go
 	// (as @slither.thread_safe does in Python).
 	ThreadSafe []Function `yaml:"thread_safe"`
+	// HTTP serves the engine's monitor (Prometheus metrics, the dashboard
+	// page, its JSON state) on an address of its own; off by default.
+	// Engine.Handler serves the same for a program that mounts it on its
+	// own server instead.
+	HTTP HTTPConfig `yaml:"http"`
 
 	Stores    []store.Definition `yaml:"-"`
 	Telemetry *telemetry.Bus     `yaml:"-"`
 	Logger    *slog.Logger       `yaml:"-"`
+	// TracerProvider makes the OpenTelemetry spans of dispatches and
+	// pipeline runs (when their own options name none); nil means
+	// otel.GetTracerProvider(), a no-op unless the program installed one.
+	TracerProvider trace.TracerProvider `yaml:"-"`
+}
+
+// HTTPConfig is where the engine serves its monitor (env SLITHER_HTTP_ADDR,
+// SLITHER_HTTP_TOKEN).
+type HTTPConfig struct {
+	// Addr is the address to listen on, e.g. "127.0.0.1:9090"; empty
+	// means no server. A host-less address (":9090") binds 127.0.0.1
+	// only; ":0" picks a free port (see Engine.HTTPAddr).
+	Addr string `yaml:"addr"`
+	// Token, when set, is required of every request (Authorization:
+	// Bearer TOKEN, or ?token=TOKEN in a browser). Without one only
+	// loopback clients are served, and an Addr whose host is not a
+	// loopback address is a configuration error.
+	Token string `yaml:"token"`
+}
+
+// listenAddr is the address to bind: a host-less Addr gets 127.0.0.1.
+func (h HTTPConfig) listenAddr() (string, error) {
+	host, port, err := net.SplitHostPort(h.Addr)
+	if err != nil {
+		return "", fmt.Errorf("http.addr %q: %w (want HOST:PORT or :PORT)", h.Addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if h.Token == "" && !loopbackHost(host) {
+		return "", fmt.Errorf("http.addr %q listens beyond this machine and http.token is empty: set a token, or listen on 127.0.0.1", h.Addr)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// loopbackHost reports a host that names this machine only: localhost or
+// a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Function names a Python function.
@@ -146,6 +196,11 @@ func (c Config) validate() error {
 			}
 		}
 	}
+	if c.HTTP.Addr != "" {
+		if _, err := c.HTTP.listenAddr(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, f := range c.ThreadSafe {
 		if f.Module == "" || f.Function == "" {
 			errs = append(errs, fmt.Errorf("thread_safe entry %+v needs a module and a function", f))
@@ -210,13 +265,15 @@ func ParseConfig(data []byte) (Config, error) {
 //	SLITHER_POOL_<NAME>_WORKERS=4    SLITHER_POOL_<NAME>_PYTHON=/usr/bin/python3
 //	SLITHER_POOL_<NAME>_THREADS=2    SLITHER_POOL_<NAME>_CALL_TIMEOUT=30s
 //	SLITHER_VENV=/srv/app/.venv
+//	SLITHER_HTTP_ADDR=:9090          SLITHER_HTTP_TOKEN=secret
 //
 // <NAME> is the name, in upper case, of a process pool the config already
 // has ("DEFAULT" for the default one when it names none); a setting is any
 // scalar key of [ThreadConfig] or [ProcessConfig] in upper case
 // (SLITHER_POOL_DEFAULT_MAX_RESTARTS, SLITHER_THREAD_REQUIRED, ...;
 // THREADS is short for THREADS_PER_WORKER). Lists are set in the file only.
-// A SLITHER_THREAD_* or SLITHER_POOL_* variable that names no pool or no
+// SLITHER_HTTP_<KEY> sets a key of [HTTPConfig]. A SLITHER_THREAD_*,
+// SLITHER_POOL_* or SLITHER_HTTP_* variable that names no pool or no
 // setting is an error naming it and what is valid, never a new pool. The
 // scalar keys of Config itself are SLITHER_<KEY> (SLITHER_VENV); other
 // SLITHER_* variables (SLITHER_PYTHON) are left to their own readers.
@@ -237,6 +294,13 @@ func (c *Config) ApplyEnv(environ []string) error {
 			}
 		case strings.HasPrefix(k, "SLITHER_POOL_"):
 			errs = append(errs, c.applyPoolEnv(k, v))
+		case strings.HasPrefix(k, "SLITHER_HTTP_"):
+			fields := envFields(reflect.ValueOf(&c.HTTP).Elem())
+			if f, ok := fields[strings.TrimPrefix(k, "SLITHER_HTTP_")]; ok {
+				errs = append(errs, f.set(k, v))
+			} else {
+				errs = append(errs, fmt.Errorf("%s: unknown setting (SLITHER_HTTP_<SETTING>, settings: %s)", k, settingNames(fields)))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -3,6 +3,12 @@
 // views, and telemetry; the Engine then dispatches batches, runs pipelines
 // and opens sessions; Close stops everything in order.
 //
+// The engine keeps a monitor (package monitor) on its telemetry: Handler
+// serves its Prometheus metrics, dashboard page and JSON state for a
+// program to mount, and Config.HTTP.Addr serves them on an address of
+// their own. Config.TracerProvider makes OpenTelemetry spans of dispatches
+// and pipeline runs.
+//
 // Zero configuration works: pool sizes come from the capacity model (one
 // worker per usable core), the thread pool starts when the binary has cgo
 // and a free-threaded libpython, and one process pool named "default" runs
@@ -16,12 +22,16 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"net"
+	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/internal/pyvenv"
+	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/pipe"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
@@ -43,6 +53,11 @@ type Engine struct {
 	thread  pools.Pool // nil without an embedded pool
 	procs   map[string]*process.Pool
 	routers map[string]*pools.Router
+	mon     *monitor.Monitor
+	handler http.Handler
+	srv     *http.Server  // nil without Config.HTTP.Addr
+	ln      net.Listener  // srv's
+	served  chan struct{} // closed when srv's Serve returned
 
 	closeOnce sync.Once
 	closeErr  error
@@ -64,6 +79,16 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.views = store.NewRegistry(e.tel)
+	// The monitor listens before anything starts, so it counts every
+	// worker's start; it reads the pools and stores only when asked, once
+	// Start has returned.
+	mon, err := monitor.New(monitor.Options{Bus: e.tel, HandlerName: "engine.monitor",
+		Pools: e.monitoredPools, Stores: e.storeList, GIL: func() monitor.GILState { return gilState(e.thread) }})
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e.mon = mon
+	e.handler = mon.Handler(monitor.HandlerOptions{Token: cfg.HTTP.Token})
 	ok := false
 	defer func() {
 		if !ok {
@@ -119,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		opts.Workers = workers
 		opts.Python = cfg.processPython(pc)
 		opts.Host, opts.Telemetry, opts.Logger = host, e.tel, cfg.Logger
+		opts.Name = "process/" + name
 		p, err := process.New(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("engine: process pool %q: %w", name, err)
@@ -136,8 +162,52 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.thread != nil {
 		e.metrics.Probe("thread", probe(e.thread))
 	}
+	if cfg.HTTP.Addr != "" {
+		if err := e.serve(); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return e, nil
+}
+
+// serve starts the monitor's server on Config.HTTP.Addr.
+func (e *Engine) serve() error {
+	addr, err := e.cfg.HTTP.listenAddr()
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("engine: monitor server: %w", err)
+	}
+	e.ln, e.served = ln, make(chan struct{})
+	e.srv = &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(e.log().Handler(), slog.LevelWarn)}
+	go func() {
+		defer close(e.served)
+		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log().Error("slither engine: monitor server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	e.log().Info("slither engine: monitor serving", "url", "http://"+ln.Addr().String()+"/debug/slither/")
+	return nil
+}
+
+// monitoredPools are the pools the monitor reports: the thread pool and
+// every process pool (not the routers over them).
+func (e *Engine) monitoredPools() []pools.Pool {
+	var ps []pools.Pool
+	if e.thread != nil {
+		ps = append(ps, e.thread)
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.procs)) {
+		ps = append(ps, e.procs[name])
+	}
+	return ps
+}
+
+func (e *Engine) storeList() []*store.Store {
+	return slices.Collect(maps.Values(e.stores))
 }
 
 func probe(p pools.Pool) telemetry.PoolProbe {
@@ -156,6 +226,18 @@ func (e *Engine) log() *slog.Logger {
 func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		var errs []error
+		// The monitor first: it ends the event streams, which would
+		// otherwise keep Shutdown waiting.
+		if e.mon != nil {
+			e.mon.Close()
+		}
+		if e.srv != nil {
+			if err := e.srv.Shutdown(ctx); err != nil {
+				_ = e.srv.Close()
+				errs = append(errs, fmt.Errorf("engine: monitor server: %w", err))
+			}
+			<-e.served
+		}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		all := slices.Collect(maps.Values(e.procs))
@@ -182,6 +264,26 @@ func (e *Engine) Close(ctx context.Context) error {
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr
+}
+
+// Monitor is the engine's monitor: its State, metrics and handler.
+func (e *Engine) Monitor() *monitor.Monitor { return e.mon }
+
+// Handler serves the engine's monitor (see [monitor.Monitor.Handler]):
+// Prometheus metrics at metrics, the dashboard at debug/slither/, its
+// JSON state at debug/slither/state. Mount it on the program's own server,
+// e.g. mux.Handle("/", e.Handler()), or under a prefix with
+// http.StripPrefix. It takes Config.HTTP.Token like the engine's own
+// server: without one only loopback clients are served.
+func (e *Engine) Handler() http.Handler { return e.handler }
+
+// HTTPAddr is the address the engine's monitor server listens on (the
+// port chosen for ":0" included), or "" when Config.HTTP.Addr is empty.
+func (e *Engine) HTTPAddr() string {
+	if e.ln == nil {
+		return ""
+	}
+	return e.ln.Addr().String()
 }
 
 // Telemetry is the engine's event bus; attach handlers to it.
@@ -241,10 +343,19 @@ func (e *Engine) Dispatch(ctx context.Context, items iter.Seq[dispatch.Item], o 
 	if err != nil {
 		return nil, err
 	}
+	e.defaults(&o.Options)
+	return dispatch.Run(ctx, p, items, o.Options)
+}
+
+// defaults gives o the engine's telemetry and tracer provider where it
+// names none.
+func (e *Engine) defaults(o *dispatch.Options) {
 	if o.Telemetry == nil {
 		o.Telemetry = e.tel
 	}
-	return dispatch.Run(ctx, p, items, o.Options)
+	if o.TracerProvider == nil {
+		o.TracerProvider = e.cfg.TracerProvider
+	}
 }
 
 // Stream is Dispatch, lazily; see dispatch.Stream.
@@ -253,9 +364,7 @@ func (e *Engine) Stream(ctx context.Context, items iter.Seq[dispatch.Item], o Di
 	if err != nil {
 		return nil, err
 	}
-	if o.Telemetry == nil {
-		o.Telemetry = e.tel
-	}
+	e.defaults(&o.Options)
 	return dispatch.Stream(ctx, p, items, o.Options), nil
 }
 
@@ -266,7 +375,8 @@ type PipeOptions struct {
 }
 
 func (e *Engine) env(o PipeOptions) pipe.Env {
-	return pipe.Env{Pool: e.Pool, Views: e.views, SessionViews: o.SessionViews, Telemetry: e.tel}
+	return pipe.Env{Pool: e.Pool, Views: e.views, SessionViews: o.SessionViews, Telemetry: e.tel,
+		TracerProvider: e.cfg.TracerProvider}
 }
 
 // RunPipe runs a pipeline over items; see pipe.Pipe.Run.

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"github.com/slither-go/slither/cpython"
+	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/thread"
 	"github.com/slither-go/slither/telemetry"
@@ -12,4 +13,19 @@ import (
 func startThread(workers, maxSessions int, venv string, paths []string, host pools.HostFunc, tel *telemetry.Bus) (pools.Pool, error) {
 	return thread.New(thread.Options{Workers: workers, MaxSessions: maxSessions, Paths: paths, Host: host, Telemetry: tel,
 		Python: cpython.Config{Venv: venv}})
+}
+
+// gilState is the embedded interpreter's GIL as the monitor shows it
+// (Embedded false without a thread pool).
+func gilState(p pools.Pool) monitor.GILState {
+	tp, ok := p.(*thread.Pool)
+	if !ok {
+		return monitor.GILState{}
+	}
+	g := monitor.GILState{Embedded: true, FreeThreadedBuild: tp.FreeThreadedBuild(), Enabled: tp.GILEnabled(),
+		EnabledBy: tp.GILEnabledBy()}
+	for _, c := range tp.GILChanges() {
+		g.Changes = append(g.Changes, monitor.GILChange{Enabled: c.Enabled, Module: c.Module, During: c.During, At: c.At})
+	}
+	return g
 }

@@ -126,17 +126,118 @@ func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	ft, system := engine.DefaultPython(), "/usr/bin/python3"
-	if err := ensureModules(system, ex.Modules, ex.Packages); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "slither-example-"+ex.Name+"-")
+	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, engine.HTTPConfig{})
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer closeEnv()
+	res, err := round(ctx, ex, env)
+	if err != nil {
+		return nil, err
+	}
+	if o.Baseline {
+		b, err := baseline(ctx, env.FreeThreaded, env.Dir, o.Scale)
+		if err != nil {
+			env.Printf("\nnaive threaded baseline: could not run: %v\n", err)
+		} else {
+			res.Baseline = b
+			env.Printf("\nnaive threaded baseline (pure Python on %s, shared mutable state, GIL off):\n", env.FreeThreaded)
+			for _, line := range strings.Split(strings.TrimSpace(fmt.Sprint(b["report"])), "\n") {
+				env.Printf("  %s\n", line)
+			}
+		}
+	}
+	env.Printf("\n")
+	return res, nil
+}
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	// HTTP is where the engine serves its monitor: Addr is required (see
+	// engine.HTTPConfig for binding and the token).
+	HTTP  engine.HTTPConfig
+	Scale int
+	// Out gets the first round's report, as Run prints it.
+	Out io.Writer
+	// Serving is called once the monitor listens, with its address.
+	Serving func(addr string)
+	// Round is called after every round with its number (from 1), its
+	// verdicts and its error.
+	Round func(n int, res *Result, err error)
+}
+
+// Serve keeps one example running under load for people to watch: it
+// starts the example's engine with its monitor on o.HTTP, then runs the
+// example on that engine round after round until ctx ends, when it
+// returns nil. The first round prints and checks as Run does (without the
+// baseline); an error there ends Serve. Later rounds run quietly on the
+// same engine, so their counts add up on the dashboard and in `slither
+// top`; they reuse its workers and stores, whose state some checks assume
+// fresh, so their verdicts are reported (to Round) but not required, and
+// an error in one is reported and the next round starts after a pause.
+func Serve(ctx context.Context, ex Example, o ServeOptions) error {
+	if o.HTTP.Addr == "" {
+		return errors.New("examples: Serve needs an HTTP address to serve the monitor on")
+	}
+	if o.Scale < 1 {
+		o.Scale = 1
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, o.HTTP)
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	if o.Serving != nil {
+		o.Serving(env.Engine.HTTPAddr())
+	}
+	for n := 1; ; n++ {
+		if n == 2 {
+			env.Out = io.Discard
+		}
+		res, err := round(ctx, ex, env)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if o.Round != nil {
+			o.Round(n, res, err)
+		}
+		if err != nil && n == 1 {
+			return err
+		}
+		if err != nil {
+			// A failing round must not spin: the engine may be restarting
+			// a pool.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// start gets an example ready to run: its Python modules checked, its
+// Python written to a temporary directory and its engine started (with
+// its monitor served on http when http.Addr is set). closeEnv undoes it.
+func start(ctx context.Context, ex Example, scale int, out io.Writer, http engine.HTTPConfig) (env *Env, closeEnv func(), err error) {
+	ft, system := engine.DefaultPython(), "/usr/bin/python3"
+	if err := ensureModules(system, ex.Modules, ex.Packages); err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "slither-example-"+ex.Name+"-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
 	if err := os.CopyFS(dir, ex.Python); err != nil {
-		return nil, fmt.Errorf("examples: writing %s's Python: %w", ex.Name, err)
+		return nil, nil, fmt.Errorf("examples: writing %s's Python: %w", ex.Name, err)
 	}
 	cfg := engine.Config{
 		Paths:  []string{dir},
@@ -145,11 +246,12 @@ func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
 			"default": {Python: ft, Workers: 2},
 			"system":  {Python: system, Workers: 2},
 		},
+		HTTP: http,
 	}
 	if ex.Stores != nil {
 		cfg.Stores = ex.Stores()
 	}
-	env := &Env{Out: o.Out, Dir: dir, Scale: o.Scale, FreeThreaded: ft, System: system, decisions: map[string]string{}}
+	env = &Env{Out: out, Dir: dir, Scale: scale, FreeThreaded: ft, System: system, decisions: map[string]string{}}
 	cfg.Telemetry = telemetry.New(cfg.Logger)
 	_ = cfg.Telemetry.Attach("example.routes", func(_ telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
 		env.mu.Lock()
@@ -158,13 +260,24 @@ func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
 	}, telemetry.RouterDecision)
 	eng, err := engine.Start(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer eng.Close(context.Background())
 	env.Engine = eng
+	return env, func() {
+		_ = eng.Close(context.Background())
+		_ = os.RemoveAll(dir)
+	}, nil
+}
 
+// round runs the example once on env and prints where each Python stage
+// ran and why, and its verdicts.
+func round(ctx context.Context, ex Example, env *Env) (*Result, error) {
+	env.mu.Lock()
+	env.verdicts = nil
+	clear(env.decisions)
+	env.mu.Unlock()
 	env.Printf("== %s: %s\n", ex.Name, ex.Summary)
-	start := time.Now()
+	began := time.Now()
 	if err := ex.Run(ctx, env); err != nil {
 		return nil, fmt.Errorf("examples: %s: %w", ex.Name, err)
 	}
@@ -180,7 +293,7 @@ func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
 	}
 	env.mu.Unlock()
 	res := &Result{Name: ex.Name, Verdicts: env.Verdicts()}
-	env.Printf("\nverdict (against a serial reference), %v:\n", time.Since(start).Round(time.Millisecond))
+	env.Printf("\nverdict (against a serial reference), %v:\n", time.Since(began).Round(time.Millisecond))
 	for _, v := range res.Verdicts {
 		mark := "ok  "
 		if !v.OK {
@@ -188,19 +301,6 @@ func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
 		}
 		env.Printf("  %s %s: %s\n", mark, v.Check, v.Detail)
 	}
-	if o.Baseline {
-		b, err := baseline(ctx, ft, dir, o.Scale)
-		if err != nil {
-			env.Printf("\nnaive threaded baseline: could not run: %v\n", err)
-		} else {
-			res.Baseline = b
-			env.Printf("\nnaive threaded baseline (pure Python on %s, shared mutable state, GIL off):\n", ft)
-			for _, line := range strings.Split(strings.TrimSpace(fmt.Sprint(b["report"])), "\n") {
-				env.Printf("  %s\n", line)
-			}
-		}
-	}
-	env.Printf("\n")
 	return res, nil
 }
 

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
 	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/examples"
 	"github.com/slither-go/slither/examples/batch_stats"
 	"github.com/slither-go/slither/examples/data_etl"
@@ -27,16 +34,29 @@ var allExamples = []examples.Example{
 func newExample() *cobra.Command {
 	var all, noBaseline bool
 	var scale int
+	var serve, token string
 	cmd := &cobra.Command{
 		Use:   "example [NAME]",
 		Short: "Run the end-to-end examples, each beside a naive free-threaded baseline",
 		Long: `example with no name lists the examples. With a name (or --all) it runs it the Slither
 way, checks its figures against a serial reference, prints where each Python stage ran and
 why, then runs the naive pure-Python threaded version with shared mutable state and reports
-what that observed (--no-baseline skips it).`,
+what that observed (--no-baseline skips it).
+
+With --serve ADDR it runs one example on an engine that serves its monitor on ADDR (metrics,
+the /debug/slither page, and the state ` + "`slither top`" + ` draws), again and again under load until
+Ctrl-C, and prints the page's URL and the ` + "`slither top`" + ` command to watch it. ":9090" listens on
+127.0.0.1 only; another host needs --token (default $SLITHER_HTTP_TOKEN). The first round
+prints and checks as usual; later rounds reuse the engine, print one line each, and skip the
+baseline.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
+			if serve != "" {
+				if all || len(args) != 1 {
+					return errors.New("example: --serve runs one example: name it")
+				}
+			}
 			var run []examples.Example
 			switch {
 			case all:
@@ -52,6 +72,9 @@ what that observed (--no-baseline skips it).`,
 					fmt.Fprintf(out, "  %-15s %s\n", e.Name, e.Summary)
 				}
 				return nil
+			}
+			if serve != "" {
+				return serveExample(cmd.Context(), out, run[0], serve, token, scale)
 			}
 			failed := 0
 			for _, e := range run {
@@ -76,5 +99,58 @@ what that observed (--no-baseline skips it).`,
 	f.BoolVar(&all, "all", false, "run every example")
 	f.BoolVar(&noBaseline, "no-baseline", false, "skip the naive threaded baselines")
 	f.IntVar(&scale, "scale", 1, "multiply the input sizes (races show more at larger scales)")
+	f.StringVar(&serve, "serve", "", "serve the engine's monitor on this address and keep the example running until Ctrl-C")
+	f.StringVar(&token, "token", os.Getenv("SLITHER_HTTP_TOKEN"), "the monitor's token with --serve (default $SLITHER_HTTP_TOKEN)")
 	return cmd
+}
+
+// serveExample runs `slither example NAME --serve ADDR`: it says where to
+// watch, then one line per round, until ctx ends (Ctrl-C).
+func serveExample(ctx context.Context, out io.Writer, ex examples.Example, addr, token string, scale int) error {
+	// Rounds can take milliseconds: later ones are summed up in a line
+	// every few seconds.
+	const every = 5 * time.Second
+	var from, rounds, short int
+	last := time.Now()
+	err := examples.Serve(ctx, ex, examples.ServeOptions{
+		HTTP:  engine.HTTPConfig{Addr: addr, Token: token},
+		Scale: scale,
+		Out:   out,
+		Serving: func(bound string) {
+			page := url.URL{Scheme: "http", Host: bound, Path: "/debug/slither"}
+			if host, port, err := net.SplitHostPort(bound); err == nil && net.ParseIP(host).IsUnspecified() {
+				// Listening on every interface: this machine's name reaches it.
+				if name, err := os.Hostname(); err == nil {
+					page.Host = net.JoinHostPort(name, port)
+				}
+			}
+			top := "slither top --addr " + page.Host
+			if token != "" {
+				page.RawQuery = url.Values{"token": {token}}.Encode()
+				top += " --token \"$SLITHER_HTTP_TOKEN\""
+			}
+			fmt.Fprintf(out, "serving %s's monitor until Ctrl-C:\n  page:    %s\n  top:     %s\n  metrics: http://%s/metrics\n\n",
+				ex.Name, page.String(), top, page.Host)
+		},
+		Round: func(n int, res *examples.Result, err error) {
+			switch {
+			case n == 1 && err == nil:
+				fmt.Fprintf(out, "round 1 done; running %s again and again on the same engine until Ctrl-C\n"+
+					"(later rounds reuse its workers and stores, so checks that assume a fresh engine may not hold there)\n", ex.Name)
+				from, last = 2, time.Now()
+				return
+			case err != nil:
+				fmt.Fprintf(out, "%s round %d: %v\n", time.Now().Format(time.TimeOnly), n, err)
+			case !res.OK():
+				short++
+			}
+			rounds++
+			if took := time.Since(last); took >= every || err != nil {
+				fmt.Fprintf(out, "%s rounds %d-%d: %d in %v, %d with a check that did not hold\n",
+					time.Now().Format(time.TimeOnly), from, n, rounds, took.Round(time.Millisecond), short)
+				from, rounds, short, last = n+1, 0, 0, time.Now()
+			}
+		},
+	})
+	return err
 }

@@ -3,7 +3,9 @@
 // init` (a new module from the quickstart template), `slither demo` (the
 // embedded free-threaded pool at work), `slither doctor` (interpreters, GIL
 // state, capacity and recommendations), `slither bench` (the thread-vs-
-// process matrix) and `slither example` (the five end-to-end examples).
+// process matrix), `slither example` (the five end-to-end examples, and
+// --serve to keep one running for watching) and `slither top` (a running
+// engine's pools, workers, routes, GIL and errors, live in the terminal).
 package main
 
 import (
@@ -36,6 +38,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), withBundle(newPython()), newInit())
+	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newTop(), withBundle(newPython()), newInit())
 	return root
 }

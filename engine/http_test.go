@@ -1,0 +1,121 @@
+package engine_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/slither-go/slither/engine"
+)
+
+func TestHTTPConfig(t *testing.T) {
+	c, err := engine.ParseConfig([]byte("http: {addr: ':9090', token: t0k}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, engine.HTTPConfig{Addr: ":9090", Token: "t0k"}, c.HTTP)
+
+	for _, ok := range []string{":0", ":9090", "127.0.0.1:9090", "localhost:9090", "[::1]:9090"} {
+		_, err := engine.ParseConfig([]byte("http: {addr: '" + ok + "'}"))
+		assert.NoError(t, err, ok)
+	}
+	for _, open := range []string{"0.0.0.0:9090", "[::]:9090", "192.0.2.1:9090", "example.com:9090"} {
+		_, err := engine.ParseConfig([]byte("http: {addr: '" + open + "'}"))
+		assert.ErrorContains(t, err, "listens beyond this machine and http.token is empty", open)
+		_, err = engine.ParseConfig([]byte("http: {addr: '" + open + "', token: x}"))
+		assert.NoError(t, err, "with a token: %s", open)
+	}
+	_, err = engine.ParseConfig([]byte("http: {addr: '9090'}"))
+	assert.ErrorContains(t, err, `http.addr "9090"`)
+
+	var env engine.Config
+	require.NoError(t, env.ApplyEnv([]string{"SLITHER_HTTP_ADDR=:0", "SLITHER_HTTP_TOKEN=abc"}))
+	assert.Equal(t, engine.HTTPConfig{Addr: ":0", Token: "abc"}, env.HTTP)
+	err = env.ApplyEnv([]string{"SLITHER_HTTP_PORT=1"})
+	assert.ErrorContains(t, err, "SLITHER_HTTP_PORT: unknown setting (SLITHER_HTTP_<SETTING>, settings: ADDR, TOKEN)")
+}
+
+// TestEngineServesItsMonitor: Config.HTTP.Addr ":0" binds a free loopback
+// port that HTTPAddr names; the token guards it; Close stops the server.
+func TestEngineServesItsMonitor(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.Start(ctx, engine.Config{
+		Thread:  engine.ThreadConfig{Disabled: true},
+		Process: map[string]engine.ProcessConfig{"cpu": {Workers: 1}},
+		HTTP:    engine.HTTPConfig{Addr: ":0", Token: "t0k"},
+		Logger:  quiet(),
+	})
+	require.NoError(t, err)
+	closed := false
+	defer func() {
+		if !closed {
+			require.NoError(t, eng.Close(ctx))
+		}
+	}()
+	addr := eng.HTTPAddr()
+	host, _, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1", host, "a host-less address binds loopback only")
+
+	get := func(path string, token string) (int, string) {
+		req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	code, _ := get("/metrics", "")
+	assert.Equal(t, 401, code)
+	code, body := get("/metrics", "t0k")
+	require.Equal(t, 200, code)
+	assert.Contains(t, body, `slither_pool_capacity{kind="process",pool="process/cpu"} 1`)
+	code, body = get("/debug/slither/state", "t0k")
+	require.Equal(t, 200, code)
+	assert.Contains(t, body, `"name":"process/cpu"`)
+
+	// The same handler, for a program's own server.
+	assert.NotNil(t, eng.Handler())
+	assert.NotNil(t, eng.Monitor())
+
+	// A client watching the event stream does not keep Close waiting.
+	req, err := http.NewRequest("GET", "http://"+addr+"/debug/slither/events?token=t0k", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	first := make([]byte, len("event: state"))
+	_, err = io.ReadFull(resp.Body, first)
+	require.NoError(t, err)
+	assert.Equal(t, "event: state", string(first))
+
+	require.NoError(t, eng.Close(ctx))
+	closed = true
+	_, err = io.ReadAll(resp.Body) // the stream ended with the engine
+	require.NoError(t, err)
+	_, err = http.Get("http://" + addr + "/metrics")
+	require.Error(t, err, "the server is closed with the engine")
+	assert.True(t, strings.Contains(err.Error(), "refused"), err.Error())
+}
+
+func TestEngineWithoutHTTPAddrServesNothing(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.Start(ctx, engine.Config{
+		Thread:  engine.ThreadConfig{Disabled: true},
+		Process: map[string]engine.ProcessConfig{"default": {Workers: 1}},
+		Logger:  quiet(),
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, eng.Close(ctx)) }()
+	assert.Empty(t, eng.HTTPAddr())
+	assert.NotNil(t, eng.Handler(), "the handler is there to mount")
+}

@@ -1,0 +1,349 @@
+package monitor
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/slither-go/slither/dispatch"
+	"github.com/slither-go/slither/pipe"
+	"github.com/slither-go/slither/telemetry"
+)
+
+// handle is the monitor's bus handler. It runs on the emitting goroutine,
+// batch events on the dispatch hot path: one lock, a map lookup and a few
+// atomic adds per event, no allocation once a dispatch's series exist.
+func (m *Monitor) handle(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
+	switch ev {
+	case telemetry.DispatchBatchQueued, telemetry.DispatchBatchStart, telemetry.DispatchBatchStop,
+		telemetry.DispatchBatchException, telemetry.DispatchBatchRetry:
+		m.batchEvent(ev, ms, md)
+	case telemetry.DispatchRunStart, telemetry.DispatchRunStop:
+		m.runEvent(ev, ms, md)
+	case telemetry.RouterDecision:
+		m.routeEvent(md)
+	case telemetry.PoolWorkerStart, telemetry.PoolWorkerExit, telemetry.PoolWorkerRestart:
+		m.workerEvent(ev, md)
+	case telemetry.PipeRunStart, telemetry.PipeRunStop, telemetry.PipeRunException:
+		m.pipeRunEvent(ev, md)
+	case telemetry.PipeStageStop:
+		m.stageStopEvent(ms, md)
+	case telemetry.PipeStageException:
+		if str(md, "kind") == "python" {
+			break // its dispatch reported the batch's error, traceback and all
+		}
+		m.agg.addError(ErrorState{Source: "pipe " + str(md, "pipe") + " stage " + str(md, "stage"),
+			Message: str(md, "error"), Type: str(md, "exception_type"), Traceback: str(md, "traceback")})
+	case telemetry.StoreWrite, telemetry.StoreReloadStop, telemetry.BridgeViewStart, telemetry.BridgeViewStop:
+		m.storeEvent(ev, ms, md)
+	}
+}
+
+// str reads a string from metadata ("" when absent or not a string).
+func str(md telemetry.Metadata, k string) string {
+	s, _ := md[k].(string)
+	return s
+}
+
+// num reads an integer from metadata, whatever its integer type.
+func num(md telemetry.Metadata, k string) int64 {
+	switch v := md[k].(type) {
+	case int:
+		return int64(v)
+	case int64:
+		return v
+	case int32:
+		return int64(v)
+	case uint64:
+		return int64(v)
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
+// dispatchName is the name a batch event's dispatch goes by: its Name, or
+// module.function.
+func dispatchName(md telemetry.Metadata) (name, function string) {
+	function = str(md, "module") + "." + str(md, "function")
+	if name = str(md, "dispatch"); name == "" {
+		name = function
+	}
+	return name, function
+}
+
+func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
+	name := str(md, "dispatch")
+	a := &m.agg
+	a.mu.Lock()
+	d := a.dispatches[name]
+	if d == nil || name == "" { // the first event of a dispatch, or one with no name (rare: old emitters)
+		var fn string
+		name, fn = dispatchName(md)
+		if d = a.dispatches[name]; d == nil {
+			d = newDispatchAgg(m.met, name, fn)
+			a.dispatches[name] = d
+		}
+	}
+	n := int64(ms.Items)
+	switch ev {
+	case telemetry.DispatchBatchQueued:
+		d.st.QueuedItems += n
+	case telemetry.DispatchBatchStart:
+		d.st.QueuedItems -= n
+		d.st.InFlight++
+	case telemetry.DispatchBatchRetry:
+		// The retried items wait again: their next start takes them off.
+		d.st.QueuedItems += n
+		d.st.Retries++
+		d.retries.Inc()
+		d.retriedItems.Add(float64(n))
+	case telemetry.DispatchBatchStop:
+		d.st.InFlight--
+		d.st.BatchesOK++
+		failed := int64(ms.Extra["failed_items"]) // items the function failed on their own
+		d.st.ItemsOK += n - failed
+		d.st.ItemsFailed += failed
+		s := d.series(m.met, str(md, "pool"))
+		s.ok.Inc()
+		s.seconds.Observe(ms.Duration.Seconds())
+		s.items.Observe(float64(n))
+		d.okItems.Add(float64(n - failed))
+		if failed > 0 {
+			d.failedItems.Add(float64(failed))
+		}
+		d.setPool(md)
+	case telemetry.DispatchBatchException:
+		d.st.InFlight--
+		s := d.series(m.met, str(md, "pool"))
+		msg := str(md, "error")
+		if msg == "" { // no error: the run was cancelled under it
+			s.cancelled.Inc()
+			break
+		}
+		d.st.Failed++
+		d.st.ItemsFailed += n
+		s.failed.Inc()
+		s.seconds.Observe(ms.Duration.Seconds())
+		s.items.Observe(float64(n))
+		d.failedItems.Add(float64(n))
+		d.setPool(md)
+		a.addErrorLocked(ErrorState{Source: name, Function: d.st.Function, Pool: str(md, "pool"),
+			Type: str(md, "exception_type"), Message: msg, Traceback: str(md, "traceback")})
+	}
+	a.mu.Unlock()
+}
+
+func (m *Monitor) runEvent(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
+	name, fn := dispatchName(md)
+	a := &m.agg
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := a.dispatches[name]
+	if d == nil {
+		d = newDispatchAgg(m.met, name, fn)
+		a.dispatches[name] = d
+	}
+	limit := int64(ms.Extra["max_in_flight"])
+	if ev == telemetry.DispatchRunStart {
+		d.st.Runs++
+		d.st.MaxInFlight += limit
+		m.met.runs.WithLabelValues(name).Inc()
+		return
+	}
+	d.st.Runs--
+	d.st.MaxInFlight -= limit
+	// Skip and Route act on items after their batch's events: the run's
+	// report has their counts.
+	if rep, ok := report(md); ok {
+		d.skippedItems.Add(float64(rep.SkippedItems))
+		d.routedItems.Add(float64(rep.Routed))
+	}
+}
+
+// report is the dispatch.Report a dispatch.run.stop event carries, if any.
+func report(md telemetry.Metadata) (dispatch.Report, bool) {
+	switch r := md["report"].(type) {
+	case dispatch.Report:
+		return r, true
+	case *dispatch.Report:
+		if r != nil {
+			return *r, true
+		}
+	}
+	return dispatch.Report{}, false
+}
+
+func (m *Monitor) routeEvent(md telemetry.Metadata) {
+	route, class := str(md, "route"), str(md, "class")
+	if class == "" {
+		class = "unclassified"
+	}
+	m.met.routes.WithLabelValues(route, class).Inc()
+	m.agg.addRoute(RouteDecision{At: time.Now(), Function: str(md, "module") + "." + str(md, "function"),
+		Route: route, Class: class, Reason: str(md, "reason"), Warning: str(md, "warning")})
+}
+
+func (m *Monitor) workerEvent(ev telemetry.Event, md telemetry.Metadata) {
+	pool, kind := str(md, "pool"), str(md, "kind")
+	if kind == "" {
+		kind = pool // older emitters name the kind in "pool"
+	}
+	switch ev {
+	case telemetry.PoolWorkerStart:
+		m.met.workerStarts.WithLabelValues(pool, kind).Inc()
+	case telemetry.PoolWorkerRestart:
+		m.met.workerRestarts.WithLabelValues(pool, kind).Inc()
+	case telemetry.PoolWorkerExit:
+		class := str(md, "class")
+		if class == "" {
+			class = "unclassified"
+		}
+		m.met.workerExits.WithLabelValues(pool, kind, class).Inc()
+	}
+}
+
+func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
+	name, session := str(md, "pipe"), str(md, "session")
+	a := &m.agg
+	if ev == telemetry.PipeRunStart {
+		// The live counts are read outside the lock (here and in State):
+		// the pipe takes its own locks in them.
+		live, _ := md["stages"].(func() []pipe.StageReport)
+		var stages []pipe.StageReport
+		if live != nil {
+			stages = live()
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		p := a.pipe(name)
+		p.st.Runs++
+		p.running[session] = &pipeRun{live: live, stopped: map[string]StageState{}}
+		for _, s := range stages { // pipeline order, when the pipe tells it
+			p.stage(s.Name, s.Kind)
+		}
+		return
+	}
+	a.mu.Lock()
+	r := a.pipe(name).running[session]
+	var stopped []StageState
+	if r != nil {
+		stopped = slices.Collect(maps.Values(r.stopped))
+	}
+	a.mu.Unlock()
+	var final []StageState
+	if r != nil {
+		final = r.counts(stopped)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.pipe(name)
+	outcome := outcomeOK
+	if ev == telemetry.PipeRunException {
+		outcome = outcomeFailed
+		p.st.Failed++
+		a.addErrorLocked(ErrorState{Source: "pipe " + name, Message: str(md, "error")})
+	}
+	m.met.pipeRuns.WithLabelValues(name, outcome).Inc()
+	if r != nil {
+		for _, s := range final {
+			t := p.stage(s.Name, s.Kind)
+			t.In += s.In
+			t.Out += s.Out
+		}
+		delete(p.running, session)
+	}
+}
+
+func (m *Monitor) stageStopEvent(ms telemetry.Measurements, md telemetry.Metadata) {
+	name, stage, session := str(md, "pipe"), str(md, "stage"), str(md, "session")
+	in, out := num(md, "in"), int64(ms.Items)
+	m.met.stageItems.WithLabelValues(name, stage, "in").Add(float64(in))
+	m.met.stageItems.WithLabelValues(name, stage, "out").Add(float64(out))
+	if routed, ok := md["routed"].(map[string]int); ok {
+		for route, n := range routed {
+			m.met.stageRouted.WithLabelValues(name, stage, route).Add(float64(n))
+		}
+	}
+	a := &m.agg
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.pipe(name)
+	p.stage(stage, str(md, "kind"))
+	if r := p.running[session]; r != nil {
+		r.stopped[stage] = StageState{Name: stage, Kind: str(md, "kind"), In: in, Out: out}
+	}
+}
+
+func (m *Monitor) storeEvent(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
+	switch ev {
+	case telemetry.StoreWrite:
+		m.met.storeWrites.WithLabelValues(str(md, "store"), str(md, "table"), str(md, "op")).Inc()
+		m.agg.store(str(md, "store"), func(s *StoreState) { s.Writes++ })
+	case telemetry.StoreReloadStop:
+		outcome := outcomeOK
+		if ok, _ := md["ok"].(bool); !ok {
+			outcome = outcomeFailed
+		}
+		m.met.storeReloads.WithLabelValues(str(md, "store"), outcome).Inc()
+		m.agg.store(str(md, "store"), func(s *StoreState) { s.Reloads++ })
+	case telemetry.BridgeViewStart:
+		if st := str(md, "store"); st != "" {
+			m.agg.store(st, func(s *StoreState) { s.Views++ })
+		}
+	case telemetry.BridgeViewStop:
+		outcome := outcomeOK
+		if ok, _ := md["ok"].(bool); !ok {
+			outcome = outcomeFailed
+		}
+		m.met.viewCalls.WithLabelValues(str(md, "view"), outcome).Inc()
+		m.met.viewSeconds.WithLabelValues(str(md, "view")).Observe(ms.Duration.Seconds())
+	}
+}
+
+// dispatchAgg is one dispatch name's state and its resolved metric
+// children (resolving a label set costs a hash and a lookup: done once).
+type dispatchAgg struct {
+	st                                                            DispatchState
+	byPool                                                        map[string]*batchSeries
+	retries                                                       prometheus.Counter
+	okItems, failedItems, retriedItems, skippedItems, routedItems prometheus.Counter
+}
+
+type batchSeries struct {
+	ok, failed, cancelled prometheus.Counter
+	seconds, items        prometheus.Observer
+}
+
+func newDispatchAgg(met *metrics, name, function string) *dispatchAgg {
+	return &dispatchAgg{st: DispatchState{Name: name, Function: function}, byPool: map[string]*batchSeries{},
+		retries:      met.retries.WithLabelValues(name),
+		okItems:      met.items.WithLabelValues(name, outcomeOK),
+		failedItems:  met.items.WithLabelValues(name, outcomeFailed),
+		retriedItems: met.items.WithLabelValues(name, outcomeRetried),
+		skippedItems: met.items.WithLabelValues(name, outcomeSkipped),
+		routedItems:  met.items.WithLabelValues(name, outcomeRouted)}
+}
+
+func (d *dispatchAgg) series(met *metrics, pool string) *batchSeries {
+	s := d.byPool[pool]
+	if s == nil {
+		n := d.st.Name
+		s = &batchSeries{ok: met.batches.WithLabelValues(n, pool, outcomeOK),
+			failed:    met.batches.WithLabelValues(n, pool, outcomeFailed),
+			cancelled: met.batches.WithLabelValues(n, pool, outcomeCancelled),
+			seconds:   met.batchSeconds.WithLabelValues(n, pool),
+			items:     met.batchItems.WithLabelValues(n, pool)}
+		d.byPool[pool] = s
+	}
+	return s
+}
+
+// setPool records the pool of the dispatch's last batch.
+func (d *dispatchAgg) setPool(md telemetry.Metadata) {
+	if p := str(md, "pool"); p != d.st.Pool {
+		d.st.Pool = p
+	}
+}

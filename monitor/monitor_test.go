@@ -1,0 +1,282 @@
+package monitor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/slither-go/slither/dispatch"
+	"github.com/slither-go/slither/monitor"
+	"github.com/slither-go/slither/pipe"
+	"github.com/slither-go/slither/pools"
+	"github.com/slither-go/slither/telemetry"
+)
+
+// goPool runs batches in Go, so these tests need no Python: it echoes the
+// items, or fails with err, and, with a gate, signals entered and waits
+// for the gate to close before answering (a structural barrier: the test
+// sees a batch in flight).
+type goPool struct {
+	name    string
+	err     error
+	gate    chan struct{}
+	entered chan struct{}
+	mu      sync.Mutex
+	running int
+}
+
+func (p *goPool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
+	if ci := pools.CallInfoFrom(ctx); ci != nil {
+		ci.Pool = p.name
+	}
+	if p.gate != nil {
+		p.mu.Lock()
+		p.running++
+		p.mu.Unlock()
+		p.entered <- struct{}{}
+		<-p.gate
+		p.mu.Lock()
+		p.running--
+		p.mu.Unlock()
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return b.Items, nil
+}
+func (p *goPool) Capacity() int { return 2 }
+func (p *goPool) Stats() pools.Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return pools.Stats{Name: p.name, Kind: "go", Running: p.running,
+		Workers: []pools.WorkerStats{{ID: 1, State: pools.WorkerIdle}, {ID: 0, State: pools.WorkerBusy, Current: "m.f"}}}
+}
+func (p *goPool) Kind() pools.Kind                { return "go" }
+func (p *goPool) CloseSession(string)             {}
+func (p *goPool) Close(ctx context.Context) error { return nil }
+
+// TestStateShowsWorkInFlight: while a dispatch's batches are held in the
+// pool, the state and the gauges show them in flight, the run's limit and
+// the items waiting; after, none.
+func TestStateShowsWorkInFlight(t *testing.T) {
+	bus := telemetry.New(nil)
+	pool := &goPool{name: "gate", gate: make(chan struct{}), entered: make(chan struct{})}
+	m, err := monitor.New(monitor.Options{Bus: bus, Pools: func() []pools.Pool { return []pools.Pool{pool} }})
+	require.NoError(t, err)
+	defer m.Close()
+
+	done := make(chan error)
+	go func() {
+		_, err := dispatch.Run(context.Background(), pool, dispatch.Slice(seq(1, 12)), dispatch.Options{
+			Module: "m", Function: "f", Name: "held", Telemetry: bus, Strategy: dispatch.FixedBatch(3), MaxInFlight: 2})
+		done <- err
+	}()
+	<-pool.entered
+	<-pool.entered // both slots taken
+	st := m.State()
+	require.Len(t, st.Dispatch, 1)
+	d := st.Dispatch[0]
+	assert.Equal(t, "held", d.Name)
+	assert.Equal(t, "m.f", d.Function)
+	assert.Equal(t, int64(1), d.Runs)
+	assert.Equal(t, int64(2), d.InFlight)
+	assert.Equal(t, int64(2), d.MaxInFlight)
+	assert.Equal(t, int64(2), st.Totals.InFlight)
+	require.Len(t, st.Pools, 1)
+	assert.Equal(t, monitor.PoolState{Name: "gate", Kind: "go", Capacity: 2, Busy: 2, Saturation: 1,
+		Workers: []monitor.WorkerState{{ID: 0, State: "busy", Current: "m.f"}, {ID: 1, State: "idle"}}}, st.Pools[0])
+	g := m.Gatherer()
+	assert.Equal(t, 2.0, gaugeValue(t, g, "slither_dispatch_batches_in_flight"))
+	assert.Equal(t, 1.0, gaugeValue(t, g, "slither_pool_saturation_ratio"))
+
+	close(pool.gate)
+	for range 2 { // the other two batches
+		<-pool.entered
+	}
+	require.NoError(t, <-done)
+	st = m.State()
+	d = st.Dispatch[0]
+	assert.Equal(t, monitor.DispatchState{Name: "held", Function: "m.f", Pool: "gate", BatchesOK: 4, ItemsOK: 12}, d)
+	assert.Equal(t, 0.0, gaugeValue(t, g, "slither_dispatch_batches_in_flight"))
+	assert.Equal(t, 0.0, gaugeValue(t, g, "slither_dispatch_max_in_flight"), "the run ended")
+}
+
+// gaugeValue is the value of the only series of a gauge.
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	fams, err := g.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() == name {
+			require.Len(t, f.GetMetric(), 1, name)
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestRecentErrorsCollapseAndAreBounded: the same failure again counts on
+// the newest entry; different ones push the oldest out past the bound.
+func TestRecentErrorsCollapseAndAreBounded(t *testing.T) {
+	bus := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: bus, RecentErrors: 3})
+	require.NoError(t, err)
+	defer m.Close()
+	tb := "Traceback (most recent call last):\n  File \"m.py\", line 3, in f\nValueError: bad"
+	pool := &goPool{name: "p", err: &pools.PythonError{Type: "ValueError", Message: "bad", Traceback: tb}}
+	out, err := dispatch.Run(context.Background(), pool, dispatch.Slice(seq(1, 5)), dispatch.Options{
+		Module: "m", Function: "f", Telemetry: bus, Strategy: dispatch.FixedBatch(1), OnError: dispatch.Skip{}})
+	require.NoError(t, err)
+	require.Equal(t, 5, out.Report.SkippedItems)
+	st := m.State()
+	require.Len(t, st.Errors, 1, "five times the same error")
+	e := st.Errors[0]
+	assert.Equal(t, int64(5), e.Count)
+	assert.Equal(t, "m.f", e.Source, "a dispatch without a name goes by module.function")
+	assert.Equal(t, "ValueError", e.Type)
+	assert.Equal(t, tb, e.Traceback)
+	assert.Equal(t, int64(5), st.Totals.ItemsFailed)
+	assert.Equal(t, 5.0, testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "m.f", "skipped")))
+
+	for i := range 4 {
+		pool.err = fmt.Errorf("failure %d", i)
+		_, err := dispatch.Run(context.Background(), pool, dispatch.Slice([]int{i}), dispatch.Options{
+			Module: "m", Function: "f", Name: "other", Telemetry: bus, OnError: dispatch.Skip{}})
+		require.NoError(t, err)
+	}
+	st = m.State()
+	require.Len(t, st.Errors, 3)
+	for i, want := range []string{"failure 3", "failure 2", "failure 1"} {
+		assert.Contains(t, st.Errors[i].Message, want, "newest first")
+	}
+}
+
+// counterVec reads one counter series from the monitor's registry.
+func counterVec(t *testing.T, m *monitor.Monitor, name string, labels ...string) prometheus.Collector {
+	t.Helper()
+	fams, err := m.Gatherer().Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			var got []string
+			for _, l := range s.GetLabel() {
+				got = append(got, l.GetValue())
+			}
+			if fmt.Sprint(got) == fmt.Sprint(labels) {
+				return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return s.GetCounter().GetValue() })
+			}
+		}
+	}
+	t.Fatalf("no series %s%v", name, labels)
+	return nil
+}
+
+// TestRouteDecisionsCountByClass: the router's decisions count by route
+// and class, and the recent list keeps one entry per function, route and
+// reason.
+func TestRouteDecisionsCountByClass(t *testing.T) {
+	bus := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: bus})
+	require.NoError(t, err)
+	defer m.Close()
+	r := &pools.Router{Process: &goPool{name: "process/x"}, Telemetry: bus}
+	for _, fn := range []string{"f", "f", "g"} {
+		_, err := r.Submit(context.Background(), pools.Batch{Module: "m", Function: fn, Items: []any{1}})
+		require.NoError(t, err)
+	}
+	st := m.State()
+	assert.Equal(t, []monitor.RouteCount{{Route: "process", Class: pools.RouteNoThreadPool, Count: 3}}, st.Routes)
+	require.Len(t, st.RecentRoutes, 2)
+	assert.Equal(t, "m.g", st.RecentRoutes[0].Function, "newest first")
+	assert.Equal(t, int64(1), st.RecentRoutes[0].Count)
+	assert.Equal(t, "m.f", st.RecentRoutes[1].Function)
+	assert.Equal(t, int64(2), st.RecentRoutes[1].Count)
+	assert.NotEmpty(t, st.RecentRoutes[1].Reason)
+}
+
+// TestPipeStagesLiveAndTotal: while a run is held in a stage, the state
+// shows it running with the stages' live counts; once it ends, the totals.
+func TestPipeStagesLiveAndTotal(t *testing.T) {
+	bus := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: bus})
+	require.NoError(t, err)
+	defer m.Close()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	p, err := pipe.New("held").
+		Map("first", func(ctx context.Context, it pipe.Item) (pipe.Item, error) { return it, nil }).
+		Map("wait", func(ctx context.Context, it pipe.Item) (pipe.Item, error) {
+			if it.Payload.(int) == 3 {
+				entered <- struct{}{}
+				<-gate
+			}
+			return it, nil
+		}).
+		Build()
+	require.NoError(t, err)
+	done := make(chan error)
+	go func() {
+		_, err := p.Run(context.Background(), pipe.Env{Telemetry: bus}, dispatch.Slice(seq(1, 5)))
+		done <- err
+	}()
+	<-entered
+	st := m.State()
+	require.Len(t, st.Pipes, 1)
+	ps := st.Pipes[0]
+	assert.Equal(t, int64(1), ps.Runs)
+	assert.Equal(t, int64(1), ps.Running)
+	require.Len(t, ps.Stages, 2)
+	assert.Equal(t, "first", ps.Stages[0].Name, "pipeline order")
+	assert.Equal(t, int64(3), ps.Stages[1].In, "the held stage has taken items 1 to 3")
+	assert.Equal(t, int64(2), ps.Stages[1].Out)
+	close(gate)
+	require.NoError(t, <-done)
+	st = m.State()
+	assert.Equal(t, monitor.PipeState{Name: "held", Runs: 1, Stages: []monitor.StageState{
+		{Name: "first", Kind: "map", In: 5, Out: 5}, {Name: "wait", Kind: "map", In: 5, Out: 5}}}, st.Pipes[0])
+}
+
+func TestNewAndClose(t *testing.T) {
+	_, err := monitor.New(monitor.Options{})
+	assert.ErrorContains(t, err, "Options.Bus is nil")
+
+	bus := telemetry.New(nil)
+	reg := prometheus.NewRegistry()
+	m, err := monitor.New(monitor.Options{Bus: bus, Registerer: reg})
+	require.NoError(t, err)
+	assert.Same(t, prometheus.Gatherer(reg), m.Gatherer(), "a registry given is what the handler serves")
+	_, err = monitor.New(monitor.Options{Bus: bus, Registerer: reg, HandlerName: "second"})
+	assert.Error(t, err, "the same metrics twice in one registry")
+	assert.Equal(t, []string{"monitor"}, bus.Handlers(), "the failed one left nothing attached")
+	_, err = monitor.New(monitor.Options{Bus: bus})
+	assert.ErrorContains(t, err, `a handler named "monitor" is already attached`)
+
+	pool := &goPool{name: "p"}
+	_, err = dispatch.Run(context.Background(), pool, dispatch.Slice([]int{1}), dispatch.Options{Module: "m", Function: "f", Telemetry: bus})
+	require.NoError(t, err)
+	m.Close()
+	m.Close() // idempotent
+	assert.Empty(t, bus.Handlers())
+	_, err = dispatch.Run(context.Background(), pool, dispatch.Slice([]int{1}), dispatch.Options{Module: "m", Function: "f", Telemetry: bus})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), m.State().Totals.BatchesOK, "a closed monitor counts no more")
+	assert.False(t, errors.Is(err, context.Canceled))
+}
+
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
