@@ -68,3 +68,42 @@ func BenchmarkHostCall(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/hostcall")
 }
+
+func TestTraceSlot(t *testing.T) {
+	th := thread(t)
+	read := func() any {
+		out, err := th.CallBatch("cpytest", "trace_ids", []any{0})
+		require.NoError(t, err)
+		return out[0]
+	}
+	assert.Nil(t, read(), "no trace until one is set")
+	tr := [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	sp := [8]byte{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
+	th.SetTrace(tr, sp)
+	assert.Equal(t, []any{"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"}, read())
+	sp[7] = 0xff
+	th.SetTrace(tr, sp)
+	assert.Equal(t, []any{"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902ff"}, read(), "a later batch's ids replace the earlier")
+	th.ClearTrace()
+	assert.Nil(t, read())
+
+	// The slot is the OS thread's: another thread's Python sees nothing.
+	th.SetTrace(tr, sp)
+	done := make(chan any)
+	go func() {
+		other, err := rt(t).NewThread()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer other.Close()
+		out, err := other.CallBatch("cpytest", "trace_ids", []any{0})
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- out[0]
+	}()
+	assert.Nil(t, <-done)
+	th.ClearTrace()
+}

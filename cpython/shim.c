@@ -19,12 +19,15 @@ static PyObject *host_error_exc; // _slither_host.HostError, created at init
 static PyObject *view_error_exc; // _slither_host.ViewError(HostError), created at init
 static PyObject *host_call(PyObject *self, PyObject *args); // below: they need the codec
 static PyObject *host_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+static PyObject *host_trace(PyObject *self, PyObject *unused);
 
 static PyMethodDef host_methods[] = {
     {"call", host_call, METH_VARARGS,
      "call(name, args: list) -> result of the Go host function `name` (slither.host_call)."},
     {"view", (PyCFunction)(void (*)(void))host_view, METH_FASTCALL | METH_KEYWORDS,
      "view(name, **args) -> result of the store view `name` (slither.view)."},
+    {"trace", host_trace, METH_NOARGS,
+     "trace() -> (trace_id, span_id) as lowercase hex of the batch running on this thread, or None."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -152,6 +155,28 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
 }
 
 uint64_t *slither_import_counter(void) { return &import_count; }
+
+static __thread slither_trace trace_slot;
+
+slither_trace *slither_trace_slot(void) { return &trace_slot; }
+
+static void hex_into(char *dst, const uint8_t *src, size_t n) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[src[i] >> 4];
+        dst[2 * i + 1] = digits[src[i] & 15];
+    }
+}
+
+// _slither_host.trace(): this thread's slot, read only when Python asks
+// (slither.context()), so an untraced batch pays nothing.
+static PyObject *host_trace(PyObject *self, PyObject *unused) {
+    if (!trace_slot.valid) Py_RETURN_NONE;
+    char t[32], s[16];
+    hex_into(t, trace_slot.trace_id, sizeof trace_slot.trace_id);
+    hex_into(s, trace_slot.span_id, sizeof trace_slot.span_id);
+    return Py_BuildValue("(s#s#)", t, (Py_ssize_t)sizeof t, s, (Py_ssize_t)sizeof s);
+}
 
 PyThreadState *slither_initialize(const char *home, const char *executable,
                                   const char **paths, int npaths, int enable_gil,

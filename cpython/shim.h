@@ -105,4 +105,17 @@ int slither_exec(PyThreadState *ts, const char *module, const char *source, slit
 // it grows by at least one whenever a module is loaded. Read it atomically.
 uint64_t *slither_import_counter(void);
 
+// The trace context of the batch running on this OS thread, shown to Python
+// by _slither_host.trace() (slither.context().trace_id/span_id). It is
+// thread-local and written by Go straight into the slot, so setting it per
+// batch costs no cgo call and no Python call.
+typedef struct {
+    uint64_t valid; // 0: no trace
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+} slither_trace;
+
+// The calling OS thread's slot; valid for the thread's life.
+slither_trace *slither_trace_slot(void);
+
 #endif

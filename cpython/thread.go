@@ -36,6 +36,8 @@ type Thread struct {
 
 	mu          sync.Mutex // guards interrupted, with Interrupt
 	interrupted bool
+
+	trace *C.slither_trace // this OS thread's trace slot (C thread-local memory)
 }
 
 type fnKey struct{ module, name string }
@@ -53,7 +55,32 @@ func (rt *Runtime) NewThread() (*Thread, error) {
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("cpython: PyThreadState_New failed")
 	}
-	return &Thread{rt: rt, ts: ts, tid: syscall.Gettid(), fns: map[fnKey]*C.PyObject{}}, nil
+	return &Thread{rt: rt, ts: ts, tid: syscall.Gettid(), fns: map[fnKey]*C.PyObject{}, trace: C.slither_trace_slot()}, nil
+}
+
+// TID is the id of the OS thread the Thread is bound to (gettid).
+func (t *Thread) TID() int { return t.tid }
+
+// SetTrace makes Python's slither.context() show traceID and spanID
+// (as lowercase hex) for the calls that follow on this thread, until
+// ClearTrace. It writes this thread's C slot directly: no cgo call and no
+// Python call, so a traced batch costs nothing more than an untraced one
+// until Python asks. Like the other methods it must be called on the
+// Thread's own goroutine.
+func (t *Thread) SetTrace(traceID [16]byte, spanID [8]byte) {
+	if t.ts == nil { // closed: the OS thread may serve other goroutines now
+		return
+	}
+	t.trace.trace_id = *(*[16]C.uint8_t)(unsafe.Pointer(&traceID))
+	t.trace.span_id = *(*[8]C.uint8_t)(unsafe.Pointer(&spanID))
+	t.trace.valid = 1
+}
+
+// ClearTrace undoes SetTrace: slither.context() shows no trace ids.
+func (t *Thread) ClearTrace() {
+	if t.ts != nil {
+		t.trace.valid = 0
+	}
 }
 
 func (t *Thread) check() error {
@@ -205,6 +232,7 @@ func (t *Thread) Close() error {
 		delete(t.fns, k)
 	}
 	C.slither_buf_free(&t.out)
+	t.ClearTrace() // the OS thread outlives the Thread
 	t.mu.Lock()
 	C.slither_thread_delete(t.ts)
 	t.ts = nil

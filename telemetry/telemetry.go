@@ -82,6 +82,7 @@ type Handler func(ev Event, m Measurements, md Metadata)
 
 type entry struct {
 	name     string
+	label    string // what safecall names it by; built once, not per event
 	patterns []string // exact names, or prefixes ending in ".*"; none means all
 	h        Handler
 	failed   atomic.Bool // it panicked: skipped from then on, reported once
@@ -141,7 +142,7 @@ func (b *Bus) Attach(name string, h Handler, patterns ...Event) error {
 	for i, p := range patterns {
 		ps[i] = string(p)
 	}
-	next := append(slices.Clip(cur), &entry{name: name, patterns: ps, h: h})
+	next := append(slices.Clip(cur), &entry{name: name, label: "telemetry handler " + strconv.Quote(name), patterns: ps, h: h})
 	b.handlers.Store(&next)
 	return nil
 }
@@ -192,7 +193,7 @@ func (b *Bus) Emit(ev Event, m Measurements, md Metadata) {
 }
 
 func (b *Bus) call(e *entry, ev Event, m Measurements, md Metadata) {
-	err := safecall.Call("telemetry handler "+strconv.Quote(e.name), func() error {
+	err := safecall.Call(e.label, func() error {
 		e.h(ev, m, md)
 		return nil
 	})

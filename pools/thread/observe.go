@@ -58,15 +58,13 @@ func (p *Pool) Stats() pools.Stats {
 }
 
 // setTrace shows sc's trace and span ids in Python's slither.context() for
-// the batch about to run, or clears them when sc is not valid. Tracing never
-// fails a batch: should the call fail, the ids stay unknown (the next batch
-// tries again to set or clear them).
+// the batch about to run, or clears them when sc is not valid: a write to
+// the thread's C slot, which Python reads only when it asks.
 func (w *worker) setTrace(sc trace.SpanContext) {
-	var err error
 	if sc.IsValid() {
-		_, err = w.th.Call("slither._context", "_set_trace", sc.TraceID().String(), sc.SpanID().String())
+		w.th.SetTrace(sc.TraceID(), sc.SpanID())
 	} else {
-		_, err = w.th.Call("slither._context", "_set_trace", nil, nil)
+		w.th.ClearTrace()
 	}
-	w.traced = sc.IsValid() || err != nil
+	w.traced = sc.IsValid()
 }

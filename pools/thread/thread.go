@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -383,7 +382,7 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 	}
 	w.mu.Lock()
 	w.th = th
-	w.tid = syscall.Gettid() // NewThread locked this goroutine to its OS thread
+	w.tid = th.TID()
 	w.mu.Unlock()
 	w.imports = p.rt.Imports()
 	th.SetHost(func(name string, args []any) (any, error) { return p.hostCall(w, name, args) })
@@ -435,9 +434,7 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 			}
 			session = j.b.Session
 		}
-		// Without tracing this costs a context lookup and nothing else:
-		// Python is called only for a traced batch, or to clear what the
-		// last traced batch set.
+		// Without tracing this costs a context lookup and nothing else.
 		if sc := trace.SpanContextFromContext(j.ctx); sc.IsValid() || w.traced {
 			w.setTrace(sc)
 		}

@@ -34,6 +34,11 @@ class Context(NamedTuple):
 
 _local = threading.local()
 
+try:  # the embedded pool's built-in module; absent in a subprocess or plain Python
+    from _slither_host import trace as _native_trace
+except ImportError:
+    _native_trace = None
+
 # Whether a Slither host (the embedded pool or a worker process) runs in
 # this process: it binds each worker thread before any call. Without one
 # the package runs in plain Python, where session() and ref() work on a
@@ -62,12 +67,27 @@ def context() -> Context:
     False.
     """
     c = getattr(_local, "ctx", None)
+    if c is None:
+        return _none()
+    if c.pool == "thread" and _native_trace is not None:
+        # The embedded pool keeps the batch's trace ids in a C thread-local
+        # slot that Go writes per batch: read only when asked, so batches
+        # pay nothing for tracing.
+        ids = _native_trace()
+        if ids is not None:
+            return c._replace(trace_id=ids[0], span_id=ids[1])
+    return c
+
+
+def _raw() -> Context:
+    """This thread's context as the host set it (no native trace ids)."""
+    c = getattr(_local, "ctx", None)
     return c if c is not None else _none()
 
 
 def _plain() -> bool:
     """Whether this call runs outside any pool, with no session."""
-    return not _hosted and context().session_id is None
+    return not _hosted and _raw().session_id is None
 
 
 def _plain_state() -> dict:
@@ -90,7 +110,7 @@ def session() -> dict:
     """
     if _plain():
         return _plain_state()
-    c = context()
+    c = _raw()
     if c.session_id is None:
         raise RuntimeError("slither.session(): this batch has no session (submit it with a session id)")
     with _sessions_lock:
@@ -118,7 +138,7 @@ def _bind(worker_id, pool):
 
 def _set_session(session_id):
     """Called by the host before a batch whose session differs from the last."""
-    c = context()
+    c = _raw()
     _local.ctx = c._replace(session_id=session_id or None)
 
 
@@ -133,13 +153,14 @@ def _hex_id(v, n):
 
 
 def _set_trace(trace_id, span_id):
-    """Called by the host before a batch traced on the Go side (and before
-    the next one after it, to clear). The ids come from outside: a value
-    that is not a valid id clears both, it never fails the batch."""
+    """Called by the process worker before a batch traced on the Go side
+    (the embedded pool uses _slither_host.trace instead). The ids come
+    from outside: a value that is not a valid id clears both, it never
+    fails the batch."""
     t, s = _hex_id(trace_id, 32), _hex_id(span_id, 16)
     if t is None or s is None:
         t = s = None
-    c = context()
+    c = _raw()
     if c.trace_id != t or c.span_id != s:
         _local.ctx = c._replace(trace_id=t, span_id=s)
 
@@ -190,7 +211,7 @@ def ref(obj):
     Outside a pool it keeps obj in this thread's session() dict; deref
     finds it again on the same thread.
     """
-    c = context()
+    c = _raw()
     if _plain():
         with _ref_lock:
             _ref_seq[0] += 1
@@ -211,7 +232,7 @@ def deref(handle):
     if not isinstance(handle, dict) or _REF_KEY not in handle:
         raise TypeError(f"slither.deref: not a ref: {handle!r}")
     rid = handle[_REF_KEY]
-    c = context()
+    c = _raw()
     if handle.get("session") != c.session_id:
         raise RefError(f"ref {rid} belongs to session {handle.get('session')}; this batch runs in "
                        f"session {c.session_id}")
@@ -237,7 +258,7 @@ def release(handle):
     if _plain():
         _plain_state().get("__refs__", {}).pop(handle.get(_REF_KEY), None)
         return
-    c = context()
+    c = _raw()
     d = _state(c.session_id, c.worker_id)
     if d is not None:
         d.get("__refs__", {}).pop(handle.get(_REF_KEY), None)
