@@ -82,7 +82,7 @@ type Handler func(ev Event, m Measurements, md Metadata)
 
 type entry struct {
 	name     string
-	label    string // what safecall names it by; built once, not per event
+	label    string   // what safecall names it by; built once, not per event
 	patterns []string // exact names, or prefixes ending in ".*"; none means all
 	h        Handler
 	failed   atomic.Bool // it panicked: skipped from then on, reported once
