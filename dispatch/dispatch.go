@@ -28,7 +28,9 @@
 // The batch span's context is what the pool receives, so Python's
 // slither.context().trace_id and span_id are the batch span's. A failed
 // submission records the Python exception's type and traceback (see
-// [Exception]). Attributes are built only for spans that record.
+// [Exception]); one in flight when the run is cancelled did not fail: its
+// span has slither.batch.cancelled and no exception. Attributes are built
+// only for spans that record.
 package dispatch
 
 import (
@@ -85,7 +87,13 @@ type Options struct {
 	// Linger, when positive, sends a partly formed batch once no item has
 	// arrived for that long, so a slow input still makes progress.
 	Linger time.Duration
-	// Telemetry receives dispatch.batch.* events; nil sends none.
+	// Telemetry receives dispatch.run.* and dispatch.batch.* events; nil
+	// sends none. Their "pool" is the name of the pool that ran the batch
+	// when it is known (pools.CallInfo.Pool), else that of the pool the
+	// run submits to (pools.NameOf: a Router's is "router"), as for a
+	// batch that timed out before its pool said where it ran; "kind" is
+	// the kind of pool, and a batch that went through a Router carries
+	// its "route" and "class" too.
 	Telemetry *telemetry.Bus
 	// Name labels this run's events (metadata "dispatch") and spans
 	// (slither.dispatch); empty means "Module.Function".

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -29,6 +28,7 @@ type runner struct {
 	traceBatches bool   // whether batches get spans (see Results)
 	name         string // the run's label: Options.Name, or "module.function"
 	fn           string // "module.function"
+	pool         string // the pool's name (pools.NameOf), where nothing better is known
 	kind         string // the pool's Kind
 }
 
@@ -43,7 +43,7 @@ func (d *Dispatch) newRunner(maxIn int) *runner {
 	}
 	return &runner{d: d, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
 		results: make(chan done), tracer: telemetry.Tracer(o.TracerProvider), name: name, fn: fn,
-		kind: string(d.pool.Kind())}
+		pool: pools.NameOf(d.pool), kind: string(d.pool.Kind())}
 }
 
 // produce pulls items, forms batches and starts them; it closes results
@@ -177,36 +177,59 @@ func (r *runner) launch(seq int, items []Item, pre error) bool {
 	return true
 }
 
-// emit sends a batch event. ci, when not nil, says where the batch ran
+// where is where a batch ran, as far as dispatch can tell.
+type where struct {
+	pool, kind   string
+	route, class string
+	worker       int
+	ran          bool // worker is known
+}
+
+// whereOf reads ci once the pool's Submit has returned. complete is false
+// when Submit returned because the batch's context ended: the pool may
+// then still be writing ci's Worker, Pid, Service and Pool, so only Route
+// and RouteClass are read — pools.Decision.Submit writes them on the
+// goroutine that calls Submit, before it hands the batch to its pool. The
+// pool's name is then the one dispatch submits to: for a Router, the
+// router's, as the pool it chose is not known race-free.
+func (r *runner) whereOf(ci *pools.CallInfo, complete bool) where {
+	w := where{pool: r.pool, kind: r.kind, route: ci.Route, class: ci.RouteClass}
+	if w.route != "" {
+		// A router's Kind says nothing of where the batch ran; its
+		// routes are named after the kinds of pool.
+		w.kind = w.route
+	}
+	if complete {
+		w.worker, w.ran = ci.Worker, true
+		if ci.Pool != "" {
+			w.pool = ci.Pool
+		}
+	}
+	return w
+}
+
+// emit sends a batch event. w, when not nil, says where the batch ran
 // (stop and exception events); err is the batch's error (exception).
-func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt int, ci *pools.CallInfo, err error) {
+func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt int, w *where, err error) {
 	o := &r.d.opts
 	if o.Telemetry == nil {
 		return
 	}
 	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function,
-		"batch": seq, "attempt": attempt, "pool": r.kind, "kind": r.kind}
-	if ci != nil {
-		md["worker"] = ci.Worker
-		if ci.Pool != "" {
-			md["pool"] = ci.Pool
+		"batch": seq, "attempt": attempt, "pool": r.pool, "kind": r.kind}
+	if w != nil {
+		md["pool"], md["kind"] = w.pool, w.kind
+		if w.ran {
+			md["worker"] = w.worker
 		}
-		if ci.Route != "" {
-			// A router's Kind says nothing of where the batch ran; its
-			// routes are named after the kinds of pool.
-			md["route"], md["kind"] = ci.Route, ci.Route
+		if w.route != "" {
+			md["route"] = w.route
 		}
-		if ci.RouteClass != "" {
-			md["class"] = ci.RouteClass
+		if w.class != "" {
+			md["class"] = w.class
 		}
 	}
-	if err != nil {
-		md["error"] = err.Error()
-		var pe *pools.PythonError
-		if errors.As(err, &pe) {
-			md["exception_type"], md["exception_message"], md["traceback"] = pe.Type, pe.Message, pe.Traceback
-		}
-	}
+	ErrorMetadata(md, err)
 	o.Telemetry.Emit(ev, m, md)
 }
 
@@ -218,7 +241,7 @@ func (r *runner) emitRun(ev telemetry.Event, m telemetry.Measurements, maxIn int
 		return
 	}
 	m.Extra = map[string]float64{"max_in_flight": float64(maxIn)}
-	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function, "pool": r.kind}
+	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function, "pool": r.pool, "kind": r.kind}
 	for i := 0; i+1 < len(extra); i += 2 {
 		switch v := extra[i+1].(type) {
 		case nil:
@@ -232,18 +255,17 @@ func (r *runner) emitRun(ev telemetry.Event, m telemetry.Measurements, maxIn int
 }
 
 // spanWhere records on span where its batch ran.
-func (r *runner) spanWhere(span trace.Span, ci *pools.CallInfo) {
-	pool := ci.Pool
-	if pool == "" {
-		pool = r.kind
-	}
+func spanWhere(span trace.Span, w *where) {
 	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, attribute.String("slither.pool", pool), attribute.Int("slither.worker", ci.Worker))
-	if ci.Route != "" {
-		attrs = append(attrs, attribute.String("slither.route", ci.Route))
+	attrs = append(attrs, attribute.String("slither.pool", w.pool))
+	if w.ran {
+		attrs = append(attrs, attribute.Int("slither.worker", w.worker))
 	}
-	if ci.RouteClass != "" {
-		attrs = append(attrs, attribute.String("slither.route.class", ci.RouteClass))
+	if w.route != "" {
+		attrs = append(attrs, attribute.String("slither.route", w.route))
+	}
+	if w.class != "" {
+		attrs = append(attrs, attribute.String("slither.route.class", w.class))
 	}
 	span.SetAttributes(attrs...)
 }

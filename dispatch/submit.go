@@ -59,10 +59,7 @@ func (r *runner) submit(b *batch, idx []int, attempt int) outcome {
 	})
 	// The pool fills ci before Submit returns, unless Submit returned
 	// because sctx ended: then the pool may still be writing it.
-	where := &ci
-	if err != nil && sctx.Err() != nil {
-		where = nil
-	}
+	w := r.whereOf(&ci, err == nil || sctx.Err() == nil)
 	if err == nil {
 		// A pool from outside this module may return any number of results.
 		out, err = pools.CheckResults(pb, out)
@@ -73,24 +70,22 @@ func (r *runner) submit(b *batch, idx []int, attempt int) outcome {
 	}
 	cancel()
 	m.Duration = time.Since(start)
-	if where != nil && span.IsRecording() {
-		r.spanWhere(span, where)
+	if span.IsRecording() {
+		spanWhere(span, &w)
 	}
 
 	if err != nil {
 		if r.ctx.Err() != nil { // cancelled: the consumer is stopping
-			// Not this batch's failure: the event carries no error, and the
-			// run's span tells why it ended.
-			r.emit(telemetry.DispatchBatchException, m, seq, attempt, where, nil)
+			// Not this batch's failure: neither the event nor the span
+			// carries an error, and the run's span tells why it ended.
+			r.emit(telemetry.DispatchBatchException, m, seq, attempt, &w, nil)
 			if span.IsRecording() {
-				typ, tb := Exception(err)
-				telemetry.RecordError(span, err, typ, tb, false)
 				span.SetAttributes(attribute.Bool("slither.batch.cancelled", true))
 			}
 			return outcome{cancelled: true}
 		}
-		r.emit(telemetry.DispatchBatchException, m, seq, attempt, where, err)
-		recordError(span, err)
+		r.emit(telemetry.DispatchBatchException, m, seq, attempt, &w, err)
+		RecordError(span, err, true)
 		return failedWhole(idx, err, attempt)
 	}
 	if o.Telemetry != nil {
@@ -99,7 +94,7 @@ func (r *runner) submit(b *batch, idx []int, attempt int) outcome {
 		if n := countFailed(out); n > 0 {
 			m.Extra = map[string]float64{"failed_items": float64(n)}
 		}
-		r.emit(telemetry.DispatchBatchStop, m, seq, attempt, &ci, nil)
+		r.emit(telemetry.DispatchBatchStop, m, seq, attempt, &w, nil)
 	}
 	if r.observer != nil {
 		// Service time: the wall time also holds the wait for a worker,
@@ -111,7 +106,7 @@ func (r *runner) submit(b *batch, idx []int, attempt int) outcome {
 		// A panicking Observe fails this batch like any error, so the
 		// run's policy applies.
 		if err := safecall.Call("dispatch: the batcher's Observe", func() error { r.observer.Observe(len(sub), svc); return nil }); err != nil {
-			recordError(span, err)
+			RecordError(span, err, true)
 			return failedWhole(idx, err, attempt)
 		}
 	}

@@ -62,14 +62,31 @@ func Exception(err error) (typ, traceback string) {
 	return fmt.Sprintf("%T", err), ""
 }
 
-// recordError records err on span (see telemetry.RecordError), failing
-// the span.
-func recordError(span trace.Span, err error) {
+// RecordError records err on span as an OpenTelemetry exception event,
+// typed and with the traceback as [Exception] describes it; fail also sets
+// the span's status to Error. Nothing happens for a nil err or a span that
+// is not recording.
+func RecordError(span trace.Span, err error, fail bool) {
 	if err == nil || !span.IsRecording() {
 		return
 	}
 	typ, tb := Exception(err)
-	telemetry.RecordError(span, err, typ, tb, true)
+	telemetry.RecordError(span, err, typ, tb, fail)
+}
+
+// ErrorMetadata describes err in an event's metadata md: "error" is
+// err's text and, when err is a Python exception ([*pools.PythonError]),
+// "exception_type", "exception_message" (Python's own message, without
+// the Go error chain) and "traceback". A nil err adds nothing.
+func ErrorMetadata(md telemetry.Metadata, err error) {
+	if err == nil {
+		return
+	}
+	md["error"] = err.Error()
+	var pe *pools.PythonError
+	if errors.As(err, &pe) {
+		md["exception_type"], md["exception_message"], md["traceback"] = pe.Type, pe.Message, pe.Traceback
+	}
 }
 
 // endRun ends the run's span, with the run's counts and, if it failed,
@@ -78,7 +95,7 @@ func endRun(span trace.Span, rep Report, err error) {
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("slither.items", rep.Items), attribute.Int("slither.batches", rep.Batches),
 			attribute.Int("slither.items.ok", rep.Succeeded), attribute.Int("slither.retries", rep.Retries))
-		recordError(span, err)
+		RecordError(span, err, true)
 	}
 	span.End()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -321,4 +322,33 @@ func TestTraceIDsWithoutProvider(t *testing.T) {
 	out, err = dispatch.Run(context.Background(), p, dispatch.Slice(ints(1)), o)
 	require.NoError(t, err)
 	assert.Equal(t, []any{nil, nil}, out.Results[0].Value)
+}
+
+// TestTraceCancelledBatchIsNotAnError: a batch in flight when the run is
+// cancelled did not fail: its span is marked cancelled, with no exception
+// event and no Error status.
+func TestTraceCancelledBatchIsNotAnError(t *testing.T) {
+	tp, exp := recorder(t)
+	p := threadPool(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bus := telemetry.New(nil)
+	// The batch starts after the run is cancelled, and waits in Python
+	// until released (after the run): it cannot finish first.
+	require.NoError(t, bus.Attach("cancel", func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) { cancel() },
+		telemetry.DispatchBatchStart))
+	key := fmt.Sprintf("cancel%d", time.Now().UnixNano())
+	o := dispatch.Options{Module: mod, Function: "gate", Strategy: dispatch.FixedBatch(1), MaxInFlight: 1,
+		Telemetry: bus, TracerProvider: tp}
+	_, err := dispatch.Run(ctx, p, dispatch.Slice([][]any{{key, "wait"}}), o)
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = p.Submit(context.Background(), pools.Batch{Module: mod, Function: "gate", Items: []any{[]any{key, "release"}}})
+	require.NoError(t, err)
+
+	batches := named(exp.GetSpans(), "slither.batch")
+	require.Len(t, batches, 1)
+	b := batches[0]
+	assert.Equal(t, true, attrs(b)["slither.batch.cancelled"])
+	assert.Equal(t, codes.Unset, b.Status.Code)
+	assert.Empty(t, b.Events, "no exception: the batch did not fail")
 }

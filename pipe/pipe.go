@@ -24,9 +24,13 @@
 // "slither.pipe.run" span, a "slither.pipe.stage" span per stage under it
 // whose context the stage's functions receive, and under a Python stage's
 // span the "slither.dispatch" and "slither.batch" spans of its batches
-// (see package dispatch). A stage that halts the run fails its span; items
-// a policy skipped or routed are recorded on it as exceptions, without
-// failing it.
+// (see package dispatch). A stage that halts the run fails its span. In a
+// Go stage, items a policy skipped or routed are recorded on the stage's
+// span as exceptions, without failing it. A Python stage's policy is
+// applied by dispatch, and its failures are on its "slither.batch" spans,
+// not on the stage's: a batch attempt that failed has an exception event
+// and status Error, and one whose items the Python function failed on
+// their own (slither.failed) counts them in slither.batch.failed_items.
 package pipe
 
 import (

@@ -229,7 +229,7 @@ func (s *Stream) run(yield func(Output, error) bool) (err error) {
 		s.mu.Lock()
 		s.report.Duration = time.Since(start)
 		s.mu.Unlock()
-		recordError(span, err, true)
+		dispatch.RecordError(span, err, true)
 		span.End()
 		ev, m := telemetry.PipeRunStop, telemetry.Metadata{"pipe": p.name, "session": session}
 		if err != nil {
@@ -353,14 +353,4 @@ var errStopped = errors.New("pipe: the consumer stopped reading outputs")
 
 func kindName(k stageKind) string {
 	return [...]string{"map", "flatmap", "batch", "python", "router"}[k]
-}
-
-// recordError records err on span as an exception (see
-// telemetry.RecordError); fail also sets the span's status to Error.
-func recordError(span trace.Span, err error, fail bool) {
-	if err == nil || !span.IsRecording() {
-		return
-	}
-	typ, tb := dispatch.Exception(err)
-	telemetry.RecordError(span, err, typ, tb, fail)
 }

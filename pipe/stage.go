@@ -40,15 +40,17 @@ func (r *stageRun) emit(ctx context.Context, e envelope) bool {
 	}
 }
 
-func (r *stageRun) event(ev telemetry.Event, m telemetry.Measurements, extra ...any) {
+// event sends a pipe.stage.* event; md, which may be nil, holds more
+// metadata than the stage's own.
+func (r *stageRun) event(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
 	tel := r.s.env.Telemetry
 	if tel == nil {
 		return
 	}
-	md := telemetry.Metadata{"pipe": r.s.p.name, "stage": r.st.name, "kind": kindName(r.st.kind), "session": r.session}
-	for i := 0; i+1 < len(extra); i += 2 {
-		md[extra[i].(string)] = extra[i+1]
+	if md == nil {
+		md = telemetry.Metadata{}
 	}
+	md["pipe"], md["stage"], md["kind"], md["session"] = r.s.p.name, r.st.name, kindName(r.st.kind), r.session
 	tel.Emit(ev, m, md)
 }
 
@@ -60,7 +62,7 @@ func (r *stageRun) run(ctx context.Context) {
 		r.span.SetAttributes(attribute.String("slither.pipe", r.s.p.name), attribute.String("slither.stage", r.st.name),
 			attribute.String("slither.stage.kind", kindName(r.st.kind)))
 	}
-	r.event(telemetry.PipeStageStart, telemetry.Measurements{})
+	r.event(telemetry.PipeStageStart, telemetry.Measurements{}, nil)
 	defer func() {
 		rep := r.stats.snapshot()
 		if r.span.IsRecording() {
@@ -72,11 +74,11 @@ func (r *stageRun) run(ctx context.Context) {
 		if r.s.env.Telemetry == nil {
 			return
 		}
-		extra := []any{"in", int64(rep.In), "skipped", rep.Skipped, "errors", rep.Errors, "retries", rep.Retries}
+		md := telemetry.Metadata{"in": rep.In, "skipped": rep.Skipped, "errors": rep.Errors, "retries": rep.Retries}
 		if r.st.kind == kindRouter {
-			extra = append(extra, "routed", rep.Routes)
+			md["routed"] = rep.Routes
 		}
-		r.event(telemetry.PipeStageStop, telemetry.Measurements{Items: rep.Out, Duration: rep.Busy}, extra...)
+		r.event(telemetry.PipeStageStop, telemetry.Measurements{Items: rep.Out, Duration: rep.Busy}, md)
 	}()
 	switch r.st.kind {
 	case kindPython:
@@ -335,16 +337,13 @@ func (r *stageRun) declared(name string) bool {
 func (r *stageRun) failItems(ctx context.Context, items []Item, err error) bool {
 	r.stats.errs.Add(int64(len(items)))
 	if r.s.env.Telemetry != nil {
-		extra := []any{"error", err.Error()}
-		var pe *pools.PythonError
-		if errors.As(err, &pe) {
-			extra = append(extra, "exception_type", pe.Type, "exception_message", pe.Message, "traceback", pe.Traceback)
-		}
-		r.event(telemetry.PipeStageException, telemetry.Measurements{Items: len(items)}, extra...)
+		md := telemetry.Metadata{}
+		dispatch.ErrorMetadata(md, err)
+		r.event(telemetry.PipeStageException, telemetry.Measurements{Items: len(items)}, md)
 	}
 	// The policy may still keep the run going: the span fails only if
 	// the stage halts it (see halt).
-	recordError(r.span, err, false)
+	dispatch.RecordError(r.span, err, false)
 	policy := dispatch.Final(r.policy)
 	if pf := (*policyFailure)(nil); errors.As(err, &pf) {
 		policy = dispatch.Halt{}
@@ -414,7 +413,7 @@ func (r *stageRun) python(ctx context.Context) {
 					r.stats.errs.Add(int64(len(be.ItemIDs)))
 				}
 				err = fmt.Errorf("pipe %s: stage %q: %w", r.s.p.name, r.st.name, err)
-				recordError(r.span, err, true)
+				dispatch.RecordError(r.span, err, true)
 				r.fail(err)
 			}
 			break
@@ -446,6 +445,9 @@ type countingPool struct {
 	pools.Pool
 	stats *stageStats
 }
+
+// Name is the name of the pool it counts for: embedding hides it.
+func (c *countingPool) Name() string { return pools.NameOf(c.Pool) }
 
 func (c *countingPool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if rt, ok := c.Pool.(*pools.Router); ok {

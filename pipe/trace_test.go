@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -251,7 +252,7 @@ func TestPipeEventsLiveStagesAndStopCounts(t *testing.T) {
 	assert.Equal(t, 6, final[0].In, "the function reads the run's counts, not a copy")
 
 	c := stops["count"]
-	assert.Equal(t, int64(6), c["in"])
+	assert.Equal(t, 6, c["in"], "every count is an int")
 	assert.Equal(t, 1, c["skipped"])
 	assert.Equal(t, 1, c["errors"])
 	assert.Equal(t, 1, c["retries"])
@@ -288,4 +289,40 @@ func TestPipeStageExceptionCarriesPythonType(t *testing.T) {
 	ea := eventAttrs(st[0].Events[0])
 	assert.Equal(t, "KeyError", ea["exception.type"])
 	assert.Equal(t, pyErr.Traceback, ea["exception.stacktrace"])
+}
+
+// TestPipePythonStageNamesItsPool: a Python stage's dispatch events name
+// the pool its stage submits to by the pool's name ("process/x"), not its
+// kind, though the stage wraps the pool to count where batches ran.
+func TestPipePythonStageNamesItsPool(t *testing.T) {
+	abs, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	pp, err := process.New(context.Background(), process.Options{Name: "process/x", Workers: 1, Python: pooltest.Python(),
+		Paths: []string{abs}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, pp.Close(context.Background())) })
+	bus := telemetry.New(nil)
+	var mu sync.Mutex
+	byEvent := map[telemetry.Event][]any{}
+	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
+		mu.Lock()
+		defer mu.Unlock()
+		byEvent[ev] = append(byEvent[ev], md["pool"])
+	}, "dispatch.*"))
+	p, err := pipe.New("named").
+		Python("py", pipe.Python{Module: "pipetest", Function: "noop", Strategy: dispatch.FixedBatch(2)}).
+		Build()
+	require.NoError(t, err)
+	env := pipe.Env{Pool: func(string) (pools.Pool, error) { return pp, nil }, Telemetry: bus}
+	_, err = p.Run(context.Background(), env, dispatch.Slice(ints(4)))
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ev := range []telemetry.Event{telemetry.DispatchRunStart, telemetry.DispatchBatchStart, telemetry.DispatchBatchStop,
+		telemetry.DispatchRunStop} {
+		require.NotEmpty(t, byEvent[ev], "%s", ev)
+		for _, pool := range byEvent[ev] {
+			assert.Equal(t, "process/x", pool, "%s", ev)
+		}
+	}
 }

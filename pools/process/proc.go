@@ -46,6 +46,9 @@ type proc struct {
 	hosts    context.Context
 	endHosts context.CancelCauseFunc
 
+	// pmu guards pending and dead. Lock order: Pool.mu, then pmu (Stats
+	// reads each worker's pending calls under Pool.mu); never take
+	// Pool.mu while holding pmu.
 	pmu     sync.Mutex
 	pending map[uint64]*call
 	dead    bool

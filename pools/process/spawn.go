@@ -49,11 +49,21 @@ func spawnLoop() {
 	}
 }
 
-// spawn starts a worker process for s and waits for its handshake.
-func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
+// spawn starts a worker process for s and waits for its handshake. Every
+// failed start, whatever failed, is one pool.worker.exit event (pid 0
+// when no process started), so that each pool.worker.restart before it
+// has its end.
+func (p *Pool) spawn(ctx context.Context, s *slot) (pr *proc, err error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%w: worker %d (%s): %s", ErrStart, s.id, p.python, fmt.Sprintf(format, args...))
 	}
+	begun := time.Now()
+	pid := 0
+	defer func() {
+		if err != nil {
+			p.startFailed(ctx, s, pid, time.Since(begun), err)
+		}
+	}()
 	var files []*os.File // (read end, write end) of: to the worker, from it, its stdout, stderr, cancels
 	for range 5 {
 		r, w, err := os.Pipe()
@@ -73,7 +83,6 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{toWorkerR, fromWorkerW, cancelR} // fds 3, 4, 5
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	var err error
 	onSpawnerThread(func() { err = cmd.Start() })
 	// The child's ends: only the child may hold them, or its death would
 	// not close them.
@@ -82,8 +91,9 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 		closeAll(toWorkerW, fromWorkerR, cancelW, outR, errR)
 		return nil, fail("%v", err)
 	}
-	pr := &proc{
-		p: p, slot: s, cmd: cmd, pid: cmd.Process.Pid,
+	pid = cmd.Process.Pid
+	pr = &proc{
+		p: p, slot: s, cmd: cmd, pid: pid,
 		w: toWorkerW, cw: cancelW, rf: fromWorkerR, outR: outR, errR: errR,
 		pending: map[uint64]*call{}, started: time.Now(),
 		stderr: tail{max: 8 << 10},
@@ -129,10 +139,6 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 		pr.kill("its start failed", endStopped)
 		<-pr.exited
 		closeAll(toWorkerW, fromWorkerR, cancelW)
-		p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
-			"pool": p.name, "kind": string(pools.KindProcess), "worker": s.id, "pid": pr.pid, "reason": err.Error(),
-			"class": pools.ExitStartFailed,
-		})
 		return nil, err
 	}
 	pr.info = Interpreter{Executable: hello.Executable, Version: hello.Version, FreeThreaded: hello.FreeThreaded,
@@ -145,6 +151,21 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (*proc, error) {
 	p.bg.Add(1)
 	go pr.readLoop()
 	return pr, nil
+}
+
+// startFailed emits the pool.worker.exit of a start of s that failed with
+// err after d; pid is the process's, 0 when none started. A start that
+// Close cancelled (ctx or the pool's life ended) is classed closed, any
+// other start-failed.
+func (p *Pool) startFailed(ctx context.Context, s *slot, pid int, d time.Duration, err error) {
+	class := pools.ExitStartFailed
+	if ctx.Err() != nil || p.life.Err() != nil {
+		class = pools.ExitClosed
+	}
+	p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: d}, telemetry.Metadata{
+		"pool": p.name, "kind": string(pools.KindProcess), "worker": s.id, "pid": pid, "reason": err.Error(),
+		"class": class,
+	})
 }
 
 func closeAll(fs ...*os.File) {
