@@ -189,15 +189,17 @@ type where struct {
 // when Submit returned because the batch's context ended: the pool may
 // then still be writing ci's Worker, Pid, Service and Pool, so only Route
 // and RouteClass are read — pools.Decision.Submit writes them on the
-// goroutine that calls Submit, before it hands the batch to its pool. The
-// pool's name is then the one dispatch submits to: for a Router, the
-// router's, as the pool it chose is not known race-free.
+// goroutine that calls Submit, before it hands the batch to its pool,
+// with RoutePool, the name of the pool the router chose.
 func (r *runner) whereOf(ci *pools.CallInfo, complete bool) where {
 	w := where{pool: r.pool, kind: r.kind, route: ci.Route, class: ci.RouteClass}
 	if w.route != "" {
 		// A router's Kind says nothing of where the batch ran; its
 		// routes are named after the kinds of pool.
 		w.kind = w.route
+		if ci.RoutePool != "" {
+			w.pool = ci.RoutePool
+		}
 	}
 	if complete {
 		w.worker, w.ran = ci.Worker, true

@@ -43,6 +43,7 @@ func TestTimedOutBatchNamesItsPool(t *testing.T) {
 		name        string
 		pool        func(t *testing.T) pools.Pool
 		wantPool    string
+		startPool   string // before the router chose: its own name
 		wantKind    string
 		route       string
 		routeClass  string
@@ -50,10 +51,10 @@ func TestTimedOutBatchNamesItsPool(t *testing.T) {
 		wantNoRoute bool
 	}{
 		{name: "process", pool: func(t *testing.T) pools.Pool { return namedProcessPool(t, "process/x") },
-			wantPool: "process/x", wantKind: "process", wantNoRoute: true},
+			wantPool: "process/x", startPool: "process/x", wantKind: "process", wantNoRoute: true},
 		{name: "router", pool: func(t *testing.T) pools.Pool {
 			return &pools.Router{Process: namedProcessPool(t, "process/x"), Logger: slog.New(slog.DiscardHandler)}
-		}, wantPool: "router", wantKind: "process", route: "process", routeClass: pools.RouteRequested, batchRoute: pools.Process},
+		}, wantPool: "process/x", startPool: "router", wantKind: "process", route: "process", routeClass: pools.RouteRequested, batchRoute: pools.Process},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tp, exp := recorder(t)
@@ -77,9 +78,12 @@ func TestTimedOutBatchNamesItsPool(t *testing.T) {
 			var exc telemetry.Metadata
 			for i, ev := range got.evs {
 				md := got.mds[i]
-				assert.Equal(t, c.wantPool, md["pool"], "%s: every event of the run names the pool alike", ev)
-				if ev == telemetry.DispatchBatchException {
+				switch ev {
+				case telemetry.DispatchBatchException, telemetry.DispatchBatchStop:
+					assert.Equal(t, c.wantPool, md["pool"], "%s names the pool that ran the batch", ev)
 					exc = md
+				default:
+					assert.Equal(t, c.startPool, md["pool"], "%s names the pool dispatch submits to", ev)
 				}
 			}
 			require.NotNil(t, exc, "the batch's exception event, in %v", got.evs)

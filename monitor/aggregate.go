@@ -57,10 +57,11 @@ func (a *aggregate) addError(e ErrorState) {
 // every item the same way).
 func (a *aggregate) addErrorLocked(e ErrorState) {
 	e.At, e.Count = time.Now(), 1
-	e.Message, e.Traceback = clip(e.Message, maxMessage), clip(e.Traceback, maxTraceback)
+	e.Message, e.Error, e.Traceback = clip(e.Message, maxMessage), clip(e.Error, maxMessage), clip(e.Traceback, maxTraceback)
 	if len(a.errors) > 0 {
 		last := &a.errors[0]
-		if last.Source == e.Source && last.Function == e.Function && last.Type == e.Type && last.Message == e.Message {
+		if last.Source == e.Source && last.Function == e.Function && last.Type == e.Type && last.Message == e.Message &&
+			last.Error == e.Error {
 			last.Count++
 			last.At = e.At
 			if e.Traceback != "" {
@@ -190,6 +191,8 @@ func (a *aggregate) snapshotLocked(st *State, running *[]runningRun) {
 		st.Totals.Retries += d.Retries
 		st.Totals.ItemsOK += d.ItemsOK
 		st.Totals.ItemsFailed += d.ItemsFailed
+		st.Totals.ItemsSkipped += d.ItemsSkipped
+		st.Totals.ItemsRouted += d.ItemsRouted
 		st.Totals.InFlight += d.InFlight
 		st.Totals.QueuedItems += d.QueuedItems
 	}

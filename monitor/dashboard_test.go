@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
@@ -177,11 +178,29 @@ func TestDashboardInBrowser(t *testing.T) {
 	assert.Equal(t, []string{"40", "40", "39"}, b.texts(ingest+`[data-testid="stage-in"]`))
 	assert.Equal(t, []string{"40", "39", "39"}, b.texts(ingest+`[data-testid="stage-out"]`))
 
+	// parse's batches of 8: the one holding 13 failed, failed again on its
+	// retry, then halved down to 13 alone ([8-11] ok, [12-15] failed,
+	// [12 13] failed, [14 15] ok, [12] ok, [13] failed): 5 failed
+	// submissions, 4+3 good ones. Items count once: 39 ok, 13 skipped,
+	// none failed.
+	parse := `[data-testid="dispatch"][data-name="ingest/parse"] `
+	b.waitText(parse+`[data-testid="dispatch-items-ok"]`, "39")
+	assert.Equal(t, "0", b.text(parse+`[data-testid="dispatch-items-failed"]`))
+	assert.Equal(t, "1", b.text(parse+`[data-testid="dispatch-items-skipped"]`))
+	assert.Equal(t, "0", b.text(parse+`[data-testid="dispatch-items-routed"]`))
+	assert.Equal(t, "5", b.text(parse+`[data-testid="dispatch-batches-failed"]`))
+	assert.Equal(t, "7", b.text(parse+`[data-testid="dispatch-batches-ok"]`))
+	assert.Equal(t, "0", b.text(`[data-testid="total-items-failed"]`))
+	assert.Equal(t, "1", b.text(`[data-testid="total-items-skipped"]`))
+	assert.Equal(t, "139", b.text(`[data-testid="total-items-ok"]`), "double's 100, parse's 39")
+
 	// The retry of the failed batch, and the failure with its traceback.
 	assert.NotEqual(t, "0", b.text(`[data-testid="total-retries"]`))
 	b.waitText(`[data-testid="error"] [data-testid="error-type"]`, "ValueError")
-	// The message looks like markup ("<int>"): the page shows it as text.
-	assert.Contains(t, b.text(`[data-testid="error"] [data-testid="error-message"]`), "bad record 13: expected <int>, got 13")
+	// Python's own message, which looks like markup ("<int>"): the page
+	// shows it as text. The Go error chain is beside it.
+	assert.Equal(t, "bad record 13: expected <int>, got 13", b.text(`[data-testid="error"] [data-testid="error-message"]`))
+	assert.Contains(t, b.text(`[data-testid="error"] [data-testid="error-chain"]`), "ValueError: bad record 13: expected <int>, got 13")
 	assert.Equal(t, "true", b.eval(`String(document.querySelector('[data-testid="errors"] int') === null)`))
 	tb := b.text(`[data-testid="error"] [data-testid="error-traceback"]`)
 	assert.Contains(t, tb, "Traceback (most recent call last)")
@@ -218,6 +237,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	assert.Regexp(t, `^\d+ ms$|^\d+\.\d s$`, b.cellsWhere(held+`[data-testid="worker"]`, "worker-current", "dashmod.hold", "worker-running")[0],
 		"how long the batch has run")
 	b.waitMatch(`[data-testid="dispatch"][data-name="hold"] [data-testid="dispatch-inflight"]`, `^1 / [1-9]\d*$`)
+	assert.NotEqual(t, "—", b.text(`[data-testid="dispatch"][data-name="hold"] [data-testid="dispatch-pool"]`),
+		"before its first batch ends, the dispatch shows the pool it was given")
 	if os.Getenv("SLITHER_SCREENSHOT") == "1" {
 		b.screenshot(filepath.Join("..", "docs", "dashboard.png"))
 	}
@@ -258,7 +279,7 @@ type browser struct {
 	cancel func()
 
 	mu     sync.Mutex
-	errors []string // uncaught exceptions and console errors of the page
+	errors []string // uncaught exceptions, console errors and browser-logged errors (CSP violations...) of the page
 }
 
 func openBrowser(t *testing.T, ctx context.Context) *browser {
@@ -289,6 +310,12 @@ func openBrowser(t *testing.T, ctx context.Context) *browser {
 				for _, a := range e.Args {
 					msg += " " + string(a.Value)
 				}
+			}
+		case *cdplog.EventEntryAdded:
+			// What the browser itself logs: a Content-Security-Policy
+			// violation (source "security"), a failed load.
+			if e.Entry.Level == cdplog.EntryLevelError {
+				msg = "browser log (" + string(e.Entry.Source) + "): " + e.Entry.Text + " " + e.Entry.URL
 			}
 		}
 		if msg != "" {
@@ -401,12 +428,14 @@ func (b *browser) screenshot(path string) {
 	b.t.Logf("saved %s", path)
 }
 
-// noScriptErrors fails the test if the page threw or logged an error.
+// noScriptErrors fails the test if the page threw or logged an error, or
+// the browser logged one for it (a Content-Security-Policy violation, a
+// failed load).
 func (b *browser) noScriptErrors() {
 	b.t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	assert.Empty(b.t, b.errors, "the page's script errors")
+	assert.Empty(b.t, b.errors, "the page's script errors and the browser's errors for it")
 }
 
 func jsString(s string) string {

@@ -34,8 +34,8 @@ func (m *Monitor) handle(ev telemetry.Event, ms telemetry.Measurements, md telem
 		if str(md, "kind") == "python" {
 			break // its dispatch reported the batch's error, traceback and all
 		}
-		m.agg.addError(ErrorState{Source: "pipe " + str(md, "pipe") + " stage " + str(md, "stage"),
-			Message: str(md, "error"), Type: str(md, "exception_type"), Traceback: str(md, "traceback")})
+		m.agg.addError(withMessage(ErrorState{Source: "pipe " + str(md, "pipe") + " stage " + str(md, "stage"),
+			Type: str(md, "exception_type"), Traceback: str(md, "traceback")}, md))
 	case telemetry.StoreWrite, telemetry.StoreReloadStop, telemetry.BridgeViewStart, telemetry.BridgeViewStop:
 		m.storeEvent(ev, ms, md)
 	}
@@ -62,6 +62,17 @@ func num(md telemetry.Metadata, k string) int64 {
 		return int64(v)
 	}
 	return 0
+}
+
+// withMessage sets e's Message from an exception event's metadata:
+// Python's own message when the event carries it ("exception_message"),
+// with the whole Go error chain in Error; else the error's text.
+func withMessage(e ErrorState, md telemetry.Metadata) ErrorState {
+	e.Message = str(md, "error")
+	if pm, ok := md["exception_message"].(string); ok {
+		e.Message, e.Error = pm, e.Message
+	}
+	return e
 }
 
 // dispatchName is the name a batch event's dispatch goes by: its Name, or
@@ -94,6 +105,13 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 	case telemetry.DispatchBatchStart:
 		d.st.QueuedItems -= n
 		d.st.InFlight++
+		if !d.poolKnown {
+			// Until a batch ends and names the pool that ran it (a
+			// router's choice): what the start says.
+			if p := str(md, "pool"); p != "" {
+				d.st.Pool = p
+			}
+		}
 	case telemetry.DispatchBatchRetry:
 		// The retried items wait again: their next start takes them off.
 		d.st.QueuedItems += n
@@ -103,17 +121,16 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 	case telemetry.DispatchBatchStop:
 		d.st.InFlight--
 		d.st.BatchesOK++
-		failed := int64(ms.Extra["failed_items"]) // items the function failed on their own
-		d.st.ItemsOK += n - failed
-		d.st.ItemsFailed += failed
+		// Items the function failed on their own (slither.failed) have no
+		// result; what becomes of them (retried, skipped, routed, failed)
+		// the run's report says when it ends.
+		ok := n - int64(ms.Extra["failed_items"])
+		d.st.ItemsOK += ok
 		s := d.series(m.met, str(md, "pool"))
 		s.ok.Inc()
 		s.seconds.Observe(ms.Duration.Seconds())
 		s.items.Observe(float64(n))
-		d.okItems.Add(float64(n - failed))
-		if failed > 0 {
-			d.failedItems.Add(float64(failed))
-		}
+		d.okItems.Add(float64(ok))
 		d.setPool(md)
 	case telemetry.DispatchBatchException:
 		d.st.InFlight--
@@ -123,15 +140,15 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 			s.cancelled.Inc()
 			break
 		}
+		// A failed submission: its items may yet succeed (Retry, Bisect)
+		// or be skipped or routed; the run's report counts them as items.
 		d.st.Failed++
-		d.st.ItemsFailed += n
 		s.failed.Inc()
 		s.seconds.Observe(ms.Duration.Seconds())
 		s.items.Observe(float64(n))
-		d.failedItems.Add(float64(n))
 		d.setPool(md)
-		a.addErrorLocked(ErrorState{Source: name, Function: d.st.Function, Pool: str(md, "pool"),
-			Type: str(md, "exception_type"), Message: msg, Traceback: str(md, "traceback")})
+		a.addErrorLocked(withMessage(ErrorState{Source: name, Function: d.st.Function, Pool: str(md, "pool"),
+			Type: str(md, "exception_type"), Traceback: str(md, "traceback")}, md))
 	}
 	a.mu.Unlock()
 }
@@ -151,15 +168,24 @@ func (m *Monitor) runEvent(ev telemetry.Event, ms telemetry.Measurements, md tel
 		d.st.Runs++
 		d.st.MaxInFlight += limit
 		m.met.runs.WithLabelValues(name).Inc()
+		if d.st.Pool == "" { // the pool the run was given, until a batch says more
+			d.st.Pool = str(md, "pool")
+		}
 		return
 	}
 	d.st.Runs--
 	d.st.MaxInFlight -= limit
-	// Skip and Route act on items after their batch's events: the run's
-	// report has their counts.
+	// What became of each item is known when the run ends: its report
+	// counts them once, whatever the attempts.
 	if rep, ok := report(md); ok {
-		d.skippedItems.Add(float64(rep.SkippedItems))
-		d.routedItems.Add(float64(rep.Routed))
+		skipped, routed := int64(rep.SkippedItems), int64(rep.Routed)
+		failed := max(int64(rep.Items-rep.Succeeded)-skipped-routed, 0)
+		d.st.ItemsSkipped += skipped
+		d.st.ItemsRouted += routed
+		d.st.ItemsFailed += failed
+		d.skippedItems.Add(float64(skipped))
+		d.routedItems.Add(float64(routed))
+		d.failedItems.Add(float64(failed))
 	}
 }
 
@@ -244,7 +270,7 @@ func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
 	if ev == telemetry.PipeRunException {
 		outcome = outcomeFailed
 		p.st.Failed++
-		a.addErrorLocked(ErrorState{Source: "pipe " + name, Message: str(md, "error")})
+		a.addErrorLocked(withMessage(ErrorState{Source: "pipe " + name}, md))
 	}
 	m.met.pipeRuns.WithLabelValues(name, outcome).Inc()
 	if r != nil {
@@ -306,9 +332,14 @@ func (m *Monitor) storeEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 // dispatchAgg is one dispatch name's state and its resolved metric
 // children (resolving a label set costs a hash and a lookup: done once).
 type dispatchAgg struct {
-	st                                                            DispatchState
-	byPool                                                        map[string]*batchSeries
-	retries                                                       prometheus.Counter
+	st DispatchState
+	// poolKnown says a batch has ended and named the pool that ran it:
+	// from then on batch starts (which name only the pool the run was
+	// given, e.g. a router) leave st.Pool alone.
+	poolKnown bool
+	byPool    map[string]*batchSeries
+	retries   prometheus.Counter
+
 	okItems, failedItems, retriedItems, skippedItems, routedItems prometheus.Counter
 }
 
@@ -341,9 +372,9 @@ func (d *dispatchAgg) series(met *metrics, pool string) *batchSeries {
 	return s
 }
 
-// setPool records the pool of the dispatch's last batch.
+// setPool records the pool of the dispatch's last batch that ended.
 func (d *dispatchAgg) setPool(md telemetry.Metadata) {
-	if p := str(md, "pool"); p != d.st.Pool {
-		d.st.Pool = p
+	if p := str(md, "pool"); p != "" {
+		d.st.Pool, d.poolKnown = p, true
 	}
 }

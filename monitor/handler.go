@@ -239,7 +239,7 @@ func (h *handler) servePage(w http.ResponseWriter, r *http.Request) {
 // a token in its URL out of Referer headers.
 func setPageHeaders(w http.ResponseWriter) {
 	w.Header().Set("Content-Security-Policy",
-		"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
+		"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Frame-Options", "DENY")
 }

@@ -138,7 +138,10 @@ func TestHandlerRoutesAndPrefixes(t *testing.T) {
 	require.Equal(t, 200, w.Code)
 	assert.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"))
 	assert.Contains(t, w.Body.String(), "<html")
-	assert.Contains(t, w.Header().Get("Content-Security-Policy"), "script-src 'self'")
+	csp := w.Header().Get("Content-Security-Policy")
+	assert.Contains(t, csp, "script-src 'self';")
+	assert.Contains(t, csp, "style-src 'self';", "the page's styles come from style.css only")
+	assert.NotContains(t, csp, "unsafe-", "no inline script or style, no eval")
 	assert.Equal(t, "no-referrer", w.Header().Get("Referrer-Policy"))
 	assert.Equal(t, "no-store", w.Header().Get("Cache-Control"))
 }

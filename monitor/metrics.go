@@ -51,9 +51,10 @@ func histogram(name, help string, buckets []float64, labels ...string) *promethe
 func newMetrics() *metrics {
 	return &metrics{
 		batches: counter("slither_dispatch_batches_total",
-			"Batch submissions that ended, by dispatch, pool and outcome (ok, failed, cancelled).", "dispatch", "pool", "outcome"),
+			"Batch submissions that ended, by dispatch, pool and outcome (ok, failed, cancelled): every attempt of a retried or bisected batch counts.",
+			"dispatch", "pool", "outcome"),
 		items: counter("slither_dispatch_items_total",
-			"Items by outcome: ok (a result), failed (in a failed submission, or failed on their own), retried (submitted again), skipped (dropped by Skip), routed (sent to an error bucket by Route).",
+			"Items by outcome, each counted once whatever its attempts: ok (a result, as batches end), retried (submitted again), and when a run ends skipped (dropped by Skip), routed (sent to an error bucket by Route), failed (without a result otherwise: failed and surfaced, or not run because the run halted).",
 			"dispatch", "outcome"),
 		retries: counter("slither_dispatch_retries_total", "Re-submissions of failed batches (Retry and Bisect).", "dispatch"),
 		runs:    counter("slither_dispatch_runs_total", "Dispatch runs started.", "dispatch"),

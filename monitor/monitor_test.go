@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -20,12 +21,14 @@ import (
 )
 
 // goPool runs batches in Go, so these tests need no Python: it echoes the
-// items, or fails with err, and, with a gate, signals entered and waits
+// items, or fails with err (every batch, or with bad set, a batch that
+// holds bad), and, with a gate, signals entered and waits
 // for the gate to close before answering (a structural barrier: the test
 // sees a batch in flight).
 type goPool struct {
 	name    string
 	err     error
+	bad     any
 	gate    chan struct{}
 	entered chan struct{}
 	mu      sync.Mutex
@@ -46,7 +49,7 @@ func (p *goPool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 		p.running--
 		p.mu.Unlock()
 	}
-	if p.err != nil {
+	if p.err != nil && (p.bad == nil || slices.Contains(b.Items, p.bad)) {
 		return nil, p.err
 	}
 	return b.Items, nil
@@ -89,6 +92,7 @@ func TestStateShowsWorkInFlight(t *testing.T) {
 	assert.Equal(t, int64(2), d.InFlight)
 	assert.Equal(t, int64(2), d.MaxInFlight)
 	assert.Equal(t, int64(2), st.Totals.InFlight)
+	assert.Equal(t, "go", d.Pool, "before a batch ends, the pool the run was given")
 	require.Len(t, st.Pools, 1)
 	assert.Equal(t, monitor.PoolState{Name: "gate", Kind: "go", Capacity: 2, Busy: 2, Saturation: 1,
 		Workers: []monitor.WorkerState{{ID: 0, State: "busy", Current: "m.f"}, {ID: 1, State: "idle"}}}, st.Pools[0])
@@ -142,8 +146,13 @@ func TestRecentErrorsCollapseAndAreBounded(t *testing.T) {
 	assert.Equal(t, int64(5), e.Count)
 	assert.Equal(t, "m.f", e.Source, "a dispatch without a name goes by module.function")
 	assert.Equal(t, "ValueError", e.Type)
+	assert.Equal(t, "bad", e.Message, "Python's own message")
+	assert.Contains(t, e.Error, "python: ValueError: bad", "the Go error chain")
 	assert.Equal(t, tb, e.Traceback)
-	assert.Equal(t, int64(5), st.Totals.ItemsFailed)
+	assert.Equal(t, "p", e.Pool)
+	assert.Equal(t, int64(5), st.Totals.BatchesFailed)
+	assert.Zero(t, st.Totals.ItemsFailed, "every failed item was skipped")
+	assert.Equal(t, int64(5), st.Totals.ItemsSkipped)
 	assert.Equal(t, 5.0, testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "m.f", "skipped")))
 
 	for i := range 4 {
@@ -156,6 +165,7 @@ func TestRecentErrorsCollapseAndAreBounded(t *testing.T) {
 	require.Len(t, st.Errors, 3)
 	for i, want := range []string{"failure 3", "failure 2", "failure 1"} {
 		assert.Contains(t, st.Errors[i].Message, want, "newest first")
+		assert.Empty(t, st.Errors[i].Error, "a Go error: its text is the message")
 	}
 }
 

@@ -160,13 +160,16 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 	assert.Equal(t, 1.0, v("slither_dispatch_batches_total", "dispatch=flaky", "pool=thread", "outcome=failed"))
 	assert.Equal(t, 1.0, v("slither_dispatch_batches_total", "dispatch=flaky", "pool=thread", "outcome=ok"))
 	assert.Equal(t, 1.0, v("slither_dispatch_retries_total", "dispatch=flaky"))
+	// Items count once, whatever their attempts: flaky's four failed
+	// once and passed on their retry.
 	assert.Equal(t, 4.0, v("slither_dispatch_items_total", "dispatch=flaky", "outcome=retried"))
-	assert.Equal(t, 4.0, v("slither_dispatch_items_total", "dispatch=flaky", "outcome=failed"))
+	assert.Zero(t, v("slither_dispatch_items_total", "dispatch=flaky", "outcome=failed"))
 	assert.Equal(t, 4.0, v("slither_dispatch_items_total", "dispatch=flaky", "outcome=ok"))
 	assert.Equal(t, 5.0, v("slither_dispatch_batches_total", "dispatch=score/check", "pool=process/default", "outcome=ok"))
 	assert.Equal(t, 1.0, v("slither_dispatch_batches_total", "dispatch=score/check", "pool=process/default", "outcome=failed"))
+	// The pipe's one bad item failed its batch and was skipped.
 	assert.Equal(t, 5.0, v("slither_dispatch_items_total", "dispatch=score/check", "outcome=ok"))
-	assert.Equal(t, 1.0, v("slither_dispatch_items_total", "dispatch=score/check", "outcome=failed"))
+	assert.Zero(t, v("slither_dispatch_items_total", "dispatch=score/check", "outcome=failed"))
 	assert.Equal(t, 1.0, v("slither_dispatch_items_total", "dispatch=score/check", "outcome=skipped"))
 	assert.Equal(t, 3.0, v("slither_dispatch_runs_total", "dispatch=score/check")+v("slither_dispatch_runs_total", "dispatch=double")+
 		v("slither_dispatch_runs_total", "dispatch=flaky"))
@@ -200,9 +203,13 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 	assert.Equal(t, 2.0, v("slither_pool_worker_starts_total", "pool=thread"))
 	assert.Equal(t, 1.0, v("slither_pool_worker_starts_total", "pool=process/default", "kind=process"))
 	assert.Positive(t, v("slither_pool_rss_bytes", "pool=process/default"))
-	assert.Equal(t, 2.0, v("slither_pool_worker_starts_total", "pool=process/recycler", "kind=process"),
-		"the second batch needed a second worker")
-	assert.Equal(t, 1.0, v("slither_pool_worker_restarts_total", "pool=process/recycler", "kind=process"))
+	// The second batch needed a second worker. The worker that ran it is
+	// replaced too, after the batch returned, in the background: its
+	// restart and start may or may not have happened by the scrape.
+	restarts := v("slither_pool_worker_restarts_total", "pool=process/recycler", "kind=process")
+	assert.Contains(t, []float64{1, 2}, restarts)
+	assert.Contains(t, []float64{2, 3}, v("slither_pool_worker_starts_total", "pool=process/recycler", "kind=process"))
+	assert.LessOrEqual(t, v("slither_pool_worker_starts_total", "pool=process/recycler", "kind=process"), restarts+1)
 	assert.Equal(t, 2.0, v("slither_dispatch_batches_total", "dispatch=recycled", "pool=process/recycler", "outcome=ok"))
 
 	// The GIL and the store.
@@ -217,7 +224,8 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 
 	// The state says the same, and keeps the failure's traceback.
 	st := eng.Monitor().State()
-	assert.Equal(t, monitor.Totals{BatchesOK: 11, BatchesFailed: 2, Retries: 1, ItemsOK: 22, ItemsFailed: 5}, st.Totals)
+	assert.Equal(t, monitor.Totals{BatchesOK: 11, BatchesFailed: 2, Retries: 1, ItemsOK: 22, ItemsSkipped: 1}, st.Totals,
+		"double's 10, flaky's 4, the pipe's 5 and one skipped, recycled's 2, price's 1")
 	assert.Equal(t, []monitor.StoreState{{Name: "prices", Tables: []monitor.TableState{{Name: "sku", Rows: 2}}, Writes: 1, Views: 1}},
 		st.Stores)
 	i := slices.IndexFunc(st.Errors, func(e monitor.ErrorState) bool { return e.Type == "ValueError" })
@@ -226,7 +234,8 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 	assert.Equal(t, "score/check", e.Source)
 	assert.Equal(t, "montest.check", e.Function)
 	assert.Equal(t, "process/default", e.Pool)
-	assert.Contains(t, e.Message, "negative: -1")
+	assert.Equal(t, "negative: -1", e.Message, "Python's own message")
+	assert.Contains(t, e.Error, "ValueError: negative: -1", "the Go error chain")
 	assert.Contains(t, e.Traceback, "montest.py")
 	assert.Contains(t, e.Traceback, "ValueError: negative: -1")
 	require.Len(t, st.Pipes, 1)

@@ -31,13 +31,16 @@ type State struct {
 	Errors []ErrorState `json:"errors"`
 }
 
-// Totals count what every dispatch did since the monitor started.
+// Totals count what every dispatch did since the monitor started: the
+// sums of the dispatches' counts.
 type Totals struct {
 	BatchesOK     int64 `json:"batches_ok"`
-	BatchesFailed int64 `json:"batches_failed"`
+	BatchesFailed int64 `json:"batches_failed"` // failed submissions (attempts), not items
 	Retries       int64 `json:"retries"`
 	ItemsOK       int64 `json:"items_ok"`
 	ItemsFailed   int64 `json:"items_failed"`
+	ItemsSkipped  int64 `json:"items_skipped"`
+	ItemsRouted   int64 `json:"items_routed"`
 	InFlight      int64 `json:"in_flight"`    // batches submitted and not yet ended
 	QueuedItems   int64 `json:"queued_items"` // items in formed batches waiting for a slot
 }
@@ -98,19 +101,32 @@ type WorkerState struct {
 }
 
 // DispatchState is one named dispatch (runs of the same name add up).
+//
+// Batch counts are per submission: a batch retried or bisected counts
+// each attempt. Item counts are per item, whatever the attempts:
+// ItemsOK counts items with a result as their batches end; ItemsFailed,
+// ItemsSkipped and ItemsRouted are counted when a run ends, from its
+// report: failed are the items that ended the run without a result and
+// were neither skipped nor routed (they failed and the error surfaced, or
+// they never ran because the run halted).
 type DispatchState struct {
-	Name        string `json:"name"`
-	Pool        string `json:"pool"`
-	Function    string `json:"function"` // module.function of the last batch
-	Runs        int64  `json:"runs"`     // runs going on now
-	InFlight    int64  `json:"in_flight"`
-	MaxInFlight int64  `json:"max_in_flight"` // the sum over its running runs
-	QueuedItems int64  `json:"queued_items"`
-	BatchesOK   int64  `json:"batches_ok"`
-	Failed      int64  `json:"batches_failed"`
-	Retries     int64  `json:"retries"`
-	ItemsOK     int64  `json:"items_ok"`
-	ItemsFailed int64  `json:"items_failed"`
+	Name string `json:"name"`
+	// Pool is where the dispatch's batches run: the pool named by the
+	// last batch that ended; before one has, the pool the run was given,
+	// as its events name it (its name, or its kind, e.g. "router").
+	Pool         string `json:"pool"`
+	Function     string `json:"function"` // module.function of the last batch
+	Runs         int64  `json:"runs"`     // runs going on now
+	InFlight     int64  `json:"in_flight"`
+	MaxInFlight  int64  `json:"max_in_flight"` // the sum over its running runs
+	QueuedItems  int64  `json:"queued_items"`
+	BatchesOK    int64  `json:"batches_ok"`
+	Failed       int64  `json:"batches_failed"` // failed submissions
+	Retries      int64  `json:"retries"`
+	ItemsOK      int64  `json:"items_ok"`
+	ItemsFailed  int64  `json:"items_failed"`
+	ItemsSkipped int64  `json:"items_skipped"`
+	ItemsRouted  int64  `json:"items_routed"`
 }
 
 // RouteCount is how many batches went to one route for one class of reason.
@@ -170,7 +186,13 @@ type ErrorState struct {
 	Function string    `json:"function"` // module.function
 	Pool     string    `json:"pool,omitempty"`
 	Type     string    `json:"type,omitempty"` // the Python exception type, when Python raised
-	Message  string    `json:"message"`
+	// Message is Python's own message when Python raised (without the
+	// type), else the error's text.
+	Message string `json:"message"`
+	// Error is the whole Go error chain when Message is Python's message
+	// (e.g. "pools/process: mod.fn: python: ValueError: bad"); empty when
+	// Message is the error's text already.
+	Error string `json:"error,omitempty"`
 	// Traceback is Python's formatted traceback, when Python raised.
 	Traceback string `json:"traceback,omitempty"`
 	Count     int64  `json:"count"` // the same error seen this many times in a row

@@ -313,6 +313,10 @@ type CallInfo struct {
 	// batch went through no router.
 	Route      string
 	RouteClass string
+	// RoutePool is the name of the pool the Router chose. Like Route, it
+	// is written before the batch is handed to that pool, so it may be
+	// read even after a Submit that returned because its context ended.
+	RoutePool string
 	// Service is how long the worker spent on the batch (conversion and the
 	// Python call), without the time it waited for a worker: what a batch
 	// size costs, for strategies that learn from it. 0 when unknown.

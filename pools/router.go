@@ -282,7 +282,7 @@ func (r *Router) Submit(ctx context.Context, b Batch) ([]any, error) {
 // path searched and the fix.
 func (d Decision) Submit(ctx context.Context, b Batch) ([]any, error) {
 	if ci := CallInfoFrom(ctx); ci != nil {
-		ci.Route, ci.RouteClass = d.Route.String(), d.Class
+		ci.Route, ci.RouteClass, ci.RoutePool = d.Route.String(), d.Class, NameOf(d.Pool)
 	}
 	out, err := d.Pool.Submit(ctx, b)
 	if err != nil && d.Warning != "" {

@@ -322,9 +322,10 @@ func errorSection(es []monitor.ErrorState) *topSection {
 		msg := e.Message
 		if t := clean(e.Type); t != "" {
 			l += t + ": "
-			// The message may carry the Go error chain before Python's
+			// With Error set, Message is Python's own message. Without,
+			// the message may carry the Go error chain before Python's
 			// "Type: message"; the type is shown already.
-			if i := strings.Index(msg, e.Type+": "); i >= 0 {
+			if i := strings.Index(msg, e.Type+": "); i >= 0 && e.Error == "" {
 				msg = msg[i+len(e.Type)+2:]
 			}
 		}

@@ -127,6 +127,24 @@ func TestRenderTopGILStates(t *testing.T) {
 	}
 }
 
+// TestRenderTopErrorMessage: an error whose Message is Python's own
+// (Error holds the Go chain) shows as is, even where it names its type
+// again; an older state's chain is cut to Python's part.
+func TestRenderTopErrorMessage(t *testing.T) {
+	for _, c := range []struct {
+		e    monitor.ErrorState
+		want string
+	}{
+		{monitor.ErrorState{Type: "ValueError", Message: "expected ValueError: got 3",
+			Error: "pools/process: m.f: python: ValueError: expected ValueError: got 3"}, "ValueError: expected ValueError: got 3"},
+		{monitor.ErrorState{Type: "ValueError", Message: "pools/process: m.f: python: ValueError: bad"}, "ValueError: bad"},
+		{monitor.ErrorState{Message: "dispatch: pool closed"}, "dispatch: pool closed"},
+	} {
+		frame := renderTop(monitor.State{Errors: []monitor.ErrorState{c.e}}, 80, 24)
+		assert.Contains(t, strings.Split(frame, "\n"), "  "+c.want, "%+v:\n%s", c.e, frame)
+	}
+}
+
 // TestRenderTopCrowded fills far more than 24 lines: the frame is exactly
 // 24 lines, every section keeps its header and first row, and says how
 // many rows it left out.

@@ -120,6 +120,8 @@
       card('total-batches-failed', 'batches failed', num(t.batches_failed), t.batches_failed > 0 ? 'bad' : ''),
       card('total-items-ok', 'items ok', num(t.items_ok)),
       card('total-items-failed', 'items failed', num(t.items_failed), t.items_failed > 0 ? 'bad' : ''),
+      card('total-items-skipped', 'items skipped', num(t.items_skipped), t.items_skipped > 0 ? 'warn' : ''),
+      card('total-items-routed', 'items routed', num(t.items_routed), t.items_routed > 0 ? 'warn' : ''),
       card('total-retries', 'retries', num(t.retries), t.retries > 0 ? 'warn' : ''),
       card('uptime', 'monitor uptime', dur((new Date(d.time) - new Date(d.started)) / 1000))
     ]);
@@ -219,12 +221,16 @@
         td('dispatch-batches-failed', num(d.batches_failed), 'num' + (d.batches_failed > 0 ? ' bad' : '')),
         td('dispatch-retries', num(d.retries), 'num' + (d.retries > 0 ? ' warn' : '')),
         td('dispatch-items-ok', num(d.items_ok), 'num'),
-        td('dispatch-items-failed', num(d.items_failed), 'num' + (d.items_failed > 0 ? ' bad' : ''))
+        td('dispatch-items-failed', num(d.items_failed), 'num' + (d.items_failed > 0 ? ' bad' : '')),
+        td('dispatch-items-skipped', num(d.items_skipped), 'num' + (d.items_skipped > 0 ? ' warn' : '')),
+        td('dispatch-items-routed', num(d.items_routed), 'num' + (d.items_routed > 0 ? ' warn' : ''))
       ]);
     });
+    // Batches count submissions (a retried batch counts each attempt);
+    // items count once, failed, skipped and routed when their run ends.
     return table('dispatches', ['dispatch', 'pool', 'function', ['runs now', 'num'], ['in flight / limit', 'num'], '',
-      ['queued items', 'num'], ['batches ok', 'num'], ['failed', 'num'], ['retries', 'num'], ['items ok', 'num'],
-      ['items failed', 'num']], rows, 'No dispatches yet.');
+      ['queued', 'num'], ['batches ok', 'num'], ['batches failed', 'num'], ['retries', 'num'], ['items ok', 'num'],
+      ['items failed', 'num'], ['skipped', 'num'], ['routed', 'num']], rows, 'No dispatches yet.');
   }
 
   function renderRoutes(d) {
@@ -323,6 +329,8 @@
           e.type ? ': ' : null,
           el('span', { 'data-testid': 'error-message' }, e.message)
         ]),
+        // The whole Go error chain, when the message is Python's own.
+        e.error ? el('div', { 'class': 'error-chain', 'data-testid': 'error-chain' }, e.error) : null,
         e.traceback ? el('pre', { 'class': 'traceback', 'data-testid': 'error-traceback' }, e.traceback) : null
       ]);
     }));
