@@ -30,6 +30,11 @@ type runner struct {
 	fn           string // "module.function"
 	pool         string // the pool's name (pools.NameOf), where nothing better is known
 	kind         string // the pool's Kind
+
+	// The event metadata's constant values, boxed once: converting a
+	// string to an interface allocates, and a batch sends three events.
+	boxed    struct{ name, module, function, pool, kind any }
+	interned sync.Map // string -> any: pool names and kinds seen in CallInfo, boxed once
 }
 
 // newRunner prepares a run of d with maxIn batches in flight at most; its
@@ -41,9 +46,20 @@ func (d *Dispatch) newRunner(maxIn int) *runner {
 	if name == "" {
 		name = fn
 	}
-	return &runner{d: d, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
+	r := &runner{d: d, slots: make(chan struct{}, maxIn), window: make(chan struct{}, 2*maxIn),
 		results: make(chan done), tracer: telemetry.Tracer(o.TracerProvider), name: name, fn: fn,
 		pool: pools.NameOf(d.pool), kind: string(d.pool.Kind())}
+	r.boxed.name, r.boxed.module, r.boxed.function, r.boxed.pool, r.boxed.kind = r.name, o.Module, o.Function, r.pool, r.kind
+	return r
+}
+
+// box returns s as an interface value, boxed once per distinct s.
+func (r *runner) box(s string) any {
+	if v, ok := r.interned.Load(s); ok {
+		return v
+	}
+	v, _ := r.interned.LoadOrStore(s, any(s))
+	return v
 }
 
 // produce pulls items, forms batches and starts them; it closes results
@@ -217,18 +233,19 @@ func (r *runner) emit(ev telemetry.Event, m telemetry.Measurements, seq, attempt
 	if o.Telemetry == nil {
 		return
 	}
-	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function,
-		"batch": seq, "attempt": attempt, "pool": r.pool, "kind": r.kind}
+	b := &r.boxed
+	md := telemetry.Metadata{"dispatch": b.name, "module": b.module, "function": b.function,
+		"batch": seq, "attempt": attempt, "pool": b.pool, "kind": b.kind}
 	if w != nil {
-		md["pool"], md["kind"] = w.pool, w.kind
+		md["pool"], md["kind"] = r.box(w.pool), r.box(w.kind)
 		if w.ran {
 			md["worker"] = w.worker
 		}
 		if w.route != "" {
-			md["route"] = w.route
+			md["route"] = r.box(w.route)
 		}
 		if w.class != "" {
-			md["class"] = w.class
+			md["class"] = r.box(w.class)
 		}
 	}
 	ErrorMetadata(md, err)
@@ -243,7 +260,8 @@ func (r *runner) emitRun(ev telemetry.Event, m telemetry.Measurements, maxIn int
 		return
 	}
 	m.Extra = map[string]float64{"max_in_flight": float64(maxIn)}
-	md := telemetry.Metadata{"dispatch": r.name, "module": o.Module, "function": o.Function, "pool": r.pool, "kind": r.kind}
+	b := &r.boxed
+	md := telemetry.Metadata{"dispatch": b.name, "module": b.module, "function": b.function, "pool": b.pool, "kind": b.kind}
 	for i := 0; i+1 < len(extra); i += 2 {
 		switch v := extra[i+1].(type) {
 		case nil:
