@@ -74,6 +74,81 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 	}
 }
 
+// BenchmarkTelemetryOverheadInterleaved is BenchmarkTelemetryOverhead
+// made to resolve a few percent on a shared machine: each iteration runs a
+// short dispatch (50 batches of 64) under every configuration in turn, so
+// drifts in the machine's load fall on all of them alike, and reports each
+// configuration's wall ns/batch and its overhead over "bus" (what an
+// engine's dispatch pays with nothing attached: the engine always has a
+// bus) in percent. Run it with -benchtime 40x or more.
+func BenchmarkTelemetryOverheadInterleaved(b *testing.B) {
+	p, err := thread.New(thread.Options{Workers: runtime.GOMAXPROCS(0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	items := make([]any, 64)
+	for i := range items {
+		items[i] = i
+	}
+	type config struct {
+		name string
+		bus  *telemetry.Bus
+		tp   trace.TracerProvider
+		took time.Duration
+	}
+	plain := telemetry.New(nil)
+	watched := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: watched, Pools: func() []pools.Pool { return []pools.Pool{p} }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSyncer(discard{}))
+	defer sdk.Shutdown(context.Background())
+	noTrace := noop.NewTracerProvider()
+	configs := []*config{{name: "bus", bus: plain, tp: noTrace}, {name: "monitor", bus: watched, tp: noTrace},
+		{name: "tracing", bus: plain, tp: sdk}, {name: "monitor+tracing", bus: watched, tp: sdk}}
+	const batches = 50
+	run := func(c *config) {
+		in := func(yield func(dispatch.Item) bool) {
+			for i := 0; i < batches*len(items); i++ {
+				if !yield(dispatch.Item{Payload: items[i%len(items)]}) {
+					return
+				}
+			}
+		}
+		start := time.Now()
+		d := dispatch.Stream(context.Background(), p, iter.Seq[dispatch.Item](in), dispatch.Options{
+			Module: "slither._demo", Function: "noop", Name: "bench", Strategy: dispatch.FixedBatch(len(items)),
+			Ordering: dispatch.AsCompleted, Telemetry: c.bus, TracerProvider: c.tp})
+		for _, err := range d.Results() {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		c.took += time.Since(start)
+	}
+	for _, c := range configs { // warm up: imports, the sizer, the monitor's series
+		run(c)
+		c.took = 0
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for j := range configs { // a different first configuration each round
+			run(configs[(i+j)%len(configs)])
+		}
+	}
+	base := float64(configs[0].took)
+	for _, c := range configs {
+		n := float64(b.N * batches)
+		b.ReportMetric(float64(c.took.Nanoseconds())/n, c.name+"-ns/batch")
+		if c != configs[0] {
+			b.ReportMetric((float64(c.took)/base-1)*100, c.name+"-overhead-%")
+		}
+	}
+}
+
 // runBatches dispatches b.N batches of items and reports ns/batch.
 func runBatches(b *testing.B, p pools.Pool, items []any, bus *telemetry.Bus, tp trace.TracerProvider) {
 	in := func(yield func(dispatch.Item) bool) {
