@@ -19,52 +19,15 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/slither-go/slither/dispatch"
+	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/telemetry"
 )
 
-// recorder returns a provider that samples every span and an exporter
-// that holds each span once it ends.
-func recorder(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
-	return tp, exp
-}
-
-// named returns the spans called name, in the order they ended.
-func named(spans tracetest.SpanStubs, name string) []tracetest.SpanStub {
-	var out []tracetest.SpanStub
-	for _, s := range spans {
-		if s.Name == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// attrs returns a span's attributes by key, as Go values.
-func attrs(s tracetest.SpanStub) map[string]any {
-	m := map[string]any{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
-func eventAttrs(e sdktrace.Event) map[string]any {
-	m := map[string]any{}
-	for _, kv := range e.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
 func tracePool(t *testing.T) pools.Pool { return threadPool(t, 2) }
 
 func TestTraceSpansParentsAndAttributes(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	p := tracePool(t)
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")
 	o := dispatch.Options{Module: "tracetest", Function: "square", Name: "squares", Strategy: dispatch.FixedBatch(4),
@@ -75,13 +38,13 @@ func TestTraceSpansParentsAndAttributes(t *testing.T) {
 	require.Len(t, out.Results, 10)
 
 	spans := exp.GetSpans()
-	runs := named(spans, "slither.dispatch")
+	runs := spantest.Named(spans, "slither.dispatch")
 	require.Len(t, runs, 1)
 	run := runs[0]
 	assert.Equal(t, parent.SpanContext().SpanID(), run.Parent.SpanID(), "the run is a child of the caller's span")
 	assert.Equal(t, parent.SpanContext().TraceID(), run.SpanContext.TraceID())
 	assert.Equal(t, telemetry.TracerName, run.InstrumentationScope.Name)
-	ra := attrs(run)
+	ra := spantest.Attrs(run.Attributes)
 	assert.Equal(t, "squares", ra["slither.dispatch"])
 	assert.Equal(t, "tracetest.square", ra["slither.function"])
 	assert.Equal(t, int64(2), ra["slither.max_in_flight"])
@@ -89,13 +52,13 @@ func TestTraceSpansParentsAndAttributes(t *testing.T) {
 	assert.Equal(t, int64(3), ra["slither.batches"])
 	assert.Equal(t, codes.Unset, run.Status.Code)
 
-	batches := named(spans, "slither.batch")
+	batches := spantest.Named(spans, "slither.batch")
 	require.Len(t, batches, 3)
 	var sizes, indices []int64
 	for _, b := range batches {
 		assert.Equal(t, run.SpanContext.SpanID(), b.Parent.SpanID(), "each batch is a child of its run")
 		assert.Equal(t, run.SpanContext.TraceID(), b.SpanContext.TraceID())
-		a := attrs(b)
+		a := spantest.Attrs(b.Attributes)
 		assert.Equal(t, "tracetest.square", a["slither.function"])
 		assert.Equal(t, int64(1), a["slither.attempt"])
 		assert.Equal(t, "thread", a["slither.pool"])
@@ -113,7 +76,7 @@ func TestTraceSpansParentsAndAttributes(t *testing.T) {
 }
 
 func TestTraceRecordsPythonException(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	p := tracePool(t)
 	o := dispatch.Options{Module: "tracetest", Function: "fail_on", Strategy: dispatch.FixedBatch(2), MaxInFlight: 1,
 		OnError: dispatch.Retry{Attempts: 1}, TracerProvider: tp}
@@ -122,7 +85,7 @@ func TestTraceRecordsPythonException(t *testing.T) {
 
 	spans := exp.GetSpans()
 	var failed []tracetest.SpanStub
-	for _, b := range named(spans, "slither.batch") {
+	for _, b := range spantest.Named(spans, "slither.batch") {
 		if b.Status.Code == codes.Error {
 			failed = append(failed, b)
 		}
@@ -130,14 +93,14 @@ func TestTraceRecordsPythonException(t *testing.T) {
 	require.Len(t, failed, 2, "the failing batch and its retry")
 	var attempts []int64
 	for _, b := range failed {
-		a := attrs(b)
+		a := spantest.Attrs(b.Attributes)
 		attempts = append(attempts, a["slither.attempt"].(int64))
 		assert.Equal(t, int64(1), a["slither.batch.index"])
 		assert.Contains(t, b.Status.Description, "ValueError: negative item -3")
 		require.Len(t, b.Events, 1)
 		ev := b.Events[0]
 		assert.Equal(t, "exception", ev.Name)
-		ea := eventAttrs(ev)
+		ea := spantest.Attrs(ev.Attributes)
 		assert.Equal(t, "ValueError", ea["exception.type"], "the Python type, not the Go error's")
 		assert.Contains(t, ea["exception.message"], "negative item -3")
 		assert.Contains(t, ea["exception.stacktrace"], "Traceback (most recent call last)")
@@ -146,12 +109,12 @@ func TestTraceRecordsPythonException(t *testing.T) {
 	slices.Sort(attempts)
 	assert.Equal(t, []int64{1, 2}, attempts)
 
-	run := named(spans, "slither.dispatch")
+	run := spantest.Named(spans, "slither.dispatch")
 	require.Len(t, run, 1)
 	assert.Equal(t, codes.Error, run[0].Status.Code, "the run halted")
 	require.NotEmpty(t, run[0].Events)
-	assert.Equal(t, "ValueError", eventAttrs(run[0].Events[0])["exception.type"])
-	assert.Equal(t, "tracetest.fail_on", attrs(run[0])["slither.dispatch"], "an unnamed run is called after its function")
+	assert.Equal(t, "ValueError", spantest.Attrs(run[0].Events[0].Attributes)["exception.type"])
+	assert.Equal(t, "tracetest.fail_on", spantest.Attrs(run[0].Attributes)["slither.dispatch"], "an unnamed run is called after its function")
 }
 
 // TestTraceIDsReachPython checks that the batch's span context is the one
@@ -159,7 +122,7 @@ func TestTraceRecordsPythonException(t *testing.T) {
 func TestTraceIDsReachPython(t *testing.T) {
 	for _, kind := range []string{"thread", "process"} {
 		t.Run(kind, func(t *testing.T) {
-			tp, exp := recorder(t)
+			tp, exp := spantest.Recorder(t)
 			var p pools.Pool
 			if kind == "thread" {
 				p = threadPool(t, 1)
@@ -170,7 +133,7 @@ func TestTraceIDsReachPython(t *testing.T) {
 				TracerProvider: tp}
 			out, err := dispatch.Run(context.Background(), p, dispatch.Slice(ints(4)), o)
 			require.NoError(t, err)
-			batches := named(exp.GetSpans(), "slither.batch")
+			batches := spantest.Named(exp.GetSpans(), "slither.batch")
 			require.Len(t, batches, 2)
 			want := map[string]bool{}
 			for _, b := range batches {
@@ -195,14 +158,14 @@ func TestTraceIDsReachPython(t *testing.T) {
 // TestTraceGlobalProvider checks that a nil TracerProvider means the
 // global one.
 func TestTraceGlobalProvider(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	otel.SetTracerProvider(tp)
 	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
 	_, err := dispatch.Run(context.Background(), tracePool(t), dispatch.Slice(ints(3)),
 		dispatch.Options{Module: "tracetest", Function: "square"})
 	require.NoError(t, err)
-	assert.Len(t, named(exp.GetSpans(), "slither.dispatch"), 1)
-	assert.NotEmpty(t, named(exp.GetSpans(), "slither.batch"))
+	assert.Len(t, spantest.Named(exp.GetSpans(), "slither.dispatch"), 1)
+	assert.NotEmpty(t, spantest.Named(exp.GetSpans(), "slither.batch"))
 }
 
 // TestTraceNotRecording checks that a run under a provider that does not
@@ -328,7 +291,7 @@ func TestTraceIDsWithoutProvider(t *testing.T) {
 // cancelled did not fail: its span is marked cancelled, with no exception
 // event and no Error status.
 func TestTraceCancelledBatchIsNotAnError(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	p := threadPool(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -345,10 +308,10 @@ func TestTraceCancelledBatchIsNotAnError(t *testing.T) {
 	_, err = p.Submit(context.Background(), pools.Batch{Module: mod, Function: "gate", Items: []any{[]any{key, "release"}}})
 	require.NoError(t, err)
 
-	batches := named(exp.GetSpans(), "slither.batch")
+	batches := spantest.Named(exp.GetSpans(), "slither.batch")
 	require.Len(t, batches, 1)
 	b := batches[0]
-	assert.Equal(t, true, attrs(b)["slither.batch.cancelled"])
+	assert.Equal(t, true, spantest.Attrs(b.Attributes)["slither.batch.cancelled"])
 	assert.Equal(t, codes.Unset, b.Status.Code)
 	assert.Empty(t, b.Events, "no exception: the batch did not fail")
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/internal/pooltest"
+	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/telemetry"
@@ -57,7 +58,7 @@ func TestTimedOutBatchNamesItsPool(t *testing.T) {
 		}, wantPool: "process/x", startPool: "router", wantKind: "process", route: "process", routeClass: pools.RouteRequested, batchRoute: pools.Process},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tp, exp := recorder(t)
+			tp, exp := spantest.Recorder(t)
 			bus := telemetry.New(nil)
 			var mu sync.Mutex
 			var got events
@@ -97,9 +98,9 @@ func TestTimedOutBatchNamesItsPool(t *testing.T) {
 				assert.Equal(t, c.routeClass, exc["class"])
 			}
 
-			batches := named(exp.GetSpans(), "slither.batch")
+			batches := spantest.Named(exp.GetSpans(), "slither.batch")
 			require.Len(t, batches, 1)
-			a := attrs(batches[0])
+			a := spantest.Attrs(batches[0].Attributes)
 			assert.Equal(t, codes.Error, batches[0].Status.Code)
 			assert.Equal(t, c.wantPool, a["slither.pool"])
 			if c.wantNoRoute {

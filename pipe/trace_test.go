@@ -14,52 +14,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/internal/pooltest"
+	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pipe"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/pools/thread"
 	"github.com/slither-go/slither/telemetry"
 )
-
-func recorder(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
-	return tp, exp
-}
-
-func named(spans tracetest.SpanStubs, name string) []tracetest.SpanStub {
-	var out []tracetest.SpanStub
-	for _, s := range spans {
-		if s.Name == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func spanAttrs(s tracetest.SpanStub) map[string]any {
-	m := map[string]any{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
-func eventAttrs(e sdktrace.Event) map[string]any {
-	m := map[string]any{}
-	for _, kv := range e.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
 
 // routerEnv returns an Env whose Python stages submit to a router over a
 // one-worker thread pool and a one-worker process pool.
@@ -102,7 +68,7 @@ func tracedPipe(t *testing.T, stageCtx *trace.SpanContext) *pipe.Pipe {
 }
 
 func TestPipeSpans(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	env := routerEnv(t)
 	env.TracerProvider = tp
 	var negCtx trace.SpanContext
@@ -112,18 +78,18 @@ func TestPipeSpans(t *testing.T) {
 	assert.Equal(t, []any{int64(0), int64(10)}, payloads(res.Outputs[pipe.DefaultOutput]))
 
 	spans := exp.GetSpans()
-	runs := named(spans, "slither.pipe.run")
+	runs := spantest.Named(spans, "slither.pipe.run")
 	require.Len(t, runs, 1)
 	run := runs[0]
 	assert.False(t, run.Parent.IsValid(), "a root span")
-	assert.Equal(t, "traced", spanAttrs(run)["slither.pipe"])
-	assert.Equal(t, res.Report.Session, spanAttrs(run)["slither.session"])
+	assert.Equal(t, "traced", spantest.Attrs(run.Attributes)["slither.pipe"])
+	assert.Equal(t, res.Report.Session, spantest.Attrs(run.Attributes)["slither.session"])
 	assert.Equal(t, codes.Unset, run.Status.Code)
 
 	stages := map[string]tracetest.SpanStub{}
-	for _, s := range named(spans, "slither.pipe.stage") {
+	for _, s := range spantest.Named(spans, "slither.pipe.stage") {
 		assert.Equal(t, run.SpanContext.SpanID(), s.Parent.SpanID(), "stages are children of the run")
-		stages[spanAttrs(s)["slither.stage"].(string)] = s
+		stages[spantest.Attrs(s.Attributes)["slither.stage"].(string)] = s
 	}
 	require.Len(t, stages, 3)
 	for name, want := range map[string]map[string]any{
@@ -131,7 +97,7 @@ func TestPipeSpans(t *testing.T) {
 		"py":    {"slither.stage.kind": "python", "slither.items.in": int64(6), "slither.items.out": int64(4), "slither.items.skipped": int64(2)},
 		"split": {"slither.stage.kind": "router", "slither.items.in": int64(4), "slither.items.out": int64(4)},
 	} {
-		a := spanAttrs(stages[name])
+		a := spantest.Attrs(stages[name].Attributes)
 		assert.Equal(t, "traced", a["slither.pipe"])
 		for k, v := range want {
 			assert.Equal(t, v, a[k], "stage %s: %s", name, k)
@@ -139,18 +105,18 @@ func TestPipeSpans(t *testing.T) {
 	}
 	assert.Equal(t, stages["neg"].SpanContext, negCtx, "a Go stage's function runs under its stage's span")
 
-	ds := named(spans, "slither.dispatch")
+	ds := spantest.Named(spans, "slither.dispatch")
 	require.Len(t, ds, 1)
 	assert.Equal(t, stages["py"].SpanContext.SpanID(), ds[0].Parent.SpanID(), "the Python stage's dispatch is its child")
-	assert.Equal(t, "traced/py", spanAttrs(ds[0])["slither.dispatch"])
+	assert.Equal(t, "traced/py", spantest.Attrs(ds[0].Attributes)["slither.dispatch"])
 
-	batches := named(spans, "slither.batch")
+	batches := spantest.Named(spans, "slither.batch")
 	require.Len(t, batches, 3)
 	failed := 0
 	for _, b := range batches {
 		assert.Equal(t, ds[0].SpanContext.SpanID(), b.Parent.SpanID())
 		assert.Equal(t, run.SpanContext.TraceID(), b.SpanContext.TraceID(), "one trace for the whole run")
-		a := spanAttrs(b)
+		a := spantest.Attrs(b.Attributes)
 		assert.Equal(t, "pipetest.fail_negative", a["slither.function"])
 		assert.Equal(t, "thread", a["slither.pool"])
 		assert.Equal(t, "thread", a["slither.route"], "the router sent it to the thread pool")
@@ -158,7 +124,7 @@ func TestPipeSpans(t *testing.T) {
 		if b.Status.Code == codes.Error {
 			failed++
 			require.Len(t, b.Events, 1)
-			assert.Equal(t, "ValueError", eventAttrs(b.Events[0])["exception.type"])
+			assert.Equal(t, "ValueError", spantest.Attrs(b.Events[0].Attributes)["exception.type"])
 			assert.Equal(t, int64(1), a["slither.batch.index"])
 		}
 	}
@@ -166,7 +132,7 @@ func TestPipeSpans(t *testing.T) {
 }
 
 func TestPipeSpanHaltingStage(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	boom := errors.New("bad item")
 	p, err := pipe.New("halts").
 		Map("check", func(ctx context.Context, it Item) (Item, error) {
@@ -180,21 +146,21 @@ func TestPipeSpanHaltingStage(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 
 	spans := exp.GetSpans()
-	st := named(spans, "slither.pipe.stage")
+	st := spantest.Named(spans, "slither.pipe.stage")
 	require.Len(t, st, 1)
 	assert.Equal(t, codes.Error, st[0].Status.Code)
 	assert.Contains(t, st[0].Status.Description, `stage "check" failed on items [2]`)
 	require.Len(t, st[0].Events, 1)
-	ea := eventAttrs(st[0].Events[0])
+	ea := spantest.Attrs(st[0].Events[0].Attributes)
 	assert.Equal(t, "*errors.errorString", ea["exception.type"])
 	assert.Equal(t, "bad item", ea["exception.message"])
-	run := named(spans, "slither.pipe.run")
+	run := spantest.Named(spans, "slither.pipe.run")
 	require.Len(t, run, 1)
 	assert.Equal(t, codes.Error, run[0].Status.Code)
 }
 
 func TestPipeSpanSkippedItemsDoNotFailStage(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	p, err := pipe.New("skips").
 		Map("check", func(ctx context.Context, it Item) (Item, error) {
 			if it.ID == "1" {
@@ -205,11 +171,11 @@ func TestPipeSpanSkippedItemsDoNotFailStage(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p.Run(context.Background(), pipe.Env{TracerProvider: tp}, dispatch.Slice(ints(3)))
 	require.NoError(t, err)
-	st := named(exp.GetSpans(), "slither.pipe.stage")
+	st := spantest.Named(exp.GetSpans(), "slither.pipe.stage")
 	require.Len(t, st, 1)
 	assert.Equal(t, codes.Unset, st[0].Status.Code, "the stage went on")
 	require.Len(t, st[0].Events, 1, "the failure is still recorded")
-	assert.Equal(t, int64(1), spanAttrs(st[0])["slither.items.failed"])
+	assert.Equal(t, int64(1), spantest.Attrs(st[0].Attributes)["slither.items.failed"])
 }
 
 func TestPipeEventsLiveStagesAndStopCounts(t *testing.T) {
@@ -268,7 +234,7 @@ func TestPipeStageExceptionCarriesPythonType(t *testing.T) {
 	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
 		exc = append(exc, md)
 	}, telemetry.PipeStageException))
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	pyErr := &pools.PythonError{Type: "KeyError", Message: "'k'", Traceback: "Traceback (most recent call last):\nKeyError: 'k'"}
 	p, err := pipe.New("pyerr").
 		Map("lookup", func(ctx context.Context, it Item) (Item, error) {
@@ -283,10 +249,10 @@ func TestPipeStageExceptionCarriesPythonType(t *testing.T) {
 	require.Len(t, exc, 1)
 	assert.Equal(t, "KeyError", exc[0]["exception_type"])
 	assert.Equal(t, pyErr.Traceback, exc[0]["traceback"])
-	st := named(exp.GetSpans(), "slither.pipe.stage")
+	st := spantest.Named(exp.GetSpans(), "slither.pipe.stage")
 	require.Len(t, st, 1)
 	require.Len(t, st[0].Events, 1)
-	ea := eventAttrs(st[0].Events[0])
+	ea := spantest.Attrs(st[0].Events[0].Attributes)
 	assert.Equal(t, "KeyError", ea["exception.type"])
 	assert.Equal(t, pyErr.Traceback, ea["exception.stacktrace"])
 }

@@ -10,27 +10,18 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/telemetry"
 )
-
-func recorder(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
-	return tp, exp
-}
 
 // TestRecordError checks the exception event: exactly one exception.type,
 // the one given (span.RecordError would add the Go type as well), the
 // message and the stack trace; and the status only when asked.
 func TestRecordError(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	tr := telemetry.Tracer(tp)
 	_, kept := tr.Start(context.Background(), "kept")
 	telemetry.RecordError(kept, errors.New("boom"), "mod.Err", "Traceback ...", false)
@@ -64,7 +55,7 @@ func TestRecordError(t *testing.T) {
 // TestTracerNilMeansGlobal checks that a nil provider means the global
 // one, read at each call.
 func TestTracerNilMeansGlobal(t *testing.T) {
-	tp, exp := recorder(t)
+	tp, exp := spantest.Recorder(t)
 	otel.SetTracerProvider(tp)
 	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
 	_, span := telemetry.Tracer(nil).Start(context.Background(), "s")

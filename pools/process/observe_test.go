@@ -9,23 +9,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/trace"
 
+	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/telemetry"
 )
-
-func spanContext(t *testing.T, traceHex, spanHex string) context.Context {
-	t.Helper()
-	tid, err := trace.TraceIDFromHex(traceHex)
-	require.NoError(t, err)
-	sid, err := trace.SpanIDFromHex(spanHex)
-	require.NoError(t, err)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
-	require.True(t, sc.IsValid())
-	return trace.ContextWithSpanContext(context.Background(), sc)
-}
 
 // TestTraceIDsReachPython: the call frame carries the batch's trace
 // context; Python sees it in slither.context() for that call only, with
@@ -40,7 +29,7 @@ func TestTraceIDsReachPython(t *testing.T) {
 			for range threads { // every thread of the worker has run untraced
 				assert.Equal(t, []any{[]any{nil, nil}}, submit(t, p, batch("trace_ids", 0)))
 			}
-			out, err := p.Submit(spanContext(t, traceHex, spanHex), batch("trace_ids", 0, 1))
+			out, err := p.Submit(spantest.SpanContext(t, traceHex, spanHex), batch("trace_ids", 0, 1))
 			require.NoError(t, err)
 			assert.Equal(t, []any{[]any{traceHex, spanHex}, []any{traceHex, spanHex}}, out)
 			for range threads { // cleared after the call, on whichever thread ran it

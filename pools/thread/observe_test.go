@@ -10,24 +10,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/trace"
 
+	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/thread"
 )
-
-// spanContext returns a context carrying a valid, sampled span context
-// (no SDK needed: the pool only reads the ids).
-func spanContext(t *testing.T, traceHex, spanHex string) context.Context {
-	t.Helper()
-	tid, err := trace.TraceIDFromHex(traceHex)
-	require.NoError(t, err)
-	sid, err := trace.SpanIDFromHex(spanHex)
-	require.NoError(t, err)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
-	require.True(t, sc.IsValid())
-	return trace.ContextWithSpanContext(context.Background(), sc)
-}
 
 // TestTraceIDsReachPython: a batch whose context carries a span context
 // sees its trace and span ids in slither.context(); the next batch on the
@@ -41,12 +28,12 @@ func TestTraceIDsReachPython(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []any{[]any{nil, nil}}, out, "no span context: no ids")
 
-	out, err = p.Submit(spanContext(t, traceHex, spanHex), batch("trace_ids", 0, 1))
+	out, err = p.Submit(spantest.SpanContext(t, traceHex, spanHex), batch("trace_ids", 0, 1))
 	require.NoError(t, err)
 	assert.Equal(t, []any{[]any{traceHex, spanHex}, []any{traceHex, spanHex}}, out)
 
 	const otherSpan = "1111111111111111"
-	out, err = p.Submit(spanContext(t, traceHex, otherSpan), batch("trace_ids", 0))
+	out, err = p.Submit(spantest.SpanContext(t, traceHex, otherSpan), batch("trace_ids", 0))
 	require.NoError(t, err)
 	assert.Equal(t, []any{[]any{traceHex, otherSpan}}, out, "each batch sees its own span")
 
