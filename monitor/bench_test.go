@@ -37,15 +37,7 @@ func (discard) Shutdown(context.Context) error                             { ret
 // tracing. Compare ns/batch against "none" (the goal: under 5% each).
 // On a busy machine compare the fastest of several -count runs.
 func BenchmarkTelemetryOverhead(b *testing.B) {
-	p, err := thread.New(thread.Options{Workers: runtime.GOMAXPROCS(0)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close(context.Background())
-	items := make([]any, 64)
-	for i := range items {
-		items[i] = i
-	}
+	p, items := noopBatches(b)
 	for _, c := range []struct {
 		name                  string
 		bus, monitor, tracing bool
@@ -82,15 +74,7 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 // engine's dispatch pays with nothing attached: the engine always has a
 // bus) in percent. Run it with -benchtime 40x or more.
 func BenchmarkTelemetryOverheadInterleaved(b *testing.B) {
-	p, err := thread.New(thread.Options{Workers: runtime.GOMAXPROCS(0)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close(context.Background())
-	items := make([]any, 64)
-	for i := range items {
-		items[i] = i
-	}
+	p, items := noopBatches(b)
 	type config struct {
 		name string
 		bus  *telemetry.Bus
@@ -147,6 +131,21 @@ func BenchmarkTelemetryOverheadInterleaved(b *testing.B) {
 			b.ReportMetric((float64(c.took)/base-1)*100, c.name+"-overhead-%")
 		}
 	}
+}
+
+// noopBatches starts an embedded pool of a worker per core, closed with
+// b, and returns it with a batch of 64 items.
+func noopBatches(b *testing.B) (*thread.Pool, []any) {
+	p, err := thread.New(thread.Options{Workers: runtime.GOMAXPROCS(0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close(context.Background()) })
+	items := make([]any, 64)
+	for i := range items {
+		items[i] = i
+	}
+	return p, items
 }
 
 // runBatches dispatches b.N batches of items and reports ns/batch.
