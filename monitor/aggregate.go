@@ -22,7 +22,20 @@ type aggregate struct {
 	errors       []ErrorState        // newest first
 	maxErrors    int
 	maxRoutes    int
+	// cappedDispatch and cappedPipe say a name has been counted under
+	// otherName already (the warning is logged once).
+	cappedDispatch, cappedPipe bool
 }
+
+// maxNames bounds the distinct dispatch names, pipe names and stage names
+// of a pipe that the monitor keeps: each is a metric label and a key of
+// the state, and a program that makes names per request (a dispatch
+// named after a user, a date) would otherwise grow both without bound.
+// Past it, new names are counted under otherName.
+const maxNames = 256
+
+// otherName is the name that names past maxNames are counted under.
+const otherName = "other"
 
 func (a *aggregate) init(maxErrors, maxRoutes int) {
 	a.dispatches = map[string]*dispatchAgg{}
@@ -136,19 +149,65 @@ func (r *pipeRun) counts(stopped []StageState) []StageState {
 	return out
 }
 
-func (a *aggregate) pipe(name string) *pipeAgg {
-	p := a.pipes[name]
-	if p == nil {
-		p = &pipeAgg{st: PipeState{Name: name}, stages: map[string]*StageState{}, running: map[string]*pipeRun{}}
-		a.pipes[name] = p
+// dispatch returns the aggregate of the dispatch named name, adding it if
+// new; past maxNames names, otherName's. capped is name the first time a
+// name is counted under otherName (to log once), else "". a.mu is held.
+func (a *aggregate) dispatch(met *metrics, name, function string) (d *dispatchAgg, capped string) {
+	if d = a.dispatches[name]; d != nil {
+		return d, ""
 	}
-	return p
+	if len(a.dispatches) >= maxNames {
+		if !a.cappedDispatch {
+			a.cappedDispatch, capped = true, name
+		}
+		name, function = otherName, ""
+		if d = a.dispatches[name]; d != nil {
+			return d, capped
+		}
+	}
+	d = newDispatchAgg(met, name, function)
+	a.dispatches[name] = d
+	return d, capped
+}
+
+// pipe returns the pipeline named name, adding it if new; past maxNames
+// names, otherName's. capped is as for [aggregate.dispatch].
+func (a *aggregate) pipe(name string) (p *pipeAgg, capped string) {
+	if p = a.pipes[name]; p != nil {
+		return p, ""
+	}
+	if len(a.pipes) >= maxNames {
+		if !a.cappedPipe {
+			a.cappedPipe, capped = true, name
+		}
+		name = otherName
+		if p = a.pipes[name]; p != nil {
+			return p, capped
+		}
+	}
+	p = &pipeAgg{st: PipeState{Name: name}, stages: map[string]*StageState{}, running: map[string]*pipeRun{}}
+	a.pipes[name] = p
+	return p, capped
+}
+
+// warnCapped logs, once per kind of name (the aggregate says when), that
+// names past maxNames are counted under otherName.
+func (m *Monitor) warnCapped(kind, name string) {
+	if name == "" {
+		return
+	}
+	m.log.Warn("slither monitor: too many distinct "+kind+" names; later ones are counted as \""+otherName+"\" in the metrics and the state",
+		"cap", maxNames, "first_capped", name)
 }
 
 // stage returns the totals of the stage named name, adding it (in the
-// order stages are first seen) if new.
+// order stages are first seen) if new; past maxNames stages, otherName's.
 func (p *pipeAgg) stage(name, kind string) *StageState {
 	s := p.stages[name]
+	if s == nil && len(p.stages) >= maxNames {
+		name, kind = otherName, ""
+		s = p.stages[name]
+	}
 	if s == nil {
 		s = &StageState{Name: name, Kind: kind}
 		p.stages[name] = s
@@ -193,7 +252,9 @@ func (a *aggregate) snapshotLocked(st *State, running *[]runningRun) {
 		st.Totals.ItemsFailed += d.ItemsFailed
 		st.Totals.ItemsSkipped += d.ItemsSkipped
 		st.Totals.ItemsRouted += d.ItemsRouted
+		st.Totals.ItemsCancelled += d.ItemsCancelled
 		st.Totals.InFlight += d.InFlight
+		st.Totals.ItemsInFlight += d.ItemsInFlight
 		st.Totals.QueuedItems += d.QueuedItems
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(a.routes), func(x, y [2]string) int {

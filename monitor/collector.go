@@ -21,9 +21,13 @@ var (
 	descInFlight   = desc("slither_dispatch_batches_in_flight", "Batches submitted and not yet ended.", "dispatch")
 	descMaxFlight  = desc("slither_dispatch_max_in_flight",
 		"The bound on batches in flight, summed over the dispatch's running runs.", "dispatch")
-	descQueued = desc("slither_dispatch_queued_items", "Items in formed batches waiting for a slot.", "dispatch")
+	descQueued        = desc("slither_dispatch_queued_items", "Items in formed batches waiting for a slot.", "dispatch")
+	descItemsInFlight = desc("slither_dispatch_items_in_flight", "Items of the batches in flight.", "dispatch")
 
-	descCapacity   = desc("slither_pool_capacity", "Batches the pool runs at once.", "pool", "kind")
+	descCapacity  = desc("slither_pool_capacity", "Batches the pool runs at once.", "pool", "kind")
+	descEffective = desc("slither_pool_effective_capacity",
+		"Batches the pool can really run in parallel now: 1 for the embedded pool while the GIL is on, and never more than the usable cores.",
+		"pool", "kind")
 	descBusy       = desc("slither_pool_busy", "Batches running now.", "pool", "kind")
 	descWaiting    = desc("slither_pool_waiting", "Batches waiting for a worker (queue depth).", "pool", "kind")
 	descSaturation = desc("slither_pool_saturation_ratio", "Busy / capacity.", "pool", "kind")
@@ -49,8 +53,8 @@ var (
 var workerStates = []string{"idle", "busy", "starting", "recycling", "stopped"}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRunsActive, descInFlight, descMaxFlight, descQueued,
-		descCapacity, descBusy, descWaiting, descSaturation, descWorkers, descCalls, descItems, descErrors, descBusySecs, descRSS,
+	for _, d := range []*prometheus.Desc{descRunsActive, descInFlight, descMaxFlight, descQueued, descItemsInFlight,
+		descCapacity, descEffective, descBusy, descWaiting, descSaturation, descWorkers, descCalls, descItems, descErrors, descBusySecs, descRSS,
 		descGIL, descFreeThreaded, descGILChanges, descRows, descPipesActive} {
 		ch <- d
 	}
@@ -70,15 +74,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descInFlight, float64(d.InFlight), d.Name)
 		gauge(descMaxFlight, float64(d.MaxInFlight), d.Name)
 		gauge(descQueued, float64(d.QueuedItems), d.Name)
+		gauge(descItemsInFlight, float64(d.ItemsInFlight), d.Name)
 	}
 	for _, name := range slices.Sorted(maps.Keys(pipes)) {
 		gauge(descPipesActive, float64(pipes[name]), name)
 	}
 	now := time.Now()
-	for _, ns := range m.poolStats() {
+	g := m.gil()
+	for _, ns := range m.poolStats(g) {
 		ps := poolState(ns, now)
 		l := []string{ps.Name, ps.Kind}
 		gauge(descCapacity, float64(ps.Capacity), l...)
+		gauge(descEffective, float64(ps.EffectiveCapacity), l...)
 		gauge(descBusy, float64(ps.Busy), l...)
 		gauge(descWaiting, float64(ps.Waiting), l...)
 		gauge(descSaturation, ps.Saturation, l...)
@@ -101,7 +108,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRSS, float64(rss), l...)
 		}
 	}
-	if g := m.gil(); g.Embedded {
+	if g.Embedded {
 		gauge(descGIL, b2f(g.Enabled))
 		gauge(descFreeThreaded, b2f(g.FreeThreadedBuild))
 		count(descGILChanges, float64(len(g.Changes)))

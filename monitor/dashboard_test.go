@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/pipe"
@@ -140,6 +141,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	proc := `[data-testid="pool"][data-name="process/default"] `
 	b.waitText(proc+`[data-testid="pool-kind"]`, "process")
 	assert.Equal(t, "0 / 2", b.text(proc+`[data-testid="pool-busy"]`))
+	// What it can really run at once: its 2 workers, on as many cores.
+	assert.Equal(t, strconv.Itoa(min(2, capacity.Cores().Usable)), b.text(proc+`[data-testid="pool-effective"]`))
 	assert.Equal(t, 2, b.count(proc+`[data-testid="worker"]`))
 	for _, who := range b.texts(proc + `[data-testid="worker-os"]`) {
 		assert.Regexp(t, `^pid [1-9]\d*$`, who)
@@ -151,6 +154,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if embedded {
 		b.waitText(thread+`[data-testid="pool-kind"]`, "thread")
 		assert.Equal(t, "0 / 2", b.text(thread+`[data-testid="pool-busy"]`))
+		assert.Equal(t, strconv.Itoa(min(2, capacity.Cores().Usable)), b.text(thread+`[data-testid="pool-effective"]`), "the GIL is off")
 		assert.Equal(t, 2, b.count(thread+`[data-testid="worker"]`))
 		for _, who := range b.texts(thread + `[data-testid="worker-os"]`) {
 			assert.Regexp(t, `^tid [1-9]\d*$`, who)
@@ -188,10 +192,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	assert.Equal(t, "0", b.text(parse+`[data-testid="dispatch-items-failed"]`))
 	assert.Equal(t, "1", b.text(parse+`[data-testid="dispatch-items-skipped"]`))
 	assert.Equal(t, "0", b.text(parse+`[data-testid="dispatch-items-routed"]`))
+	assert.Equal(t, "0", b.text(parse+`[data-testid="dispatch-items-cancelled"]`))
 	assert.Equal(t, "5", b.text(parse+`[data-testid="dispatch-batches-failed"]`))
 	assert.Equal(t, "7", b.text(parse+`[data-testid="dispatch-batches-ok"]`))
 	assert.Equal(t, "0", b.text(`[data-testid="total-items-failed"]`))
 	assert.Equal(t, "1", b.text(`[data-testid="total-items-skipped"]`))
+	assert.Equal(t, "0", b.text(`[data-testid="total-items-cancelled"]`))
 	assert.Equal(t, "139", b.text(`[data-testid="total-items-ok"]`), "double's 100, parse's 39")
 
 	// The retry of the failed batch, and the failure with its traceback.

@@ -1,8 +1,11 @@
 package monitor
 
 import (
+	"context"
+	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,13 +93,11 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 	a := &m.agg
 	a.mu.Lock()
 	d := a.dispatches[name]
-	if d == nil || name == "" { // the first event of a dispatch, or one with no name (rare: old emitters)
+	var capped string
+	if d == nil || name == "" { // the first event of a dispatch, one past the cap, or one with no name (old emitters)
 		var fn string
 		name, fn = dispatchName(md)
-		if d = a.dispatches[name]; d == nil {
-			d = newDispatchAgg(m.met, name, fn)
-			a.dispatches[name] = d
-		}
+		d, capped = a.dispatch(m.met, name, fn)
 	}
 	n := int64(ms.Items)
 	switch ev {
@@ -105,6 +106,7 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 	case telemetry.DispatchBatchStart:
 		d.st.QueuedItems -= n
 		d.st.InFlight++
+		d.st.ItemsInFlight += n
 		if !d.poolKnown {
 			// Until a batch ends and names the pool that ran it (a
 			// router's choice): what the start says.
@@ -120,6 +122,7 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 		d.retriedItems.Add(float64(n))
 	case telemetry.DispatchBatchStop:
 		d.st.InFlight--
+		d.st.ItemsInFlight -= n
 		d.st.BatchesOK++
 		// Items the function failed on their own (slither.failed) have no
 		// result; what becomes of them (retried, skipped, routed, failed)
@@ -134,6 +137,7 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 		d.setPool(md)
 	case telemetry.DispatchBatchException:
 		d.st.InFlight--
+		d.st.ItemsInFlight -= n
 		s := d.series(m.met, str(md, "pool"))
 		msg := str(md, "error")
 		if msg == "" { // no error: the run was cancelled under it
@@ -147,27 +151,27 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 		s.seconds.Observe(ms.Duration.Seconds())
 		s.items.Observe(float64(n))
 		d.setPool(md)
-		a.addErrorLocked(withMessage(ErrorState{Source: name, Function: d.st.Function, Pool: str(md, "pool"),
-			Type: str(md, "exception_type"), Traceback: str(md, "traceback")}, md))
+		// The error keeps the dispatch's own name, even one counted
+		// under "other": the recent errors are few.
+		a.addErrorLocked(withMessage(ErrorState{Source: name, Function: str(md, "module") + "." + str(md, "function"),
+			Pool: str(md, "pool"), Type: str(md, "exception_type"), Traceback: str(md, "traceback")}, md))
 	}
 	a.mu.Unlock()
+	m.warnCapped("dispatch", capped)
 }
 
 func (m *Monitor) runEvent(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
 	name, fn := dispatchName(md)
 	a := &m.agg
 	a.mu.Lock()
+	d, capped := a.dispatch(m.met, name, fn)
+	defer m.warnCapped("dispatch", capped) // after the unlock (deferred calls run last-in first-out)
 	defer a.mu.Unlock()
-	d := a.dispatches[name]
-	if d == nil {
-		d = newDispatchAgg(m.met, name, fn)
-		a.dispatches[name] = d
-	}
 	limit := int64(ms.Extra["max_in_flight"])
 	if ev == telemetry.DispatchRunStart {
 		d.st.Runs++
 		d.st.MaxInFlight += limit
-		m.met.runs.WithLabelValues(name).Inc()
+		d.runs.Inc()
 		if d.st.Pool == "" { // the pool the run was given, until a batch says more
 			d.st.Pool = str(md, "pool")
 		}
@@ -175,18 +179,53 @@ func (m *Monitor) runEvent(ev telemetry.Event, ms telemetry.Measurements, md tel
 	}
 	d.st.Runs--
 	d.st.MaxInFlight -= limit
+	if d.st.Runs <= 0 {
+		// No run of this name goes on, so nothing of it waits or runs.
+		// A run cancelled while a formed batch waited for a slot queued
+		// items that never started: only its stop event follows. Events
+		// carry no run id to take off just that run's items, so the
+		// name's load is cleared when its last run ends (and a stop
+		// without a start, from a run the monitor joined late, cannot
+		// make it negative).
+		d.st.Runs, d.st.MaxInFlight, d.st.InFlight, d.st.ItemsInFlight, d.st.QueuedItems = 0, 0, 0, 0, 0
+	}
 	// What became of each item is known when the run ends: its report
 	// counts them once, whatever the attempts.
 	if rep, ok := report(md); ok {
 		skipped, routed := int64(rep.SkippedItems), int64(rep.Routed)
-		failed := max(int64(rep.Items-rep.Succeeded)-skipped-routed, 0)
+		rest := max(int64(rep.Items-rep.Succeeded)-skipped-routed, 0)
 		d.st.ItemsSkipped += skipped
 		d.st.ItemsRouted += routed
-		d.st.ItemsFailed += failed
 		d.skippedItems.Add(float64(skipped))
 		d.routedItems.Add(float64(routed))
-		d.failedItems.Add(float64(failed))
+		if runCancelled(md) {
+			d.st.ItemsCancelled += rest
+			d.cancelledItems.Add(float64(rest))
+		} else {
+			d.st.ItemsFailed += rest
+			d.failedItems.Add(float64(rest))
+		}
 	}
+}
+
+// cancelledPrefix starts the error a dispatch run ends with when its
+// caller's context ended (dispatch.Dispatch.Results).
+const cancelledPrefix = "dispatch: run cancelled"
+
+// runCancelled reports a dispatch.run.stop event of a run that ended by
+// cancellation: its caller's context ended, or its consumer stopped
+// reading (then the run ends without an error, which a run that ends by
+// itself has only when every item got a result or was skipped or routed).
+func runCancelled(md telemetry.Metadata) bool {
+	switch e := md["error"].(type) {
+	case nil:
+		return true
+	case string:
+		return e == "" || strings.HasPrefix(e, cancelledPrefix)
+	case error:
+		return errors.Is(e, context.Canceled) || strings.HasPrefix(e.Error(), cancelledPrefix)
+	}
+	return false
 }
 
 // report is the dispatch.Report a dispatch.run.stop event carries, if any.
@@ -234,6 +273,8 @@ func (m *Monitor) workerEvent(ev telemetry.Event, md telemetry.Metadata) {
 func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
 	name, session := str(md, "pipe"), str(md, "session")
 	a := &m.agg
+	var capped string
+	defer func() { m.warnCapped("pipe", capped) }() // after the unlocks
 	if ev == telemetry.PipeRunStart {
 		// The live counts are read outside the lock (here and in State):
 		// the pipe takes its own locks in them.
@@ -244,7 +285,8 @@ func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		p := a.pipe(name)
+		var p *pipeAgg
+		p, capped = a.pipe(name)
 		p.st.Runs++
 		p.running[session] = &pipeRun{live: live, stopped: map[string]StageState{}}
 		for _, s := range stages { // pipeline order, when the pipe tells it
@@ -253,7 +295,8 @@ func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
 		return
 	}
 	a.mu.Lock()
-	r := a.pipe(name).running[session]
+	p, capped := a.pipe(name)
+	r := p.running[session]
 	var stopped []StageState
 	if r != nil {
 		stopped = slices.Collect(maps.Values(r.stopped))
@@ -265,14 +308,13 @@ func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p := a.pipe(name)
 	outcome := outcomeOK
 	if ev == telemetry.PipeRunException {
 		outcome = outcomeFailed
 		p.st.Failed++
 		a.addErrorLocked(withMessage(ErrorState{Source: "pipe " + name}, md))
 	}
-	m.met.pipeRuns.WithLabelValues(name, outcome).Inc()
+	m.met.pipeRuns.WithLabelValues(p.st.Name, outcome).Inc()
 	if r != nil {
 		for _, s := range final {
 			t := p.stage(s.Name, s.Kind)
@@ -284,22 +326,24 @@ func (m *Monitor) pipeRunEvent(ev telemetry.Event, md telemetry.Metadata) {
 }
 
 func (m *Monitor) stageStopEvent(ms telemetry.Measurements, md telemetry.Metadata) {
-	name, stage, session := str(md, "pipe"), str(md, "stage"), str(md, "session")
+	session := str(md, "session")
 	in, out := num(md, "in"), int64(ms.Items)
+	a := &m.agg
+	a.mu.Lock()
+	p, capped := a.pipe(str(md, "pipe"))
+	stage := p.stage(str(md, "stage"), str(md, "kind")).Name
+	if r := p.running[session]; r != nil {
+		r.stopped[stage] = StageState{Name: stage, Kind: str(md, "kind"), In: in, Out: out}
+	}
+	name := p.st.Name
+	a.mu.Unlock()
+	m.warnCapped("pipe", capped)
 	m.met.stageItems.WithLabelValues(name, stage, "in").Add(float64(in))
 	m.met.stageItems.WithLabelValues(name, stage, "out").Add(float64(out))
 	if routed, ok := md["routed"].(map[string]int); ok {
 		for route, n := range routed {
 			m.met.stageRouted.WithLabelValues(name, stage, route).Add(float64(n))
 		}
-	}
-	a := &m.agg
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p := a.pipe(name)
-	p.stage(stage, str(md, "kind"))
-	if r := p.running[session]; r != nil {
-		r.stopped[stage] = StageState{Name: stage, Kind: str(md, "kind"), In: in, Out: out}
 	}
 }
 
@@ -339,8 +383,9 @@ type dispatchAgg struct {
 	poolKnown bool
 	byPool    map[string]*batchSeries
 	retries   prometheus.Counter
+	runs      prometheus.Counter
 
-	okItems, failedItems, retriedItems, skippedItems, routedItems prometheus.Counter
+	okItems, failedItems, cancelledItems, retriedItems, skippedItems, routedItems prometheus.Counter
 }
 
 type batchSeries struct {
@@ -350,12 +395,14 @@ type batchSeries struct {
 
 func newDispatchAgg(met *metrics, name, function string) *dispatchAgg {
 	return &dispatchAgg{st: DispatchState{Name: name, Function: function}, byPool: map[string]*batchSeries{},
-		retries:      met.retries.WithLabelValues(name),
-		okItems:      met.items.WithLabelValues(name, outcomeOK),
-		failedItems:  met.items.WithLabelValues(name, outcomeFailed),
-		retriedItems: met.items.WithLabelValues(name, outcomeRetried),
-		skippedItems: met.items.WithLabelValues(name, outcomeSkipped),
-		routedItems:  met.items.WithLabelValues(name, outcomeRouted)}
+		retries:        met.retries.WithLabelValues(name),
+		runs:           met.runs.WithLabelValues(name),
+		okItems:        met.items.WithLabelValues(name, outcomeOK),
+		failedItems:    met.items.WithLabelValues(name, outcomeFailed),
+		cancelledItems: met.items.WithLabelValues(name, outcomeCancelled),
+		retriedItems:   met.items.WithLabelValues(name, outcomeRetried),
+		skippedItems:   met.items.WithLabelValues(name, outcomeSkipped),
+		routedItems:    met.items.WithLabelValues(name, outcomeRouted)}
 }
 
 func (d *dispatchAgg) series(met *metrics, pool string) *batchSeries {

@@ -11,9 +11,9 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,9 +30,19 @@ type HandlerOptions struct {
 	// header). Without a Token only loopback clients are served.
 	Token string
 	// Interval is how often the events stream sends the state; 0 means
-	// one second.
+	// one second. The handler reads the state at most once per 250 ms
+	// (or per Interval when shorter), one reading for every request and
+	// stream in that time.
 	Interval time.Duration
+	// MaxStreams bounds the event streams served at once; more get 503
+	// (the page polls the state instead). 0 means 16.
+	MaxStreams int
 }
+
+// stateMaxAge is how long one reading of the state serves every request
+// and stream: reading it samples every pool (for a process pool, /proc
+// per worker), which a page per client per second would repeat.
+const stateMaxAge = 250 * time.Millisecond
 
 // Handler serves the monitor over HTTP, read-only: GET and HEAD only
 // (405 otherwise), nothing it serves changes anything. It answers on
@@ -50,17 +60,23 @@ type HandlerOptions struct {
 // (mux.Handle("/ops/", http.StripPrefix("/ops", h)) serves /ops/metrics);
 // the page links to the others by relative URLs.
 //
-// Access: without o.Token, a client whose address is not loopback gets
-// 403 (behind a reverse proxy every client looks local: set a Token
-// there); with a Token, a request without it gets 401 — except for the
-// page's scripts and styles, which hold nothing but the page's code and
-// which a browser fetches without the page's header. Tokens are compared
-// in constant time.
+// Access: without o.Token, a client whose address is not loopback, or a
+// request whose Host is not localhost or a loopback address (a page on
+// another site reaching the port through DNS rebinding), gets 403 (behind
+// a reverse proxy every client looks local: set a Token there); with a
+// Token, a request without it gets 401 — except for the page's scripts
+// and styles, which hold nothing but the page's code and which a browser
+// fetches without the page's header. Tokens are compared in constant
+// time.
 func (m *Monitor) Handler(o HandlerOptions) http.Handler {
 	if o.Interval <= 0 {
 		o.Interval = time.Second
 	}
-	h := &handler{m: m, opts: o, metrics: promhttp.HandlerFor(m.gather, promhttp.HandlerOpts{})}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 16
+	}
+	h := &handler{m: m, opts: o, metrics: promhttp.HandlerFor(m.gather, promhttp.HandlerOpts{}),
+		streams: make(chan struct{}, o.MaxStreams), maxAge: min(stateMaxAge, o.Interval), now: time.Now, read: m.State}
 	if o.Token != "" {
 		sum := sha256.Sum256([]byte(o.Token))
 		h.token = sum[:]
@@ -78,6 +94,20 @@ type handler struct {
 	page    *template.Template
 	pageErr error
 	assets  fs.FS
+
+	// streams holds a token per event stream being served.
+	streams chan struct{}
+	// The state's JSON, read at most once per maxAge for every request
+	// and stream; now and read are time.Now and Monitor.State (tests
+	// count the readings and move the clock).
+	maxAge   time.Duration
+	now      func() time.Time
+	read     func() State
+	mu       sync.Mutex
+	cached   []byte
+	cachedAt time.Time
+	// encodeFailed logs, once, that the state could not be encoded.
+	encodeFailed sync.Once
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +132,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(p, "/debug/slither/events"):
 		h.events(w, r)
 	case strings.HasSuffix(p, "/debug/slither/"):
-		h.servePage(w, r)
+		h.servePage(w)
 	case strings.HasSuffix(p, "/debug/slither"):
 		// The page's relative links need the trailing slash. Relative, and
 		// not through http.Redirect (which resolves it against the path
@@ -139,12 +169,15 @@ func (h *handler) isAsset(p string) bool {
 // loopback clients get them when there is no token.
 func (h *handler) allow(r *http.Request, asset bool) (int, string) {
 	if h.token == nil {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		if !isLoopback(r.RemoteAddr) {
 			return http.StatusForbidden, "slither monitor: only loopback clients are served without a token (set HandlerOptions.Token / engine HTTP token)"
+		}
+		// A page on another site can reach a loopback port by DNS
+		// rebinding (its own name resolving to 127.0.0.1): the browser
+		// then sends that name as the Host.
+		if !isLoopback(r.Host) {
+			return http.StatusForbidden, fmt.Sprintf("slither monitor: without a token only the host names localhost and loopback addresses are served, not %q "+
+				"(a guard against DNS rebinding; set a token — HandlerOptions.Token / engine HTTP token — to serve other host names)", r.Host)
 		}
 		return 0, ""
 	}
@@ -165,10 +198,44 @@ func (h *handler) allow(r *http.Request, asset bool) (int, string) {
 	return 0, ""
 }
 
-func (h *handler) state(w http.ResponseWriter) {
-	b, err := json.Marshal(h.m.State())
+// isLoopback reports whether hostport (an address or a Host header, with
+// or without a port; an IPv6 address with or without brackets) is
+// localhost or a loopback IP address.
+func isLoopback(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// stateJSON is the state as JSON, read anew when the last reading is
+// older than h.maxAge: one reading serves every request and stream in
+// that time.
+func (h *handler) stateJSON() ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	if h.cached != nil && now.Sub(h.cachedAt) < h.maxAge && !now.Before(h.cachedAt) {
+		return h.cached, nil
+	}
+	b, err := json.Marshal(h.read())
 	if err != nil {
-		http.Error(w, fmt.Sprintf("slither monitor: encoding the state: %v", err), http.StatusInternalServerError)
+		return nil, fmt.Errorf("slither monitor: encoding the state: %w", err)
+	}
+	h.cached, h.cachedAt = b, now
+	return b, nil
+}
+
+func (h *handler) state(w http.ResponseWriter) {
+	b, err := h.stateJSON()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -179,16 +246,27 @@ func (h *handler) state(w http.ResponseWriter) {
 // the monitor closes, or the server shuts down. It runs on the request's
 // goroutine and starts none.
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/event-stream")
 	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "text/event-stream")
 		return
 	}
+	select {
+	case h.streams <- struct{}{}:
+		defer func() { <-h.streams }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, fmt.Sprintf("slither monitor: too many event streams (%d at most); poll debug/slither/state instead",
+			cap(h.streams)), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
 	rc := http.NewResponseController(w)
 	t := time.NewTicker(h.opts.Interval)
 	defer t.Stop()
 	for {
-		b, err := json.Marshal(h.m.State())
+		b, err := h.stateJSON()
 		if err != nil {
+			h.encodeFailed.Do(func() { h.m.log.Error("slither monitor: ending an event stream", "err", err) })
 			return
 		}
 		if _, err := fmt.Fprintf(w, "event: state\ndata: %s\n\n", b); err != nil {
@@ -207,24 +285,20 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// pageData is what the page's template sees.
+// pageData is what the page's template sees. It holds no token: the
+// page's scripts and styles need none, and the script reads the token
+// from the page's URL itself.
 type pageData struct {
-	// Query is "?token=TOKEN" when the page was opened with a token in
-	// its URL, else "": the page may append it to its links.
-	Query   string
 	Version string
 	Host    string
 }
 
-func (h *handler) servePage(w http.ResponseWriter, r *http.Request) {
+func (h *handler) servePage(w http.ResponseWriter) {
 	if h.pageErr != nil {
 		http.Error(w, fmt.Sprintf("slither monitor: the page's template: %v", h.pageErr), http.StatusInternalServerError)
 		return
 	}
 	d := pageData{Version: h.m.opts.Version, Host: h.m.host}
-	if t := r.URL.Query().Get("token"); t != "" && h.token != nil {
-		d.Query = "?" + url.Values{"token": {t}}.Encode()
-	}
 	var buf bytes.Buffer
 	if err := h.page.Execute(&buf, d); err != nil {
 		http.Error(w, fmt.Sprintf("slither monitor: rendering the page: %v", err), http.StatusInternalServerError)

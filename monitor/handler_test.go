@@ -25,10 +25,17 @@ func newMonitor(t *testing.T) (*monitor.Monitor, *telemetry.Bus) {
 	return m, bus
 }
 
-// serve runs one request through h from remote (an "ip:port").
+// serve runs one request through h from remote (an "ip:port"), to the
+// host localhost:9090.
 func serve(h http.Handler, method, target, remote string, header http.Header) *httptest.ResponseRecorder {
+	return serveHost(h, method, target, remote, "localhost:9090", header)
+}
+
+// serveHost runs one request through h from remote with the Host host.
+func serveHost(h http.Handler, method, target, remote, host string, header http.Header) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, nil)
 	r.RemoteAddr = remote
+	r.Host = host
 	for k, v := range header {
 		r.Header[k] = v
 	}
@@ -67,6 +74,32 @@ func TestHandlerServesLoopbackOnlyWithoutToken(t *testing.T) {
 	// A token given to a handler that has none does not open it up.
 	w := serve(h, "GET", "/metrics?token=x", remote, http.Header{"Authorization": {"Bearer x"}})
 	assert.Equal(t, http.StatusForbidden, w.Code)
+}
+
+// Without a token, a loopback client asking for another host name is a
+// page of another site that reached the port by DNS rebinding: refused.
+func TestHandlerWithoutTokenServesOnlyLoopbackHostNames(t *testing.T) {
+	m, _ := newMonitor(t)
+	h := m.Handler(monitor.HandlerOptions{})
+	for _, host := range []string{"localhost", "localhost:9090", "LOCALHOST:9090", "127.0.0.1", "127.0.0.1:9090", "127.1.2.3:80",
+		"[::1]:9090", "[::1]", "::1"} {
+		for _, target := range []string{"/metrics", "/debug/slither/state", "/debug/slither/"} {
+			assert.Equal(t, 200, serveHost(h, "GET", target, local, host, nil).Code, "%s%s", host, target)
+		}
+	}
+	for _, host := range []string{"evil.example:9090", "evil.example", "localhost.evil.example", "192.0.2.7:9090", "[2001:db8::1]:9090",
+		"0.0.0.0:9090", ""} {
+		for _, target := range []string{"/metrics", "/debug/slither/state", "/debug/slither/", "/debug/slither/app.js"} {
+			w := serveHost(h, "GET", target, local, host, nil)
+			assert.Equal(t, http.StatusForbidden, w.Code, "%q%s", host, target)
+			assert.Contains(t, w.Body.String(), "set a token", host)
+			assert.NotContains(t, w.Body.String(), "go_goroutines")
+		}
+	}
+	// With a token, any host name is served to a client that has it.
+	tok := m.Handler(monitor.HandlerOptions{Token: "s3cret"})
+	w := serveHost(tok, "GET", "/metrics", remote, "slither.example:9090", http.Header{"Authorization": {"Bearer s3cret"}})
+	assert.Equal(t, 200, w.Code)
 }
 
 func TestHandlerToken(t *testing.T) {
@@ -173,8 +206,12 @@ func TestHandlerPageAssetsNeedNoToken(t *testing.T) {
 	h := m.Handler(monitor.HandlerOptions{Token: "s3cret"})
 	w := serve(h, "GET", "/debug/slither/?token=s3cret", remote, nil)
 	require.Equal(t, 200, w.Code)
-	assets := regexp.MustCompile(`(?:src|href)="([a-z0-9_-]+\.(?:js|css))(?:\?[^"]*)?"`).FindAllStringSubmatch(w.Body.String(), -1)
-	require.NotEmpty(t, assets, "the page links its scripts and styles relatively")
+	assets := regexp.MustCompile(`(?:src|href)="([a-z0-9_-]+\.(?:js|css))(\?[^"]*)?"`).FindAllStringSubmatch(w.Body.String(), -1)
+	require.Len(t, assets, 2, "the page links its script and its styles relatively")
+	for _, a := range assets {
+		assert.Empty(t, a[2], "%s: the page does not spread its token into the assets' URLs (and so into logs)", a[0])
+	}
+	assert.NotContains(t, w.Body.String(), "s3cret", "the page itself holds no token")
 	for _, a := range assets {
 		w := serve(h, "GET", "/debug/slither/"+a[1], remote, nil)
 		assert.Equal(t, 200, w.Code, a[1])

@@ -54,7 +54,7 @@ func newMetrics() *metrics {
 			"Batch submissions that ended, by dispatch, pool and outcome (ok, failed, cancelled): every attempt of a retried or bisected batch counts.",
 			"dispatch", "pool", "outcome"),
 		items: counter("slither_dispatch_items_total",
-			"Items by outcome, each counted once whatever its attempts: ok (a result, as batches end), retried (submitted again), and when a run ends skipped (dropped by Skip), routed (sent to an error bucket by Route), failed (without a result otherwise: failed and surfaced, or not run because the run halted).",
+			"Items by outcome, each counted once whatever its attempts: ok (a result, as batches end), retried (submitted again), and when a run ends skipped (dropped by Skip), routed (sent to an error bucket by Route), and the rest without a result: cancelled when the run was cancelled (its caller's context ended, or its consumer stopped reading), else failed (failed and surfaced, or not run because the run halted).",
 			"dispatch", "outcome"),
 		retries: counter("slither_dispatch_retries_total", "Re-submissions of failed batches (Retry and Bisect).", "dispatch"),
 		runs:    counter("slither_dispatch_runs_total", "Dispatch runs started.", "dispatch"),

@@ -8,10 +8,13 @@
 //   - debug/slither/: a live dashboard page, embedded in the binary, that
 //     polls the state every second.
 //
-// Everything it serves is read-only and holds no item values or session
-// ids: only names an operator configured (pools, dispatches, pipes,
-// stages, stores, views), function names, counts and recent error texts.
-// Metric labels are low-cardinality for the same reason.
+// Everything it serves is read-only and holds no session ids: names an
+// operator configured (pools, dispatches, pipes, stages, stores, views),
+// function names, counts and the recent errors. Item values appear only
+// where the failing code put them: an error's message and its Python
+// traceback are what was raised, and may quote the items it failed on.
+// Metric labels are low-cardinality: names only, and at most 256 distinct
+// dispatch names and pipe names (later ones count as "other").
 //
 // A Monitor is usually made by the engine (engine.Config.HTTP,
 // engine.Engine.Handler); New is for programs that wire pools and a bus
@@ -21,6 +24,7 @@ package monitor
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -63,6 +67,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Version is shown in the state (e.g. the program's version); optional.
 	Version string
+	// Logger gets the monitor's warnings (e.g. that dispatch names past
+	// the cap are counted as "other"); nil means slog.Default().
+	Logger *slog.Logger
 	// RecentErrors and RecentRoutes bound the errors and route decisions
 	// the state keeps; 0 means 20 each.
 	RecentErrors, RecentRoutes int
@@ -75,6 +82,7 @@ type Monitor struct {
 	name    string
 	started time.Time
 	host    string
+	log     *slog.Logger
 	gather  prometheus.Gatherer
 	reg     prometheus.Registerer
 	met     *metrics
@@ -99,8 +107,11 @@ func New(o Options) (*Monitor, error) {
 	if o.RecentRoutes <= 0 {
 		o.RecentRoutes = 20
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	host, _ := os.Hostname()
-	m := &Monitor{opts: o, name: o.HandlerName, started: time.Now(), host: host, done: make(chan struct{})}
+	m := &Monitor{opts: o, name: o.HandlerName, started: time.Now(), host: host, log: o.Logger, done: make(chan struct{})}
 	m.agg.init(o.RecentErrors, o.RecentRoutes)
 	m.reg, m.gather = o.Registerer, o.Gatherer
 	if m.reg == nil {

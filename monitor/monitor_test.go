@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/pipe"
@@ -27,6 +31,7 @@ import (
 // sees a batch in flight).
 type goPool struct {
 	name    string
+	kind    pools.Kind // "go" when empty
 	err     error
 	bad     any
 	gate    chan struct{}
@@ -58,7 +63,11 @@ func (p *goPool) Capacity() int { return 2 }
 func (p *goPool) Stats() pools.Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return pools.Stats{Name: p.name, Kind: "go", Running: p.running,
+	kind := p.kind
+	if kind == "" {
+		kind = "go"
+	}
+	return pools.Stats{Name: p.name, Kind: kind, Running: p.running,
 		Workers: []pools.WorkerStats{{ID: 1, State: pools.WorkerIdle}, {ID: 0, State: pools.WorkerBusy, Current: "m.f"}}}
 }
 func (p *goPool) Kind() pools.Kind                { return "go" }
@@ -90,14 +99,17 @@ func TestStateShowsWorkInFlight(t *testing.T) {
 	assert.Equal(t, "m.f", d.Function)
 	assert.Equal(t, int64(1), d.Runs)
 	assert.Equal(t, int64(2), d.InFlight)
+	assert.Equal(t, int64(6), d.ItemsInFlight, "two batches of 3")
+	assert.Equal(t, int64(6), st.Totals.ItemsInFlight)
 	assert.Equal(t, int64(2), d.MaxInFlight)
 	assert.Equal(t, int64(2), st.Totals.InFlight)
 	assert.Equal(t, "go", d.Pool, "before a batch ends, the pool the run was given")
 	require.Len(t, st.Pools, 1)
-	assert.Equal(t, monitor.PoolState{Name: "gate", Kind: "go", Capacity: 2, Busy: 2, Saturation: 1,
+	assert.Equal(t, monitor.PoolState{Name: "gate", Kind: "go", Capacity: 2, EffectiveCapacity: min(2, capacity.Cores().Usable), Busy: 2, Saturation: 1,
 		Workers: []monitor.WorkerState{{ID: 0, State: "busy", Current: "m.f"}, {ID: 1, State: "idle"}}}, st.Pools[0])
 	g := m.Gatherer()
 	assert.Equal(t, 2.0, gaugeValue(t, g, "slither_dispatch_batches_in_flight"))
+	assert.Equal(t, 6.0, gaugeValue(t, g, "slither_dispatch_items_in_flight"))
 	assert.Equal(t, 1.0, gaugeValue(t, g, "slither_pool_saturation_ratio"))
 
 	close(pool.gate)
@@ -109,6 +121,7 @@ func TestStateShowsWorkInFlight(t *testing.T) {
 	d = st.Dispatch[0]
 	assert.Equal(t, monitor.DispatchState{Name: "held", Function: "m.f", Pool: "gate", BatchesOK: 4, ItemsOK: 12}, d)
 	assert.Equal(t, 0.0, gaugeValue(t, g, "slither_dispatch_batches_in_flight"))
+	assert.Equal(t, 0.0, gaugeValue(t, g, "slither_dispatch_items_in_flight"))
 	assert.Equal(t, 0.0, gaugeValue(t, g, "slither_dispatch_max_in_flight"), "the run ended")
 }
 
@@ -290,3 +303,111 @@ func seq(from, to int) []int {
 	}
 	return out
 }
+
+// TestSameNamedPoolsAreNumbered: two pools with one name are shown as
+// NAME and NAME#2 (in the order given), so a scrape does not fail on two
+// series with the same labels.
+func TestSameNamedPoolsAreNumbered(t *testing.T) {
+	bus := telemetry.New(nil)
+	ps := []pools.Pool{&goPool{name: "twin"}, &goPool{name: "a"}, &goPool{name: "twin"}, &goPool{name: "twin"}}
+	m, err := monitor.New(monitor.Options{Bus: bus, Pools: func() []pools.Pool { return ps }})
+	require.NoError(t, err)
+	defer m.Close()
+	w := serve(m.Handler(monitor.HandlerOptions{}), "GET", "/metrics", local, nil)
+	require.Equal(t, 200, w.Code, w.Body.String())
+	for _, name := range []string{"twin", "twin#2", "twin#3", "a"} {
+		assert.Contains(t, w.Body.String(), `slither_pool_capacity{kind="go",pool="`+name+`"} 2`)
+	}
+	var names []string
+	for _, p := range m.State().Pools {
+		names = append(names, p.Name)
+	}
+	assert.Equal(t, []string{"a", "twin", "twin#2", "twin#3"}, names)
+}
+
+// TestNamesPastTheCapCountAsOther: past 256 distinct dispatch names (and
+// pipe names), later ones are counted under "other", in the metrics and
+// the state, with one warning.
+func TestNamesPastTheCapCountAsOther(t *testing.T) {
+	bus := telemetry.New(nil)
+	var logged strings.Builder
+	m, err := monitor.New(monitor.Options{Bus: bus, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	require.NoError(t, err)
+	defer m.Close()
+	pool := &goPool{name: "p"}
+	for i := range 260 {
+		_, err := dispatch.Run(context.Background(), pool, dispatch.Slice([]int{i}), dispatch.Options{
+			Module: "m", Function: "f", Name: fmt.Sprintf("d%03d", i), Telemetry: bus})
+		require.NoError(t, err)
+	}
+	for i := range 258 {
+		bus.Emit(telemetry.PipeRunStart, telemetry.Measurements{}, telemetry.Metadata{"pipe": fmt.Sprintf("p%03d", i), "session": "s"})
+		bus.Emit(telemetry.PipeStageStop, telemetry.Measurements{Items: 1},
+			telemetry.Metadata{"pipe": fmt.Sprintf("p%03d", i), "session": "s", "stage": "st", "kind": "map", "in": 1})
+		bus.Emit(telemetry.PipeRunStop, telemetry.Measurements{}, telemetry.Metadata{"pipe": fmt.Sprintf("p%03d", i), "session": "s"})
+	}
+	st := m.State()
+	require.Len(t, st.Dispatch, 257, "256 names and other")
+	other := st.Dispatch[slices.IndexFunc(st.Dispatch, func(d monitor.DispatchState) bool { return d.Name == "other" })]
+	assert.Equal(t, int64(4), other.ItemsOK, "d256 to d259")
+	assert.Equal(t, int64(4), other.BatchesOK)
+	assert.False(t, slices.ContainsFunc(st.Dispatch, func(d monitor.DispatchState) bool { return d.Name == "d256" }))
+	assert.Equal(t, 4.0, testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "other", "ok")))
+	assert.Equal(t, 4.0, testutil.ToFloat64(counterVec(t, m, "slither_dispatch_runs_total", "other")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "d255", "ok")))
+
+	require.Len(t, st.Pipes, 257)
+	po := st.Pipes[slices.IndexFunc(st.Pipes, func(p monitor.PipeState) bool { return p.Name == "other" })]
+	assert.Equal(t, int64(2), po.Runs)
+	assert.Equal(t, []monitor.StageState{{Name: "st", Kind: "map", In: 2, Out: 2}}, po.Stages)
+	assert.Equal(t, 2.0, testutil.ToFloat64(counterVec(t, m, "slither_pipe_runs_total", "ok", "other")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(counterVec(t, m, "slither_pipe_stage_items_total", "in", "other", "st")))
+
+	assert.Equal(t, 1, strings.Count(logged.String(), "too many distinct dispatch names"), logged.String())
+	assert.Equal(t, 1, strings.Count(logged.String(), "too many distinct pipe names"), logged.String())
+	assert.Contains(t, logged.String(), "cap=256")
+	assert.Contains(t, logged.String(), "first_capped=d256")
+}
+
+// TestEffectiveCapacity: the embedded pool runs one batch at a time while
+// the GIL is on; no pool runs more at once than the usable cores.
+func TestEffectiveCapacity(t *testing.T) {
+	bus := telemetry.New(nil)
+	gil := monitor.GILState{Embedded: true, FreeThreadedBuild: true}
+	var mu sync.Mutex
+	ps := []pools.Pool{&goPool{name: "thread", kind: pools.KindThread}, &wide{goPool{name: "process/wide", kind: pools.KindProcess}}}
+	m, err := monitor.New(monitor.Options{Bus: bus, Pools: func() []pools.Pool { return ps },
+		GIL: func() monitor.GILState { mu.Lock(); defer mu.Unlock(); return gil }})
+	require.NoError(t, err)
+	defer m.Close()
+	cores := capacity.Cores().Usable
+	effective := func() map[string]int {
+		out := map[string]int{}
+		for _, p := range m.State().Pools {
+			out[p.Name] = p.EffectiveCapacity
+		}
+		return out
+	}
+	assert.Equal(t, map[string]int{"thread": min(2, cores), "process/wide": min(1000, cores)}, effective(), "GIL off")
+	g := m.Gatherer()
+	fams, err := g.Gather()
+	require.NoError(t, err)
+	assert.True(t, slices.ContainsFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "slither_pool_effective_capacity" }))
+
+	mu.Lock()
+	gil.Enabled = true
+	mu.Unlock()
+	assert.Equal(t, map[string]int{"thread": 1, "process/wide": min(1000, cores)}, effective(),
+		"GIL on: the embedded pool's workers take turns; processes have their own interpreters")
+	w := serve(m.Handler(monitor.HandlerOptions{}), "GET", "/metrics", local, nil)
+	require.Equal(t, 200, w.Code)
+	assert.Contains(t, w.Body.String(), `slither_pool_effective_capacity{kind="thread",pool="thread"} 1`)
+	assert.Contains(t, w.Body.String(), fmt.Sprintf(`slither_pool_effective_capacity{kind="process",pool="process/wide"} %d`, min(1000, cores)))
+	assert.Contains(t, w.Body.String(), `slither_pool_capacity{kind="process",pool="process/wide"} 1000`)
+}
+
+// wide is a pool of a thousand slots (workers x threads): more than any
+// test machine has cores.
+type wide struct{ goPool }
+
+func (*wide) Capacity() int { return 1000 }

@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -81,4 +82,116 @@ func TestItemsCountOnceWhateverTheAttempts(t *testing.T) {
 	st := m.State()
 	assert.Equal(t, monitor.Totals{BatchesOK: 5, BatchesFailed: 7, Retries: 7, ItemsOK: 9, ItemsFailed: 3, ItemsSkipped: 1,
 		ItemsRouted: 1}, st.Totals)
+}
+
+// holdPool runs batches in Go: a batch whose first item is hold or more
+// waits until its context ends (the run is cancelled under it); others
+// echo their items at once.
+type holdPool struct{ hold int }
+
+func (p holdPool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
+	if ci := pools.CallInfoFrom(ctx); ci != nil {
+		ci.Pool = "hold"
+	}
+	if b.Items[0].(int) >= p.hold {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return b.Items, nil
+}
+func (holdPool) Capacity() int                   { return 1 }
+func (holdPool) Stats() pools.Stats              { return pools.Stats{Name: "hold", Kind: "go"} }
+func (holdPool) Kind() pools.Kind                { return "go" }
+func (holdPool) CloseSession(string)             {}
+func (holdPool) Close(ctx context.Context) error { return nil }
+
+// onQueued attaches a handler to bus that calls f (once) when the batch
+// numbered seq is queued, on the goroutine that queues it: before that
+// batch waits for a slot.
+func onQueued(t *testing.T, bus *telemetry.Bus, seq int, f func()) {
+	t.Helper()
+	var once sync.Once
+	require.NoError(t, bus.Attach("probe", func(_ telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+		if md["batch"] == seq {
+			once.Do(f)
+		}
+	}, telemetry.DispatchBatchQueued))
+	t.Cleanup(func() { bus.Detach("probe") })
+}
+
+// TestCancelledRunLeavesNothingQueued: a run cancelled while a formed
+// batch waits for a slot (the slot's batch holds it until the
+// cancellation) queued items that never start. When the run ends, none
+// are left queued or in flight, and its items without a result count as
+// cancelled, not failed.
+func TestCancelledRunLeavesNothingQueued(t *testing.T) {
+	bus := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: bus})
+	require.NoError(t, err)
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Batch 0 passes; batch 1 holds the only slot; batch 2 is queued, and
+	// the run cancelled before it can wait for a slot.
+	onQueued(t, bus, 2, cancel)
+	out, err := dispatch.Run(ctx, holdPool{hold: 2}, dispatch.Slice(seq(1, 10)), dispatch.Options{
+		Module: "m", Function: "f", Name: "cut", Telemetry: bus, Strategy: dispatch.FixedBatch(1), MaxInFlight: 1})
+	require.ErrorIs(t, err, context.Canceled)
+	rep := out.Report
+	require.Equal(t, 1, rep.Succeeded)
+	require.GreaterOrEqual(t, rep.Items, 3, "batch 2 was formed")
+
+	st := m.State()
+	require.Len(t, st.Dispatch, 1)
+	d := st.Dispatch[0]
+	assert.Zero(t, d.QueuedItems, "batch 2 never started: nothing waits once the run has ended")
+	assert.Zero(t, d.InFlight)
+	assert.Zero(t, d.ItemsInFlight)
+	assert.Zero(t, st.Totals.QueuedItems)
+	assert.Equal(t, int64(rep.Items-1), d.ItemsCancelled, "the items read without a result")
+	assert.Zero(t, d.ItemsFailed, "a cancelled run's items did not fail")
+	assert.Equal(t, int64(rep.Items-1), st.Totals.ItemsCancelled)
+	g := m.Gatherer()
+	assert.Zero(t, gaugeValue(t, g, "slither_dispatch_queued_items"))
+	assert.Zero(t, gaugeValue(t, g, "slither_dispatch_items_in_flight"))
+	items := func(outcome string) float64 {
+		t.Helper()
+		return testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "cut", outcome))
+	}
+	assert.Equal(t, float64(rep.Items-1), items("cancelled"))
+	assert.Zero(t, items("failed"))
+	assert.Equal(t, 1.0, items("ok"))
+}
+
+// TestConsumerStoppingCountsCancelled: a consumer that stops reading
+// early (a break out of Results) ends the run without an error; the items
+// it left without a result are cancelled, not failed.
+func TestConsumerStoppingCountsCancelled(t *testing.T) {
+	bus := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: bus})
+	require.NoError(t, err)
+	defer m.Close()
+	queued := make(chan struct{})
+	onQueued(t, bus, 1, func() { close(queued) })
+	s := dispatch.Stream(context.Background(), holdPool{hold: 2}, dispatch.Slice(seq(1, 10)), dispatch.Options{
+		Module: "m", Function: "f", Name: "early", Telemetry: bus, Strategy: dispatch.FixedBatch(1), MaxInFlight: 1})
+	for r, err := range s.Results() {
+		require.NoError(t, err)
+		require.Equal(t, 1, r.Value)
+		<-queued // item 2 was read, and can never pass: the run leaves it without a result
+		break
+	}
+	rep := s.Report()
+	require.Equal(t, 1, rep.Succeeded)
+	require.GreaterOrEqual(t, rep.Items, 2)
+
+	st := m.State()
+	require.Len(t, st.Dispatch, 1)
+	d := st.Dispatch[0]
+	assert.Equal(t, int64(rep.Items-1), d.ItemsCancelled)
+	assert.Zero(t, d.ItemsFailed)
+	assert.Zero(t, d.QueuedItems)
+	assert.Zero(t, d.Runs)
+	assert.Equal(t, float64(rep.Items-1), testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "early", "cancelled")))
+	assert.Zero(t, testutil.ToFloat64(counterVec(t, m, "slither_dispatch_items_total", "early", "failed")))
 }

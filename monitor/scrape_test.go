@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/monitor"
@@ -44,13 +45,13 @@ func scrape(t *testing.T, h http.Handler) families {
 }
 
 // value is the value of the one series of metric name whose labels
-// include want ("k=v" pairs); 0 when there is none (a counter never
-// incremented is absent).
-func (f families) value(t *testing.T, name string, want ...string) float64 {
+// include want ("k=v" pairs), and whether there is one (a counter never
+// incremented is absent: a zero asserted must come from a series found).
+func (f families) value(t *testing.T, name string, want ...string) (float64, bool) {
 	t.Helper()
 	fam := f[name]
 	if fam == nil {
-		return 0
+		return 0, false
 	}
 	var found []float64
 	for _, m := range fam.GetMetric() {
@@ -71,9 +72,9 @@ func (f families) value(t *testing.T, name string, want ...string) float64 {
 	}
 	require.LessOrEqual(t, len(found), 1, "%s%v matches several series: name all their labels", name, want)
 	if len(found) == 0 {
-		return 0
+		return 0, false
 	}
-	return found[0]
+	return found[0], true
 }
 
 // TestScrapeMatchesWorkload is the must-show test: a known workload on
@@ -151,7 +152,14 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 	require.Equal(t, 3.0, out.Results[0].Value)
 
 	f := scrape(t, eng.Handler())
-	v := func(name string, labels ...string) float64 { t.Helper(); return f.value(t, name, labels...) }
+	// v is the value of a series that must exist: every count below is
+	// one the workload made, zeros included.
+	v := func(name string, labels ...string) float64 {
+		t.Helper()
+		x, ok := f.value(t, name, labels...)
+		require.True(t, ok, "no series %s%v", name, labels)
+		return x
+	}
 
 	// Items and batches, by outcome.
 	assert.Equal(t, 10.0, v("slither_dispatch_items_total", "dispatch=double", "outcome=ok"))
@@ -175,6 +183,8 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 		v("slither_dispatch_runs_total", "dispatch=flaky"))
 	for _, d := range []string{"double", "flaky", "score/check"} {
 		assert.Zero(t, v("slither_dispatch_batches_in_flight", "dispatch="+d), "all ended")
+		assert.Zero(t, v("slither_dispatch_items_in_flight", "dispatch="+d))
+		assert.Zero(t, v("slither_dispatch_items_total", "dispatch="+d, "outcome=cancelled"))
 		assert.Zero(t, v("slither_dispatch_queued_items", "dispatch="+d), "none waits")
 		assert.Zero(t, v("slither_dispatch_runs_active", "dispatch="+d))
 	}
@@ -194,6 +204,9 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 
 	// Pools, sampled at the scrape.
 	assert.Equal(t, 2.0, v("slither_pool_capacity", "pool=thread", "kind=thread"))
+	assert.Equal(t, float64(min(2, capacity.Cores().Usable)), v("slither_pool_effective_capacity", "pool=thread", "kind=thread"),
+		"the GIL is off")
+	assert.Equal(t, 1.0, v("slither_pool_effective_capacity", "pool=process/default", "kind=process"))
 	assert.Equal(t, 1.0, v("slither_pool_capacity", "pool=process/default", "kind=process"))
 	assert.Equal(t, 2.0, v("slither_pool_workers", "pool=thread", "state=idle"))
 	assert.Zero(t, v("slither_pool_workers", "pool=thread", "state=busy"))

@@ -1,11 +1,13 @@
 package monitor
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/store"
 )
@@ -17,7 +19,7 @@ func (m *Monitor) State() State {
 	st := State{Time: now, Started: m.started, Host: m.host, Pid: os.Getpid(), Version: m.opts.Version}
 	m.agg.snapshot(&st)
 	st.GIL = m.gil()
-	for _, ps := range m.poolStats() {
+	for _, ps := range m.poolStats(st.GIL) {
 		st.Pools = append(st.Pools, poolState(ps, now))
 	}
 	for _, s := range m.stores() {
@@ -60,26 +62,55 @@ func (m *Monitor) State() State {
 
 // namedStats is one pool's stats sampled now, under its name.
 type namedStats struct {
-	name     string
-	capacity int
-	stats    pools.Stats
+	name      string
+	capacity  int
+	effective int
+	stats     pools.Stats
 }
 
-// poolStats samples every pool, sorted by name.
-func (m *Monitor) poolStats() []namedStats {
+// poolStats samples every pool, sorted by name. Pools that share a name
+// get "#2", "#3"... after it, in the order Options.Pools gives them: two
+// series with the same labels would make the whole scrape fail.
+func (m *Monitor) poolStats(gil GILState) []namedStats {
 	if m.opts.Pools == nil {
 		return nil
 	}
 	var out []namedStats
+	seen := map[string]bool{}
+	cores := capacity.Cores().Usable
 	for _, p := range m.opts.Pools() {
 		if p == nil {
 			continue
 		}
 		s := p.Stats()
-		out = append(out, namedStats{name: poolName(p, s), capacity: p.Capacity(), stats: s})
+		name := poolName(p, s)
+		for n := 2; seen[name]; n++ {
+			name = fmt.Sprintf("%s#%d", poolName(p, s), n)
+		}
+		seen[name] = true
+		c := p.Capacity()
+		out = append(out, namedStats{name: name, capacity: c, effective: effectiveCapacity(s.Kind, c, gil, cores), stats: s})
 	}
-	slices.SortFunc(out, func(a, b namedStats) int { return strings.Compare(a.name, b.name) })
+	slices.SortStableFunc(out, func(a, b namedStats) int { return strings.Compare(a.name, b.name) })
 	return out
+}
+
+// effectiveCapacity is what a pool of kind with capacity batches at once
+// can really run in parallel: the embedded pool's workers share one
+// interpreter, which runs one of them at a time while the GIL is on; and
+// no pool runs more at once than the cores it may use (cores, 0 when
+// unknown).
+func effectiveCapacity(kind pools.Kind, capacity int, gil GILState, cores int) int {
+	if capacity <= 0 {
+		return 0
+	}
+	if kind == pools.KindThread && gil.Embedded && gil.Enabled {
+		return 1
+	}
+	if cores > 0 {
+		return min(capacity, cores)
+	}
+	return capacity
 }
 
 // poolName is the name a pool is shown under: its stats' name, else its
@@ -113,7 +144,7 @@ func tables(s *store.Store) []TableState {
 
 func poolState(ns namedStats, now time.Time) PoolState {
 	s := ns.stats
-	ps := PoolState{Name: ns.name, Kind: string(s.Kind), Capacity: ns.capacity, Busy: s.Running, Waiting: s.Waiting,
+	ps := PoolState{Name: ns.name, Kind: string(s.Kind), Capacity: ns.capacity, EffectiveCapacity: ns.effective, Busy: s.Running, Waiting: s.Waiting,
 		Workers: make([]WorkerState, 0, len(s.Workers))}
 	if ps.Kind == "" {
 		ps.Kind = ns.name

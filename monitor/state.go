@@ -4,9 +4,10 @@ import "time"
 
 // State is the engine at one moment, as GET /debug/slither/state serves it
 // (JSON) and as the dashboard page and `slither top` show it. It holds no
-// item values and no session ids: only names an operator configured
-// (pools, dispatches, pipes, stages, stores), function names, counts, and
-// the text of recent errors.
+// session ids and, apart from the recent errors, no item values: names an
+// operator configured (pools, dispatches, pipes, stages, stores), function
+// names and counts. The recent errors' messages and Python tracebacks are
+// what the failing code raised, and may quote the items it failed on.
 //
 // Durations are float seconds (fields ending in _s); times are RFC 3339.
 type State struct {
@@ -41,8 +42,13 @@ type Totals struct {
 	ItemsFailed   int64 `json:"items_failed"`
 	ItemsSkipped  int64 `json:"items_skipped"`
 	ItemsRouted   int64 `json:"items_routed"`
-	InFlight      int64 `json:"in_flight"`    // batches submitted and not yet ended
-	QueuedItems   int64 `json:"queued_items"` // items in formed batches waiting for a slot
+	// ItemsCancelled are items of runs that ended by cancellation (the
+	// caller's context ended, or the consumer stopped reading) that got
+	// no result: not failures.
+	ItemsCancelled int64 `json:"items_cancelled"`
+	InFlight       int64 `json:"in_flight"`       // batches submitted and not yet ended
+	ItemsInFlight  int64 `json:"items_in_flight"` // the items of those batches
+	QueuedItems    int64 `json:"queued_items"`    // items in formed batches waiting for a slot
 }
 
 // GILState is the embedded interpreter's GIL.
@@ -68,17 +74,21 @@ type GILChange struct {
 
 // PoolState is one pool and its workers.
 type PoolState struct {
-	Name       string        `json:"name"` // "thread", or "process/NAME"
-	Kind       string        `json:"kind"` // "thread" or "process"
-	Capacity   int           `json:"capacity"`
-	Busy       int           `json:"busy"`       // batches running now
-	Waiting    int           `json:"waiting"`    // batches waiting for a worker (queue depth)
-	Saturation float64       `json:"saturation"` // Busy/Capacity
-	Calls      uint64        `json:"calls"`
-	Items      uint64        `json:"items"`
-	Errors     uint64        `json:"errors"`
-	Restarts   uint64        `json:"restarts"`
-	Workers    []WorkerState `json:"workers"` // by id
+	Name     string `json:"name"` // "thread", or "process/NAME"
+	Kind     string `json:"kind"` // "thread" or "process"
+	Capacity int    `json:"capacity"`
+	// EffectiveCapacity is what the pool can really run in parallel now:
+	// for the embedded pool 1 while the GIL is on, else its workers;
+	// for any pool no more than the usable cores (capacity.Cores).
+	EffectiveCapacity int           `json:"effective_capacity"`
+	Busy              int           `json:"busy"`       // batches running now
+	Waiting           int           `json:"waiting"`    // batches waiting for a worker (queue depth)
+	Saturation        float64       `json:"saturation"` // Busy/Capacity
+	Calls             uint64        `json:"calls"`
+	Items             uint64        `json:"items"`
+	Errors            uint64        `json:"errors"`
+	Restarts          uint64        `json:"restarts"`
+	Workers           []WorkerState `json:"workers"` // by id
 }
 
 // WorkerState is one worker: a thread of the embedded interpreter or a
@@ -105,28 +115,32 @@ type WorkerState struct {
 // Batch counts are per submission: a batch retried or bisected counts
 // each attempt. Item counts are per item, whatever the attempts:
 // ItemsOK counts items with a result as their batches end; ItemsFailed,
-// ItemsSkipped and ItemsRouted are counted when a run ends, from its
-// report: failed are the items that ended the run without a result and
-// were neither skipped nor routed (they failed and the error surfaced, or
-// they never ran because the run halted).
+// ItemsSkipped, ItemsRouted and ItemsCancelled are counted when a run
+// ends, from its report: of the items that ended the run without a result
+// and were neither skipped nor routed, cancelled are those of a run that
+// ended by cancellation (its caller's context ended, or its consumer
+// stopped reading), failed those of any other run (they failed and the
+// error surfaced, or they never ran because the run halted).
 type DispatchState struct {
 	Name string `json:"name"`
 	// Pool is where the dispatch's batches run: the pool named by the
 	// last batch that ended; before one has, the pool the run was given,
 	// as its events name it (its name, or its kind, e.g. "router").
-	Pool         string `json:"pool"`
-	Function     string `json:"function"` // module.function of the last batch
-	Runs         int64  `json:"runs"`     // runs going on now
-	InFlight     int64  `json:"in_flight"`
-	MaxInFlight  int64  `json:"max_in_flight"` // the sum over its running runs
-	QueuedItems  int64  `json:"queued_items"`
-	BatchesOK    int64  `json:"batches_ok"`
-	Failed       int64  `json:"batches_failed"` // failed submissions
-	Retries      int64  `json:"retries"`
-	ItemsOK      int64  `json:"items_ok"`
-	ItemsFailed  int64  `json:"items_failed"`
-	ItemsSkipped int64  `json:"items_skipped"`
-	ItemsRouted  int64  `json:"items_routed"`
+	Pool           string `json:"pool"`
+	Function       string `json:"function"`        // module.function of the last batch
+	Runs           int64  `json:"runs"`            // runs going on now
+	InFlight       int64  `json:"in_flight"`       // batches submitted and not yet ended
+	ItemsInFlight  int64  `json:"items_in_flight"` // the items of those batches
+	MaxInFlight    int64  `json:"max_in_flight"`   // the sum over its running runs
+	QueuedItems    int64  `json:"queued_items"`
+	BatchesOK      int64  `json:"batches_ok"`
+	Failed         int64  `json:"batches_failed"` // failed submissions
+	Retries        int64  `json:"retries"`
+	ItemsOK        int64  `json:"items_ok"`
+	ItemsFailed    int64  `json:"items_failed"`
+	ItemsSkipped   int64  `json:"items_skipped"`
+	ItemsRouted    int64  `json:"items_routed"`
+	ItemsCancelled int64  `json:"items_cancelled"`
 }
 
 // RouteCount is how many batches went to one route for one class of reason.

@@ -122,6 +122,7 @@
       card('total-items-failed', 'items failed', num(t.items_failed), t.items_failed > 0 ? 'bad' : ''),
       card('total-items-skipped', 'items skipped', num(t.items_skipped), t.items_skipped > 0 ? 'warn' : ''),
       card('total-items-routed', 'items routed', num(t.items_routed), t.items_routed > 0 ? 'warn' : ''),
+      card('total-items-cancelled', 'items cancelled', num(t.items_cancelled), t.items_cancelled > 0 ? 'warn' : ''),
       card('total-retries', 'retries', num(t.retries), t.retries > 0 ? 'warn' : ''),
       card('uptime', 'monitor uptime', dur((new Date(d.time) - new Date(d.started)) / 1000))
     ]);
@@ -185,6 +186,11 @@
         el('h3', { 'data-testid': 'pool-name' }, p.name),
         el('span', { 'class': 'badge', 'data-testid': 'pool-kind' }, p.kind),
         el('span', { 'class': 'stat' }, ['busy ', el('b', { 'data-testid': 'pool-busy' }, p.busy + ' / ' + p.capacity)]),
+        // What the pool can really run at once: 1 for the embedded pool
+        // while the GIL is on, and never more than the usable cores.
+        el('span', { 'class': 'stat' + (p.effective_capacity < p.capacity ? ' warn' : ''),
+          'title': 'batches it can really run in parallel now (the GIL, the usable cores)' },
+          ['effective ', el('b', { 'data-testid': 'pool-effective' }, num(p.effective_capacity))]),
         bar(p.saturation, 'pool-saturation-bar'),
         el('span', { 'class': 'stat', 'data-testid': 'pool-saturation' }, pct(p.saturation) + ' saturated'),
         el('span', { 'class': 'stat' + (p.waiting > 0 ? ' warn' : '') }, ['queue ', el('b', { 'data-testid': 'pool-waiting' }, num(p.waiting))]),
@@ -223,14 +229,16 @@
         td('dispatch-items-ok', num(d.items_ok), 'num'),
         td('dispatch-items-failed', num(d.items_failed), 'num' + (d.items_failed > 0 ? ' bad' : '')),
         td('dispatch-items-skipped', num(d.items_skipped), 'num' + (d.items_skipped > 0 ? ' warn' : '')),
-        td('dispatch-items-routed', num(d.items_routed), 'num' + (d.items_routed > 0 ? ' warn' : ''))
+        td('dispatch-items-routed', num(d.items_routed), 'num' + (d.items_routed > 0 ? ' warn' : '')),
+        td('dispatch-items-cancelled', num(d.items_cancelled), 'num' + (d.items_cancelled > 0 ? ' warn' : ''))
       ]);
     });
     // Batches count submissions (a retried batch counts each attempt);
-    // items count once, failed, skipped and routed when their run ends.
+    // items count once, failed, skipped, routed and cancelled when their
+    // run ends.
     return table('dispatches', ['dispatch', 'pool', 'function', ['runs now', 'num'], ['in flight / limit', 'num'], '',
       ['queued', 'num'], ['batches ok', 'num'], ['batches failed', 'num'], ['retries', 'num'], ['items ok', 'num'],
-      ['items failed', 'num'], ['skipped', 'num'], ['routed', 'num']], rows, 'No dispatches yet.');
+      ['items failed', 'num'], ['skipped', 'num'], ['routed', 'num'], ['cancelled', 'num']], rows, 'No dispatches yet.');
   }
 
   function renderRoutes(d) {
