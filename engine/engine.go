@@ -82,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	// The monitor listens before anything starts, so it counts every
 	// worker's start; it reads the pools and stores only when asked, once
 	// Start has returned.
-	mon, err := monitor.New(monitor.Options{Bus: e.tel, HandlerName: "engine.monitor",
+	mon, err := monitor.New(monitor.Options{Bus: e.tel, HandlerName: "engine.monitor", Logger: e.log(),
 		Pools: e.monitoredPools, Stores: e.storeList, GIL: func() monitor.GILState { return gilState(e.thread) }})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -182,7 +182,7 @@ func (e *Engine) serve() error {
 		return fmt.Errorf("engine: monitor server: %w", err)
 	}
 	e.ln, e.served = ln, make(chan struct{})
-	e.srv = &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(e.log().Handler(), slog.LevelWarn)}
+	e.srv = newServer(e.handler, e.log())
 	go func() {
 		defer close(e.served)
 		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -191,6 +191,21 @@ func (e *Engine) serve() error {
 	}()
 	e.log().Info("slither engine: monitor serving", "url", "http://"+ln.Addr().String()+"/debug/slither/")
 	return nil
+}
+
+// newServer is the engine's monitor server. With a token it may face
+// clients beyond this machine, so a client cannot hold a connection by
+// sending its headers slowly, leave idle keep-alive connections open for
+// ever, or send megabytes of headers. There is no write timeout: the
+// event stream is a response that lasts as long as its client watches.
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // monitoredPools are the pools the monitor reports: the thread pool and
@@ -275,6 +290,22 @@ func (e *Engine) Monitor() *monitor.Monitor { return e.mon }
 // e.g. mux.Handle("/", e.Handler()), or under a prefix with
 // http.StripPrefix. It takes Config.HTTP.Token like the engine's own
 // server: without one only loopback clients are served.
+//
+// On shutdown, close the engine before calling the server's Shutdown:
+// Close ends the handler's event streams (debug/slither/events), which
+// otherwise stay open while a dashboard watches, and Shutdown waits for
+// them until its context ends.
+//
+// The monitor's metrics are in a registry of its own, with the Go runtime
+// and process collectors. To serve them with the program's metrics from
+// one endpoint, gather both:
+//
+//	reg := prometheus.NewRegistry() // the program's collectors
+//	mux.Handle("/metrics", promhttp.HandlerFor(
+//		prometheus.Gatherers{reg, e.Monitor().Gatherer()}, promhttp.HandlerOpts{}))
+//
+// and not prometheus.DefaultGatherer as the program's: it has Go and
+// process collectors too, and the same series gathered twice is an error.
 func (e *Engine) Handler() http.Handler { return e.handler }
 
 // HTTPAddr is the address the engine's monitor server listens on (the

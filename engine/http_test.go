@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -83,14 +85,25 @@ func TestEngineServesItsMonitor(t *testing.T) {
 	require.Equal(t, 200, code)
 	assert.Contains(t, body, `"name":"process/cpu"`)
 
+	// Headers past the server's 64 KiB limit are refused before any
+	// handler runs (net/http's default would take a megabyte).
+	req, err := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer t0k")
+	req.Header.Set("X-Padding", strings.Repeat("x", 128<<10))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+
 	// The same handler, for a program's own server.
 	assert.NotNil(t, eng.Handler())
 	assert.NotNil(t, eng.Monitor())
 
 	// A client watching the event stream does not keep Close waiting.
-	req, err := http.NewRequest("GET", "http://"+addr+"/debug/slither/events?token=t0k", nil)
+	req, err = http.NewRequest("GET", "http://"+addr+"/debug/slither/events?token=t0k", nil)
 	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	first := make([]byte, len("event: state"))
@@ -118,4 +131,68 @@ func TestEngineWithoutHTTPAddrServesNothing(t *testing.T) {
 	defer func() { require.NoError(t, eng.Close(ctx)) }()
 	assert.Empty(t, eng.HTTPAddr())
 	assert.NotNil(t, eng.Handler(), "the handler is there to mount")
+}
+
+// TestHandlerOnAProgramsServer follows Handler's doc: the handler mounted
+// on a program's own server, its metrics served with the program's from
+// one endpoint, and the engine closed before the server's Shutdown, which
+// then does not wait on a dashboard's open event stream.
+func TestHandlerOnAProgramsServer(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.Start(ctx, engine.Config{
+		Thread:  engine.ThreadConfig{Disabled: true},
+		Process: map[string]engine.ProcessConfig{"cpu": {Workers: 1}},
+		Logger:  quiet(),
+	})
+	require.NoError(t, err)
+	closed := false
+	defer func() {
+		if !closed {
+			require.NoError(t, eng.Close(ctx))
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounter(prometheus.CounterOpts{Name: "myprog_requests_total", Help: "The program's own."})
+	reg.MustRegister(requests)
+	requests.Inc()
+	mux := http.NewServeMux()
+	mux.Handle("/", eng.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, eng.Monitor().Gatherer()}, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: mux}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode, string(b))
+	for _, want := range []string{"myprog_requests_total 1\n", `slither_pool_capacity{kind="process",pool="process/cpu"} 1`, "go_goroutines "} {
+		assert.Contains(t, string(b), want)
+	}
+	// What the doc warns against: the default gatherer has the Go and
+	// process collectors the monitor's registry has.
+	_, err = prometheus.Gatherers{prometheus.DefaultGatherer, eng.Monitor().Gatherer()}.Gather()
+	assert.ErrorContains(t, err, "collected before with the same name and label values")
+
+	stream, err := http.Get(base + "/debug/slither/events")
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	first := make([]byte, len("event: state"))
+	_, err = io.ReadFull(stream.Body, first)
+	require.NoError(t, err)
+	assert.Equal(t, "event: state", string(first))
+
+	require.NoError(t, eng.Close(ctx))
+	closed = true
+	// No deadline: with the stream still open this would wait for ever.
+	require.NoError(t, srv.Shutdown(context.Background()))
+	require.ErrorIs(t, <-served, http.ErrServerClosed)
+	_, err = io.ReadAll(stream.Body)
+	require.NoError(t, err, "the stream ended with the engine")
 }

@@ -118,8 +118,16 @@ func (r *Result) OK() bool {
 	return len(r.Verdicts) > 0
 }
 
-// Run runs one example.
-func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
+// DefaultCloseTimeout is how long closing an example's engine waits for
+// its running batches before giving up on them (see
+// ServeOptions.CloseTimeout).
+const DefaultCloseTimeout = 10 * time.Second
+
+// Run runs one example. Its engine is closed before Run returns; when its
+// batches have not finished DefaultCloseTimeout after that (ctx ended while
+// Python was blocked in a call), Run gives up on them and says so in its
+// error.
+func Run(ctx context.Context, ex Example, o Options) (_ *Result, err error) {
 	if o.Scale < 1 {
 		o.Scale = 1
 	}
@@ -130,7 +138,7 @@ func Run(ctx context.Context, ex Example, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer closeEnv()
+	defer func() { err = errors.Join(err, closeEnv(DefaultCloseTimeout)) }()
 	res, err := round(ctx, ex, env)
 	if err != nil {
 		return nil, err
@@ -159,23 +167,31 @@ type ServeOptions struct {
 	Scale int
 	// Out gets the first round's report, as Run prints it.
 	Out io.Writer
-	// Serving is called once the monitor listens, with its address.
-	Serving func(addr string)
+	// Serving is called once the example's engine is up and its monitor
+	// listens (on eng.HTTPAddr()), before the first round.
+	Serving func(eng *engine.Engine)
 	// Round is called after every round with its number (from 1), its
 	// verdicts and its error.
 	Round func(n int, res *Result, err error)
+	// CloseTimeout bounds how long Serve, once ctx has ended, waits for
+	// the batches still running to finish before it gives up on them and
+	// returns; 0 means DefaultCloseTimeout.
+	CloseTimeout time.Duration
 }
 
 // Serve keeps one example running under load for people to watch: it
 // starts the example's engine with its monitor on o.HTTP, then runs the
-// example on that engine round after round until ctx ends, when it
-// returns nil. The first round prints and checks as Run does (without the
-// baseline); an error there ends Serve. Later rounds run quietly on the
-// same engine, so their counts add up on the dashboard and in `slither
-// top`; they reuse its workers and stores, whose state some checks assume
-// fresh, so their verdicts are reported (to Round) but not required, and
-// an error in one is reported and the next round starts after a pause.
-func Serve(ctx context.Context, ex Example, o ServeOptions) error {
+// example on that engine round after round until ctx ends. Then it closes
+// the engine and returns nil, or, when batches still run o.CloseTimeout
+// later (Python blocked in a call does not see the cancellation), an
+// error saying it gave up on them. The first round prints and checks as
+// Run does (without the baseline); an error there ends Serve. Later
+// rounds run quietly on the same engine, so their counts add up on the
+// dashboard and in `slither top`; they reuse its workers and stores, whose
+// state some checks assume fresh, so their verdicts are reported (to
+// Round) but not required, and an error in one is reported and the next
+// round starts after a pause.
+func Serve(ctx context.Context, ex Example, o ServeOptions) (err error) {
 	if o.HTTP.Addr == "" {
 		return errors.New("examples: Serve needs an HTTP address to serve the monitor on")
 	}
@@ -185,13 +201,16 @@ func Serve(ctx context.Context, ex Example, o ServeOptions) error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = DefaultCloseTimeout
+	}
 	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, o.HTTP)
 	if err != nil {
 		return err
 	}
-	defer closeEnv()
+	defer func() { err = errors.Join(err, closeEnv(o.CloseTimeout)) }()
 	if o.Serving != nil {
-		o.Serving(env.Engine.HTTPAddr())
+		o.Serving(env.Engine)
 	}
 	for n := 1; ; n++ {
 		if n == 2 {
@@ -221,8 +240,10 @@ func Serve(ctx context.Context, ex Example, o ServeOptions) error {
 
 // start gets an example ready to run: its Python modules checked, its
 // Python written to a temporary directory and its engine started (with
-// its monitor served on http when http.Addr is set). closeEnv undoes it.
-func start(ctx context.Context, ex Example, scale int, out io.Writer, http engine.HTTPConfig) (env *Env, closeEnv func(), err error) {
+// its monitor served on http when http.Addr is set). closeEnv undoes it,
+// giving up on batches still running after timeout: a Ctrl-C must not
+// wait for ever on Python blocked in a call.
+func start(ctx context.Context, ex Example, scale int, out io.Writer, http engine.HTTPConfig) (env *Env, closeEnv func(timeout time.Duration) error, err error) {
 	ft, system := engine.DefaultPython(), "/usr/bin/python3"
 	if err := ensureModules(system, ex.Modules, ex.Packages); err != nil {
 		return nil, nil, err
@@ -263,9 +284,16 @@ func start(ctx context.Context, ex Example, scale int, out io.Writer, http engin
 		return nil, nil, err
 	}
 	env.Engine = eng
-	return env, func() {
-		_ = eng.Close(context.Background())
+	return env, func(timeout time.Duration) error {
+		// ctx has likely ended by now: the timeout runs from here.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		err := eng.Close(cctx)
 		_ = os.RemoveAll(dir)
+		if err != nil {
+			return fmt.Errorf("examples: closing %s's engine: %w", ex.Name, err)
+		}
+		return nil
 	}, nil
 }
 

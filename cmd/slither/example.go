@@ -74,7 +74,7 @@ baseline.`,
 				return nil
 			}
 			if serve != "" {
-				return serveExample(cmd.Context(), out, run[0], serve, token, scale)
+				return serveExample(cmd.Context(), out, run[0], serve, token, tokenSource(cmd, token), scale)
 			}
 			failed := 0
 			for _, e := range run {
@@ -104,40 +104,77 @@ baseline.`,
 	return cmd
 }
 
+// tokenFrom is where --serve's token came from: the hints printed name
+// that place and never the token, since stdout may well end up in a log.
+type tokenFrom int
+
+const (
+	noToken   tokenFrom = iota
+	tokenFlag           // --token
+	tokenEnv            // $SLITHER_HTTP_TOKEN, the flag's default
+)
+
+// tokenSource says where cmd's --token, token, came from.
+func tokenSource(cmd *cobra.Command, token string) tokenFrom {
+	switch {
+	case token == "":
+		return noToken
+	case cmd.Flags().Changed("token"):
+		return tokenFlag
+	default:
+		return tokenEnv
+	}
+}
+
+// watchHints is what `slither example NAME --serve` prints once the
+// monitor listens on bound: the page, the `slither top` command and the
+// metrics URL, each saying how to give the token when there is one.
+func watchHints(name, bound string, from tokenFrom) string {
+	page := url.URL{Scheme: "http", Host: bound, Path: "/debug/slither"}
+	if host, port, err := net.SplitHostPort(bound); err == nil && net.ParseIP(host).IsUnspecified() {
+		// Listening on every interface: this machine's name reaches it.
+		if hn, err := os.Hostname(); err == nil {
+			page.Host = net.JoinHostPort(hn, port)
+		}
+	}
+	pageURL, top, metrics := page.String(), "slither top --addr "+page.Host, "http://"+page.Host+"/metrics"
+	var token string // what TOKEN stands for
+	switch from {
+	case tokenFlag:
+		top += " --token TOKEN"
+		token = "the token you gave --token"
+	case tokenEnv:
+		top += ` --token "$SLITHER_HTTP_TOKEN"`
+		token = "the token in $SLITHER_HTTP_TOKEN"
+	}
+	if token != "" {
+		pageURL += "?token=TOKEN"
+		metrics += " (header Authorization: Bearer TOKEN)"
+		token = "  (TOKEN: " + token + ")\n"
+	}
+	return fmt.Sprintf("serving %s's monitor until Ctrl-C:\n  page:    %s\n  top:     %s\n  metrics: %s\n%s\n",
+		name, pageURL, top, metrics, token)
+}
+
 // serveExample runs `slither example NAME --serve ADDR`: it says where to
 // watch, then one line per round, until ctx ends (Ctrl-C).
-func serveExample(ctx context.Context, out io.Writer, ex examples.Example, addr, token string, scale int) error {
+func serveExample(ctx context.Context, out io.Writer, ex examples.Example, addr, token string, from tokenFrom, scale int) error {
 	// Rounds can take milliseconds: later ones are summed up in a line
 	// every few seconds.
 	const every = 5 * time.Second
-	var from, rounds, short int
+	var first, rounds, short int // the rounds since the last line: first, how many, how many short of a check
 	last := time.Now()
 	err := examples.Serve(ctx, ex, examples.ServeOptions{
-		HTTP:  engine.HTTPConfig{Addr: addr, Token: token},
-		Scale: scale,
-		Out:   out,
-		Serving: func(bound string) {
-			page := url.URL{Scheme: "http", Host: bound, Path: "/debug/slither"}
-			if host, port, err := net.SplitHostPort(bound); err == nil && net.ParseIP(host).IsUnspecified() {
-				// Listening on every interface: this machine's name reaches it.
-				if name, err := os.Hostname(); err == nil {
-					page.Host = net.JoinHostPort(name, port)
-				}
-			}
-			top := "slither top --addr " + page.Host
-			if token != "" {
-				page.RawQuery = url.Values{"token": {token}}.Encode()
-				top += " --token \"$SLITHER_HTTP_TOKEN\""
-			}
-			fmt.Fprintf(out, "serving %s's monitor until Ctrl-C:\n  page:    %s\n  top:     %s\n  metrics: http://%s/metrics\n\n",
-				ex.Name, page.String(), top, page.Host)
-		},
+		HTTP:    engine.HTTPConfig{Addr: addr, Token: token},
+		Scale:   scale,
+		Out:     out,
+		Serving: func(eng *engine.Engine) { fmt.Fprint(out, watchHints(ex.Name, eng.HTTPAddr(), from)) },
 		Round: func(n int, res *examples.Result, err error) {
 			switch {
 			case n == 1 && err == nil:
 				fmt.Fprintf(out, "round 1 done; running %s again and again on the same engine until Ctrl-C\n"+
 					"(later rounds reuse its workers and stores, so checks that assume a fresh engine may not hold there)\n", ex.Name)
-				from, last = 2, time.Now()
+				first, last = 2, time.Now()
 				return
 			case err != nil:
 				fmt.Fprintf(out, "%s round %d: %v\n", time.Now().Format(time.TimeOnly), n, err)
@@ -147,8 +184,8 @@ func serveExample(ctx context.Context, out io.Writer, ex examples.Example, addr,
 			rounds++
 			if took := time.Since(last); took >= every || err != nil {
 				fmt.Fprintf(out, "%s rounds %d-%d: %d in %v, %d with a check that did not hold\n",
-					time.Now().Format(time.TimeOnly), from, n, rounds, took.Round(time.Millisecond), short)
-				from, rounds, short, last = n+1, 0, 0, time.Now()
+					time.Now().Format(time.TimeOnly), first, n, rounds, took.Round(time.Millisecond), short)
+				first, rounds, short, last = n+1, 0, 0, time.Now()
 			}
 		},
 	})

@@ -24,6 +24,9 @@ func main() {
 	bench.CrashChild() // the bench's thread-pool crash runs in a child of this binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal stops the command; a second one then ends the
+	// process at once, whatever the command is still waiting for.
+	context.AfterFunc(ctx, stop)
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "slither:", err)
 		stop()

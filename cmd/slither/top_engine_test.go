@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -21,66 +19,16 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/internal/pyhold"
 	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/pools"
 )
 
-// topPy holds a batch until the test lets it go: hold opens its release
-// FIFO (the test holds the other end, so the open does not block), says
-// it started through its started FIFO, and reads the release FIFO until
-// the test writes to it or closes it. fail raises.
-const topPy = `
-def hold(batch):
-    for it in batch:
-        with open(it["release"]) as rel:
-            with open(it["started"], "w") as s:
-                s.write("1")
-            rel.read(1)
-    return [0 for _ in batch]
-
+// topPy is toptest: hold (see package pyhold) and fail, which raises.
+const topPy = pyhold.Source + `
 def fail(batch):
     raise ValueError("no good: %r" % (batch[0],))
 `
-
-// holdBatch is a batch blocked in Python until release is called.
-type holdBatch struct {
-	item             dispatch.Item
-	started, release *os.File
-}
-
-func newHoldBatch(t *testing.T, dir, name string) *holdBatch {
-	h := &holdBatch{}
-	paths := map[string]**os.File{"started": &h.started, "release": &h.release}
-	item := map[string]any{}
-	for kind, f := range paths {
-		p := filepath.Join(dir, name+"-"+kind)
-		require.NoError(t, syscall.Mkfifo(p, 0o600))
-		// Read-write: the open does not wait for Python's end, and a
-		// FIFO with a writer open never reads EOF before the release.
-		var err error
-		*f, err = os.OpenFile(p, os.O_RDWR, 0)
-		require.NoError(t, err)
-		item[kind] = p
-	}
-	h.item = dispatch.Item{ID: name, Payload: item}
-	t.Cleanup(h.free)
-	return h
-}
-
-// waitStarted returns once Python is inside the batch.
-func (h *holdBatch) waitStarted(t *testing.T) {
-	b := make([]byte, 1)
-	_, err := io.ReadFull(h.started, b)
-	require.NoError(t, err)
-}
-
-// free lets the batch finish (Python opened release before it said it
-// started, so it is reading it by now or about to).
-func (h *holdBatch) free() {
-	_, _ = h.release.Write([]byte("1"))
-	_ = h.release.Close()
-	_ = h.started.Close()
-}
 
 // TestTopOnceAgainstAnEngine runs `slither top --once` against an engine
 // serving its monitor while a batch is held running in each pool and
@@ -110,17 +58,17 @@ func TestTopOnceAgainstAnEngine(t *testing.T) {
 		Name: "failing", Module: "toptest", Function: "fail", Route: pools.Process}})
 	require.ErrorContains(t, err, "no good")
 
-	holds := map[pools.Route]*holdBatch{pools.Thread: newHoldBatch(t, dir, "t"), pools.Process: newHoldBatch(t, dir, "p")}
+	holds := map[pools.Route]*pyhold.Batch{pools.Thread: pyhold.New(t, dir, "t"), pools.Process: pyhold.New(t, dir, "p")}
 	done := make(chan error, len(holds))
 	for route, h := range holds {
 		go func() {
-			_, err := eng.Dispatch(ctx, dispatch.Items(h.item), engine.DispatchOptions{Options: dispatch.Options{
+			_, err := eng.Dispatch(ctx, dispatch.Items(h.Item), engine.DispatchOptions{Options: dispatch.Options{
 				Name: "hold-" + route.String(), Module: "toptest", Function: "hold", Route: route, MaxInFlight: 3}})
 			done <- err
 		}()
 	}
 	for _, h := range holds {
-		h.waitStarted(t)
+		require.NoError(t, h.Started())
 	}
 
 	var out bytes.Buffer
@@ -150,13 +98,16 @@ func TestTopOnceAgainstAnEngine(t *testing.T) {
 	// (the engine's router); after, the pool that ran it.
 	assert.Regexp(t, `^hold-process router toptest.hold 1/3 0 0 0 0$`, line("hold-process "))
 	assert.Regexp(t, `^hold-thread router toptest.hold 1/3 0 0 0 0$`, line("hold-thread "))
-	assert.Regexp(t, `^failing process/default toptest.fail 0/\d+ 0 0 1 0$`, line("failing "))
+	// Its run has ended: nothing in flight against no limit (the limit
+	// is the sum over running runs, and its run.stop event was handled
+	// before Dispatch returned).
+	assert.Regexp(t, `^failing process/default toptest.fail 0/0 0 0 1 0$`, line("failing "))
 	assert.Regexp(t, `(?m)^  \d\d:\d\d:\d\d ValueError: no good: 7 \[failing toptest.fail process/default\]$`, frame)
 	assert.Contains(t, line("ROUTES"), "thread/requested 1")
 	assert.Contains(t, line("ROUTES"), "process/requested")
 
 	for _, h := range holds {
-		h.free()
+		h.Release()
 	}
 	for range holds {
 		require.NoError(t, <-done)
@@ -209,16 +160,17 @@ func (w *markWriter) String() string {
 }
 
 // TestExampleServeWatchedByTop runs `slither example text_analysis --serve`
-// and, once its first round is done, `slither top --once` with the command
-// it printed: the frame shows the example's pool, dispatch and pipeline.
-// Ctrl-C (the context ending) stops the example cleanly.
+// with a token and, once its first round is done, `slither top --once`
+// with the command it printed: the frame shows the example's pool,
+// dispatch and pipeline. The token is never printed. Ctrl-C (the context
+// ending) stops the example cleanly.
 func TestExampleServeWatchedByTop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &markWriter{mark: "round 1 done", seen: make(chan struct{})}
 	cmd := newRoot()
 	cmd.SetOut(out)
-	cmd.SetArgs([]string{"example", "text_analysis", "--serve", "127.0.0.1:0", "--token", ""})
+	cmd.SetArgs([]string{"example", "text_analysis", "--serve", "127.0.0.1:0", "--token", "s3cret"})
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	select {
@@ -226,14 +178,16 @@ func TestExampleServeWatchedByTop(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("example --serve ended: %v\n%s", err, out.String())
 	}
-	m := regexp.MustCompile(`(?m)^  top: +slither top --addr (\S+)$`).FindStringSubmatch(out.String())
+	m := regexp.MustCompile(`(?m)^  top: +slither top --addr (\S+) --token TOKEN$`).FindStringSubmatch(out.String())
 	require.NotNil(t, m, out.String())
-	assert.Regexp(t, `(?m)^  page: +http://127\.0\.0\.1:\d+/debug/slither$`, out.String())
+	assert.Regexp(t, `(?m)^  page: +http://127\.0\.0\.1:\d+/debug/slither\?token=TOKEN$`, out.String())
+	assert.Contains(t, out.String(), "(TOKEN: the token you gave --token)")
+	assert.NotContains(t, out.String(), "s3cret")
 
 	var frame bytes.Buffer
 	top := newRoot()
 	top.SetOut(&frame)
-	top.SetArgs([]string{"top", "--once", "--token", "", "--addr", m[1]})
+	top.SetArgs([]string{"top", "--once", "--token", "s3cret", "--addr", m[1]})
 	require.NoError(t, top.Execute())
 	t.Logf("slither top --once:\n%s", frame.String())
 	for _, want := range []string{"thread ", "process/default ", "textan.analyze", "PIPE text_analysis", "thread/thread-safe"} {
@@ -243,4 +197,5 @@ func TestExampleServeWatchedByTop(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done, out.String())
 	assert.Contains(t, out.String(), "ok   every document analyzed once")
+	assert.NotContains(t, out.String(), "s3cret")
 }
