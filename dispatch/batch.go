@@ -180,6 +180,7 @@ func (r *runner) settle(b *batch, out outcome, policy Policy) done {
 		}
 	}
 	if out.halt != nil {
+		r.d.count(func(rep *Report) { rep.Halted += len(out.failed) })
 		ids := make([]string, len(out.failed))
 		for k, f := range out.failed {
 			ids[k] = b.items[f.i].ID

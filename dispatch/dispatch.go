@@ -126,7 +126,10 @@ type Report struct {
 	// (slither.failed), before the policy acted on them.
 	FailedItems int
 	Routed      int // items sent to error buckets by Route
-	Retries     int // re-submissions by Retry
+	// Halted counts the items whose failure ended the run (Halt, or an
+	// error a policy could not handle): the items of the batch that halted.
+	Halted  int
+	Retries int // re-submissions by Retry
 	// Bisections counts the submissions Bisect made of halves of failed
 	// batches, to isolate the items that fail.
 	Bisections int

@@ -172,16 +172,23 @@ func (r *runner) launch(seq int, items []Item, pre error) bool {
 		r.d.count(func(rep *Report) { rep.Batches++ })
 		r.emit(telemetry.DispatchBatchQueued, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, 0, nil, nil)
 	}
+	// A batch that never starts says so, so that what waits adds up.
+	dropped := func() bool {
+		if pre == nil {
+			r.emit(telemetry.DispatchBatchDropped, telemetry.Measurements{Items: len(items), BatchSize: len(items)}, seq, 0, nil, nil)
+		}
+		return false
+	}
 	select {
 	case r.window <- struct{}{}:
 	case <-r.ctx.Done():
-		return false
+		return dropped()
 	}
 	select {
 	case r.slots <- struct{}{}:
 	case <-r.ctx.Done():
 		<-r.window
-		return false
+		return dropped()
 	}
 	r.wg.Add(1)
 	go func() {

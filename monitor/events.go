@@ -1,11 +1,8 @@
 package monitor
 
 import (
-	"context"
-	"errors"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +18,7 @@ import (
 func (m *Monitor) handle(ev telemetry.Event, ms telemetry.Measurements, md telemetry.Metadata) {
 	switch ev {
 	case telemetry.DispatchBatchQueued, telemetry.DispatchBatchStart, telemetry.DispatchBatchStop,
-		telemetry.DispatchBatchException, telemetry.DispatchBatchRetry:
+		telemetry.DispatchBatchException, telemetry.DispatchBatchRetry, telemetry.DispatchBatchDropped:
 		m.batchEvent(ev, ms, md)
 	case telemetry.DispatchRunStart, telemetry.DispatchRunStop:
 		m.runEvent(ev, ms, md)
@@ -103,8 +100,10 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 	switch ev {
 	case telemetry.DispatchBatchQueued:
 		d.st.QueuedItems += n
+	case telemetry.DispatchBatchDropped: // queued, never started: its run ended first
+		d.st.QueuedItems = max(d.st.QueuedItems-n, 0)
 	case telemetry.DispatchBatchStart:
-		d.st.QueuedItems -= n
+		d.st.QueuedItems = max(d.st.QueuedItems-n, 0)
 		d.st.InFlight++
 		d.st.ItemsInFlight += n
 		if !d.poolKnown {
@@ -121,8 +120,9 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 		d.retries.Inc()
 		d.retriedItems.Add(float64(n))
 	case telemetry.DispatchBatchStop:
-		d.st.InFlight--
-		d.st.ItemsInFlight -= n
+		// Clamped: a monitor attached mid-run sees ends of starts it missed.
+		d.st.InFlight = max(d.st.InFlight-1, 0)
+		d.st.ItemsInFlight = max(d.st.ItemsInFlight-n, 0)
 		d.st.BatchesOK++
 		// Items the function failed on their own (slither.failed) have no
 		// result; what becomes of them (retried, skipped, routed, failed)
@@ -136,8 +136,8 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 		d.okItems.Add(float64(ok))
 		d.setPool(md)
 	case telemetry.DispatchBatchException:
-		d.st.InFlight--
-		d.st.ItemsInFlight -= n
+		d.st.InFlight = max(d.st.InFlight-1, 0)
+		d.st.ItemsInFlight = max(d.st.ItemsInFlight-n, 0)
 		s := d.series(m.met, str(md, "pool"))
 		msg := str(md, "error")
 		if msg == "" { // no error: the run was cancelled under it
@@ -180,13 +180,9 @@ func (m *Monitor) runEvent(ev telemetry.Event, ms telemetry.Measurements, md tel
 	d.st.Runs--
 	d.st.MaxInFlight -= limit
 	if d.st.Runs <= 0 {
-		// No run of this name goes on, so nothing of it waits or runs.
-		// A run cancelled while a formed batch waited for a slot queued
-		// items that never started: only its stop event follows. Events
-		// carry no run id to take off just that run's items, so the
-		// name's load is cleared when its last run ends (and a stop
-		// without a start, from a run the monitor joined late, cannot
-		// make it negative).
+		// No run of this name goes on, so nothing of it waits or runs:
+		// a safety net under the dropped and end events (a monitor
+		// attached mid-run saw starts it can never match).
 		d.st.Runs, d.st.MaxInFlight, d.st.InFlight, d.st.ItemsInFlight, d.st.QueuedItems = 0, 0, 0, 0, 0
 	}
 	// What became of each item is known when the run ends: its report
@@ -198,34 +194,16 @@ func (m *Monitor) runEvent(ev telemetry.Event, ms telemetry.Measurements, md tel
 		d.st.ItemsRouted += routed
 		d.skippedItems.Add(float64(skipped))
 		d.routedItems.Add(float64(routed))
-		if runCancelled(md) {
-			d.st.ItemsCancelled += rest
-			d.cancelledItems.Add(float64(rest))
-		} else {
-			d.st.ItemsFailed += rest
-			d.failedItems.Add(float64(rest))
-		}
+		// Failed: the items whose failure ended the run. The rest never
+		// got a result because the run ended before they did: its caller
+		// cancelled it, its consumer stopped reading, or another item's
+		// failure halted it.
+		failed := min(int64(rep.Halted), rest)
+		d.st.ItemsFailed += failed
+		d.failedItems.Add(float64(failed))
+		d.st.ItemsCancelled += rest - failed
+		d.cancelledItems.Add(float64(rest - failed))
 	}
-}
-
-// cancelledPrefix starts the error a dispatch run ends with when its
-// caller's context ended (dispatch.Dispatch.Results).
-const cancelledPrefix = "dispatch: run cancelled"
-
-// runCancelled reports a dispatch.run.stop event of a run that ended by
-// cancellation: its caller's context ended, or its consumer stopped
-// reading (then the run ends without an error, which a run that ends by
-// itself has only when every item got a result or was skipped or routed).
-func runCancelled(md telemetry.Metadata) bool {
-	switch e := md["error"].(type) {
-	case nil:
-		return true
-	case string:
-		return e == "" || strings.HasPrefix(e, cancelledPrefix)
-	case error:
-		return errors.Is(e, context.Canceled) || strings.HasPrefix(e.Error(), cancelledPrefix)
-	}
-	return false
 }
 
 // report is the dispatch.Report a dispatch.run.stop event carries, if any.

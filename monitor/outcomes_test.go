@@ -79,9 +79,68 @@ func TestItemsCountOnceWhateverTheAttempts(t *testing.T) {
 	assert.Equal(t, 3.0, items("halt", "failed"))
 	assert.Zero(t, items("halt", "ok"))
 
+	// Halt with more batches than the failing one: only its items failed;
+	// the others the run left without a result were cut short by it.
+	out, err = run("halt-many", seq(1, 40), 2, nil)
+	require.Error(t, err)
+	require.Equal(t, 2, out.Report.Halted, "the batch [5 6] halted the run")
+	d = byName(m.State(), "halt-many")
+	assert.Equal(t, int64(2), d.ItemsFailed)
+	assert.Equal(t, int64(out.Report.Items-out.Report.Succeeded-2), d.ItemsCancelled)
+	assert.Equal(t, 2.0, items("halt-many", "failed"))
+
 	st := m.State()
-	assert.Equal(t, monitor.Totals{BatchesOK: 5, BatchesFailed: 7, Retries: 7, ItemsOK: 9, ItemsFailed: 3, ItemsSkipped: 1,
-		ItemsRouted: 1}, st.Totals)
+	assert.Equal(t, int64(3+2), st.Totals.ItemsFailed)
+	assert.Equal(t, int64(1), st.Totals.ItemsSkipped)
+	assert.Equal(t, int64(1), st.Totals.ItemsRouted)
+}
+
+// TestOverlappingRunsKeepTheirCounts: a run cancelled with a batch still
+// queued takes exactly that batch off the queue (dispatch.batch.dropped),
+// while another run of the same name goes on with a batch in flight.
+func TestOverlappingRunsKeepTheirCounts(t *testing.T) {
+	bus := telemetry.New(nil)
+	m, err := monitor.New(monitor.Options{Bus: bus})
+	require.NoError(t, err)
+	defer m.Close()
+	ctxB, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	opts := dispatch.Options{Module: "m", Function: "f", Name: "cut", Telemetry: bus, Strategy: dispatch.FixedBatch(1), MaxInFlight: 1}
+	// Run B: one batch, held in flight until B is cancelled.
+	started := make(chan struct{})
+	require.NoError(t, bus.Attach("b-started", func(_ telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+		close(started)
+	}, telemetry.DispatchBatchStart))
+	b := dispatch.Stream(ctxB, holdPool{hold: 200}, dispatch.Slice([]int{200}), opts)
+	bDone := make(chan error, 1)
+	go func() {
+		var last error
+		for _, err := range b.Results() {
+			last = err
+		}
+		bDone <- last
+	}()
+	<-started
+	bus.Detach("b-started")
+
+	// Run A of the same name: cancelled while batch 2 is queued.
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	onQueued(t, bus, 2, cancelA)
+	_, err = dispatch.Run(ctxA, holdPool{hold: 2}, dispatch.Slice(seq(1, 10)), opts)
+	require.ErrorIs(t, err, context.Canceled)
+
+	d := m.State().Dispatch[0]
+	assert.Equal(t, int64(1), d.Runs, "B still runs")
+	assert.Zero(t, d.QueuedItems, "A's queued batch was taken off when A dropped it")
+	assert.Equal(t, int64(1), d.InFlight, "B's batch")
+	assert.Equal(t, int64(1), d.ItemsInFlight)
+
+	cancelB()
+	require.ErrorIs(t, <-bDone, context.Canceled)
+	d = m.State().Dispatch[0]
+	assert.Zero(t, d.Runs)
+	assert.Zero(t, d.InFlight)
 }
 
 // holdPool runs batches in Go: a batch whose first item is hold or more

@@ -38,6 +38,7 @@ const (
 	DispatchBatchException Event = "dispatch.batch.exception" // it failed (metadata: error, action)
 	DispatchBatchRetry     Event = "dispatch.batch.retry"     // it is about to be retried
 	DispatchBatchQueued    Event = "dispatch.batch.queued"    // a batch was formed and waits for a slot
+	DispatchBatchDropped   Event = "dispatch.batch.dropped"   // a queued batch never started: its run ended first
 
 	// A dispatch run began reading its input / ended (metadata: dispatch,
 	// module, function, pool; Measurements.Extra["max_in_flight"]).

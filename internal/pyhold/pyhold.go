@@ -4,10 +4,12 @@
 // for tests that need a batch in a pool for as long as they say (a worker
 // busy while its state is read, a pool that cannot drain) without sleeps.
 //
-// Each held item names two FIFOs the test holds open read-write: Python
-// opens "release" first (the open does not wait, the test's end is open),
-// writes to "started", then reads "release", which blocks until the test
-// writes to it or closes it. The hold ignores the pool's interrupt
+// Each held item names two FIFOs that the test and Python both open
+// read-write, so no open waits for the other side and no byte written is
+// lost however late the other side opens: Python opens "release", writes
+// to "started", then waits until "release" is readable, which it is once
+// the test wrote to it (the byte is never taken, so a wait that an
+// interrupt cuts short finds it again). The hold ignores the pool's interrupt
 // (slither.Cancelled) until then, as Python blocked in a C call would, so
 // a held batch outlasts a cancelled context: whenever the interrupt comes,
 // even between "started" and the read, it holds on.
@@ -17,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -27,20 +30,34 @@ import (
 // as the package describes and returns a 0 for each. Write it into a module
 // of the test's choosing (more functions may follow it).
 const Source = `
+import os as _pyhold_os
+import select as _pyhold_select
+
+
 def hold(batch):
     for it in batch:
-        with open(it["release"]) as rel:
+        # Read-write opens never wait for the other end, and the pipe keeps
+        # what the test wrote however late Python opens it.
+        rel = _pyhold_os.open(it["release"], _pyhold_os.O_RDWR)
+        try:
             told = False
             while True:
                 try:
                     if not told:
-                        with open(it["started"], "w") as s:
-                            s.write("1")
+                        s = _pyhold_os.open(it["started"], _pyhold_os.O_RDWR)
+                        try:
+                            _pyhold_os.write(s, b"1")
+                        finally:
+                            _pyhold_os.close(s)
                         told = True
-                    rel.read(1)
+                    # Wait for the byte without taking it: an interrupt
+                    # landing just after the wait finds it still there.
+                    _pyhold_select.select([rel], [], [])
                     break
                 except BaseException:  # slither.Cancelled: held until released
                     pass
+        finally:
+            _pyhold_os.close(rel)
     return [0 for _ in batch]
 `
 
@@ -49,6 +66,7 @@ type Batch struct {
 	// Item is the item to pass to hold.
 	Item             dispatch.Item
 	started, release *os.File
+	once             sync.Once
 }
 
 // New makes the FIFOs for an item with ID name in dir. The test's cleanup
@@ -82,10 +100,13 @@ func (h *Batch) Started() error {
 	return err
 }
 
-// Release lets the batch finish (Python opened release before it said it
-// started, so it is reading it by now or about to). It is idempotent.
+// Release lets the batch finish, whether Python is reading "release" now
+// or opens it later (a batch still queued). The test's end of "release"
+// stays open until the process exits: closed, it would take an unread
+// byte with it when Python has not opened the FIFO yet. It is idempotent.
 func (h *Batch) Release() {
-	_, _ = h.release.Write([]byte("1"))
-	_ = h.release.Close()
-	_ = h.started.Close()
+	h.once.Do(func() {
+		_, _ = h.release.Write([]byte("1"))
+		_ = h.started.Close() // a Started still waiting returns an error
+	})
 }
