@@ -21,6 +21,7 @@ import (
 
 	"github.com/slither-go/slither/internal/pybuild"
 	"github.com/slither-go/slither/internal/pyvenv"
+	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/pools/process"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
@@ -86,20 +87,10 @@ func (h HTTPConfig) listenAddr() (string, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	if h.Token == "" && !loopbackHost(host) {
+	if h.Token == "" && !monitor.Loopback(host) {
 		return "", fmt.Errorf("http.addr %q listens beyond this machine and http.token is empty: set a token, or listen on 127.0.0.1", h.Addr)
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// loopbackHost reports a host that names this machine only: localhost or
-// a loopback address.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Function names a Python function.

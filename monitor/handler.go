@@ -169,13 +169,15 @@ func (h *handler) isAsset(p string) bool {
 // loopback clients get them when there is no token.
 func (h *handler) allow(r *http.Request, asset bool) (int, string) {
 	if h.token == nil {
-		if !isLoopback(r.RemoteAddr) {
+		if !Loopback(r.RemoteAddr) {
 			return http.StatusForbidden, "slither monitor: only loopback clients are served without a token (set HandlerOptions.Token / engine HTTP token)"
 		}
 		// A page on another site can reach a loopback port by DNS
 		// rebinding (its own name resolving to 127.0.0.1): the browser
 		// then sends that name as the Host.
-		if !isLoopback(r.Host) {
+		// An HTTP/1.0 request may carry no Host at all: no browser's, so
+		// no rebinding either.
+		if r.Host != "" && !Loopback(r.Host) {
 			return http.StatusForbidden, fmt.Sprintf("slither monitor: without a token only the host names localhost and loopback addresses are served, not %q "+
 				"(a guard against DNS rebinding; set a token — HandlerOptions.Token / engine HTTP token — to serve other host names)", r.Host)
 		}
@@ -198,10 +200,12 @@ func (h *handler) allow(r *http.Request, asset bool) (int, string) {
 	return 0, ""
 }
 
-// isLoopback reports whether hostport (an address or a Host header, with
-// or without a port; an IPv6 address with or without brackets) is
-// localhost or a loopback IP address.
-func isLoopback(hostport string) bool {
+// Loopback reports whether hostport (a host, or host:port; IPv6 with or
+// without brackets) names this machine only: localhost (any case, with or
+// without a trailing dot) or a loopback address. The handler serves such
+// clients and host names without a token; the engine lets its server
+// listen on such a host without one.
+func Loopback(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h

@@ -81,14 +81,15 @@ func TestHandlerServesLoopbackOnlyWithoutToken(t *testing.T) {
 func TestHandlerWithoutTokenServesOnlyLoopbackHostNames(t *testing.T) {
 	m, _ := newMonitor(t)
 	h := m.Handler(monitor.HandlerOptions{})
-	for _, host := range []string{"localhost", "localhost:9090", "LOCALHOST:9090", "127.0.0.1", "127.0.0.1:9090", "127.1.2.3:80",
-		"[::1]:9090", "[::1]", "::1"} {
+	// No Host at all (HTTP/1.0) is no browser's: no rebinding either.
+	for _, host := range []string{"localhost", "localhost:9090", "LOCALHOST:9090", "localhost.", "127.0.0.1", "127.0.0.1:9090", "127.1.2.3:80",
+		"[::1]:9090", "[::1]", "::1", ""} {
 		for _, target := range []string{"/metrics", "/debug/slither/state", "/debug/slither/"} {
 			assert.Equal(t, 200, serveHost(h, "GET", target, local, host, nil).Code, "%s%s", host, target)
 		}
 	}
 	for _, host := range []string{"evil.example:9090", "evil.example", "localhost.evil.example", "192.0.2.7:9090", "[2001:db8::1]:9090",
-		"0.0.0.0:9090", ""} {
+		"0.0.0.0:9090"} {
 		for _, target := range []string{"/metrics", "/debug/slither/state", "/debug/slither/", "/debug/slither/app.js"} {
 			w := serveHost(h, "GET", target, local, host, nil)
 			assert.Equal(t, http.StatusForbidden, w.Code, "%q%s", host, target)

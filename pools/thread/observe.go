@@ -5,8 +5,6 @@ package thread
 import (
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/slither-go/slither/pools"
 )
 
@@ -55,16 +53,4 @@ func (p *Pool) Stats() pools.Stats {
 		s.Workers = append(s.Workers, ws)
 	}
 	return s
-}
-
-// setTrace shows sc's trace and span ids in Python's slither.context() for
-// the batch about to run, or clears them when sc is not valid: a write to
-// the thread's C slot, which Python reads only when it asks.
-func (w *worker) setTrace(sc trace.SpanContext) {
-	if sc.IsValid() {
-		w.th.SetTrace(sc.TraceID(), sc.SpanID())
-	} else {
-		w.th.ClearTrace()
-	}
-	w.traced = sc.IsValid()
 }

@@ -142,7 +142,6 @@ type worker struct {
 	tid           int       // the locked OS thread's id; 0 until started
 	exited        bool      // the worker goroutine has ended
 	seq           uint64    // last sequence number used (worker goroutine only)
-	traced        bool      // Python's context holds a trace id (worker goroutine only)
 
 	// Session states this worker must drop, on its own thread (session.go).
 	relMu    sync.Mutex
@@ -435,12 +434,18 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 			session = j.b.Session
 		}
 		// Without tracing this costs a context lookup and nothing else.
-		if sc := trace.SpanContextFromContext(j.ctx); sc.IsValid() || w.traced {
-			w.setTrace(sc)
+		sc := trace.SpanContextFromContext(j.ctx)
+		if sc.IsValid() {
+			w.th.SetTrace(sc.TraceID(), sc.SpanID())
 		}
 		p.active.Add(1)
 		w.job, w.hostCtx = j, nil
 		r, service := w.run(j)
+		if sc.IsValid() {
+			// Cleared at once: a finalizer run between batches must not
+			// see this batch's ids (a write to the slot, no call).
+			w.th.ClearTrace()
+		}
 		w.job, w.hostCtx = nil, nil
 		if ci := pools.CallInfoFrom(j.ctx); ci != nil {
 			ci.Worker, ci.Pid, ci.Service, ci.Pool = w.id, pid, service, poolName
