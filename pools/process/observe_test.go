@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
@@ -121,15 +122,8 @@ func TestStatsShowTheRunningBatch(t *testing.T) {
 	pid := <-h.entered
 
 	st = p.Stats()
-	var busy, idle []pools.WorkerStats
-	for _, w := range st.Workers {
-		switch w.State {
-		case pools.WorkerBusy:
-			busy = append(busy, w)
-		case pools.WorkerIdle:
-			idle = append(idle, w)
-		}
-	}
+	by := pooltest.ByState(st)
+	busy, idle := by[pools.WorkerBusy], by[pools.WorkerIdle]
 	require.Len(t, busy, 1, "%+v", st.Workers)
 	require.Len(t, idle, 1, "%+v", st.Workers)
 	assert.Equal(t, mod+".enter_and_hold", busy[0].Current)

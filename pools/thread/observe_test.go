@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/slither-go/slither/internal/pooltest"
 	"github.com/slither-go/slither/internal/spantest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/thread"
@@ -86,15 +87,8 @@ func TestStatsShowTheRunningBatch(t *testing.T) {
 	tid := <-entered // the batch runs, and blocks until released
 
 	st = p.Stats()
-	var busy, idle []pools.WorkerStats
-	for _, w := range st.Workers {
-		switch w.State {
-		case pools.WorkerBusy:
-			busy = append(busy, w)
-		case pools.WorkerIdle:
-			idle = append(idle, w)
-		}
-	}
+	by := pooltest.ByState(st)
+	busy, idle := by[pools.WorkerBusy], by[pools.WorkerIdle]
 	require.Len(t, busy, 1, "%+v", st.Workers)
 	require.Len(t, idle, 1, "%+v", st.Workers)
 	b := busy[0]
