@@ -228,7 +228,12 @@ func TestPermissions(t *testing.T) {
 	}
 	errs := make(chan error, 4)
 	nc := connect(t, s.URL(), nats.UserInfo("narrow", "n"),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default: // never block nats.go's callback goroutine
+			}
+		}))
 	if _, err := nc.SubscribeSync("other.x"); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -92,8 +93,12 @@ func (t TLSOptions) enabled() bool { return t.CAFile != "" || t.CertFile != "" |
 // Connect validates o and connects to NATS. ctx bounds the attempt: its
 // deadline shortens ConnectTimeout, and a cancelled ctx fails the call (a
 // cancellation without deadline is noticed when the attempt ends, within
-// ConnectTimeout per server URL). The connection reconnects forever after
-// a disconnect, so that a NATS restart is survived; the caller closes it.
+// ConnectTimeout per server URL, each URL tried in turn). After a
+// disconnect the connection reconnects until the caller closes it, so that
+// a NATS restart is survived — except that nats.go gives up when the same
+// authorization error comes twice in a row (credentials revoked): the
+// connection then closes, and Logger says why. A refused or unreachable
+// server fails at once ("no servers available for connection").
 func Connect(ctx context.Context, o ConnOptions) (*nats.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("remote: connecting to %s: %w", redact(o.URL), err)
@@ -106,16 +111,19 @@ func Connect(ctx context.Context, o ConnOptions) (*nats.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		if left <= 0 {
-			return nil, fmt.Errorf("remote: connecting to %s: %w", redact(o.URL), context.DeadlineExceeded)
-		}
-		timeout = min(timeout, left)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
+		return nil, fmt.Errorf("remote: connecting to %s: %w", redact(o.URL), context.DeadlineExceeded)
 	}
-	opts = append(opts, nats.Timeout(timeout))
+	// ctx bounds the first connection's dials only: nats.go keeps the
+	// Timeout option for every reconnect, so it stays ConnectTimeout.
+	dialer := &ctxDialer{ctx: ctx, d: net.Dialer{Timeout: timeout}}
+	opts = append(opts, nats.Timeout(timeout), nats.SetCustomDialer(dialer))
 	nc, err := nats.Connect(o.URL, opts...)
+	dialer.done()
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("remote: connecting to %s: %w: %w", redact(o.URL), cerr, err)
+		}
 		return nil, o.connectError(err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -125,20 +133,48 @@ func Connect(ctx context.Context, o ConnOptions) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// ctxDialer dials under the first connection's ctx (so cancelling it stops
+// a dial at once), then, once Connect has returned, under none: reconnects
+// must not inherit a request's deadline.
+type ctxDialer struct {
+	mu  sync.Mutex
+	ctx context.Context // nil once the first connection is made
+	d   net.Dialer
+}
+
+// Dial is nats.CustomDialer's.
+func (c *ctxDialer) Dial(network, address string) (net.Conn, error) {
+	c.mu.Lock()
+	ctx := c.ctx
+	c.mu.Unlock()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return c.d.DialContext(ctx, network, address)
+}
+
+func (c *ctxDialer) done() {
+	c.mu.Lock()
+	c.ctx = nil
+	c.mu.Unlock()
+}
+
 // natsOptions validates o and maps it onto nats options.
 func (o ConnOptions) natsOptions() ([]nats.Option, error) {
 	if strings.TrimSpace(o.URL) == "" {
 		return nil, configErr("no NATS url")
 	}
 	urlCreds := false
-	for _, raw := range strings.Split(o.URL, ",") {
+	for i, raw := range strings.Split(o.URL, ",") {
 		raw = strings.TrimSpace(raw)
 		if !strings.Contains(raw, "://") {
 			raw = "nats://" + raw // nats.go accepts host:port
 		}
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			return nil, configErr("bad NATS url %q", redact(raw))
+			// Named by position: a comma in a password would put part
+			// of it in this piece.
+			return nil, configErr("bad NATS url (the %s of %s)", ordinal(i+1), redact(o.URL))
 		}
 		urlCreds = urlCreds || u.User != nil
 	}
@@ -190,6 +226,16 @@ func (o ConnOptions) natsOptions() ([]nats.Option, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("remote: reconnected to NATS", "url", redact(nc.ConnectedUrlRedacted()))
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Debug("remote: reconnecting to NATS failed", "url", redact(o.URL), "err", err)
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			// Closed by the caller, or by nats.go giving up (the same
+			// authorization error twice while reconnecting).
+			if err := nc.LastError(); err != nil {
+				log.Error("remote: NATS connection closed", "url", redact(o.URL), "err", err)
+			}
 		}),
 	}
 	switch {
@@ -335,19 +381,37 @@ func isRemoteTLSAlert(err error) bool {
 	return errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && strings.HasPrefix(op.Err.Error(), "tls: ")
 }
 
-// redact drops user info (passwords, tokens) from a URL list for messages.
+// redact drops user info (passwords, tokens) from a URL list for
+// messages. It works on the whole list, not URL by URL: a password may
+// hold a comma.
 func redact(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, raw := range parts {
-		raw = strings.TrimSpace(raw)
-		if at := strings.LastIndex(raw, "@"); at >= 0 {
-			if scheme := strings.Index(raw, "://"); scheme >= 0 && scheme < at {
-				raw = raw[:scheme+3] + "***@" + raw[at+1:]
-			} else {
-				raw = "***@" + raw[at+1:]
-			}
+	segs := strings.Split(urls, "@")
+	for i := range len(segs) - 1 { // every segment but the last ends in user info
+		seg := segs[i]
+		switch {
+		case strings.LastIndex(seg, "://") >= 0:
+			seg = seg[:strings.LastIndex(seg, "://")+3]
+		case i > 0 && strings.LastIndex(seg, ",") >= 0: // "host:port,user:pass" — no scheme
+			seg = seg[:strings.LastIndex(seg, ",")+1]
+		default:
+			seg = ""
 		}
-		parts[i] = raw
+		segs[i] = seg + "***"
 	}
-	return strings.Join(parts, ",")
+	return strings.Join(segs, "@")
+}
+
+// ordinal names a position for messages: 1st, 2nd, 3rd, 4th...
+func ordinal(n int) string {
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+		return fmt.Sprintf("%dth", n)
+	case n%10 == 1:
+		return fmt.Sprintf("%dst", n)
+	case n%10 == 2:
+		return fmt.Sprintf("%dnd", n)
+	case n%10 == 3:
+		return fmt.Sprintf("%drd", n)
+	}
+	return fmt.Sprintf("%dth", n)
 }

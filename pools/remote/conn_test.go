@@ -438,3 +438,77 @@ func TestDeniedSubscriberReceivesNoBatches(t *testing.T) {
 		t.Fatalf("LastError = %v, want a permissions violation", intruder.LastError())
 	}
 }
+
+// TestShortDeadlineDoesNotBindReconnects: a ctx with little time left
+// bounds the first connection, not the connection's later reconnects.
+func TestShortDeadlineDoesNotBindReconnects(t *testing.T) {
+	s := startServer(t, natsdev.Options{})
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	nc, err := remote.Connect(c, remote.ConnOptions{URL: s.URL(), ConnectTimeout: 7 * time.Second})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer nc.Close()
+	if nc.Opts.Timeout != 7*time.Second {
+		t.Fatalf("the connection keeps Timeout %v for its reconnects, want ConnectTimeout 7s", nc.Opts.Timeout)
+	}
+}
+
+// TestCancelDuringHandshake: a server that accepts and never speaks holds
+// the handshake; cancelling ctx then fails Connect as cancelled.
+func TestCancelDuringHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			accepted <- conn
+		}
+		close(accepted)
+	}()
+	c, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if conn, ok := <-accepted; ok {
+			cancel() // Connect is in its handshake now
+			defer conn.Close()
+		}
+	}()
+	_, err = remote.Connect(c, remote.ConnOptions{URL: "nats://" + ln.Addr().String(), ConnectTimeout: 500 * time.Millisecond})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Connect: %v, want context.Canceled", err)
+	}
+}
+
+// TestUnreachableFailsAtOnce: nothing listens: an error, not a hang.
+func TestUnreachableFailsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := remote.Connect(ctx(t), remote.ConnOptions{URL: "nats://" + addr}); err == nil {
+		t.Fatal("Connect to a closed port succeeded")
+	}
+}
+
+// TestPasswordNeverInMessages: a bad URL list whose password holds a
+// comma names the bad URL by position, and no piece of the password.
+func TestPasswordNeverInMessages(t *testing.T) {
+	for _, u := range []string{"nats://u:sec,ret@127.0.0.1:1", "nats://127.0.0.1:1,nats://u:se,cr:et@", "u:sec,ret@"} {
+		_, err := remote.Connect(ctx(t), remote.ConnOptions{URL: u})
+		if err == nil {
+			t.Fatalf("%q: no error", u)
+		}
+		for _, piece := range []string{"sec", "ret", "cr:et"} {
+			if strings.Contains(err.Error(), piece) {
+				t.Errorf("%q: the error %q holds %q", u, err, piece)
+			}
+		}
+	}
+}
