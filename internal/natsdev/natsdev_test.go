@@ -17,23 +17,11 @@ import (
 
 	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, leaktest.Options()...)
-}
-
-func start(t *testing.T, opts natsdev.Options) *natsdev.Server {
-	t.Helper()
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
-	}
-	s, err := natsdev.Start(opts)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
@@ -108,7 +96,7 @@ func TestPortTaken(t *testing.T) {
 }
 
 func TestJetStreamWorkQueueDedupe(t *testing.T) {
-	s := start(t, natsdev.Options{})
+	s := natsdevtest.Start(t, natsdev.Options{})
 	nc := connect(t, s.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -158,7 +146,7 @@ func TestJetStreamWorkQueueDedupe(t *testing.T) {
 }
 
 func TestRestartKeepsFileStream(t *testing.T) {
-	s := start(t, natsdev.Options{})
+	s := natsdevtest.Start(t, natsdev.Options{})
 	url := s.URL()
 	reconnected := make(chan struct{}, 1)
 	nc := connect(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
@@ -219,7 +207,7 @@ func TestRestartKeepsFileStream(t *testing.T) {
 }
 
 func TestPermissions(t *testing.T) {
-	s := start(t, natsdev.Options{Users: []natsdev.User{
+	s := natsdevtest.Start(t, natsdev.Options{Users: []natsdev.User{
 		{Name: "admin", Password: "a"},
 		{Name: "narrow", Password: "n", Permissions: natsdev.Permissions{Publish: []string{"pub.>"}, Subscribe: []string{"sub.>"}}},
 	}})
@@ -263,7 +251,7 @@ func (h recordHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestLoggerGetsServerWarnings(t *testing.T) {
 	h := recordHandler{msgs: make(chan string, 64)}
-	s := start(t, natsdev.Options{MaxPayload: 16 << 20, Logger: slog.New(h)})
+	s := natsdevtest.Start(t, natsdev.Options{MaxPayload: 16 << 20, Logger: slog.New(h)})
 	nc := connect(t, s.URL())
 	if got := nc.MaxPayload(); got != 16<<20 {
 		t.Fatalf("MaxPayload = %d, want %d", got, 16<<20)

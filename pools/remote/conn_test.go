@@ -26,22 +26,12 @@ import (
 
 	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
 	"github.com/slither-go/slither/pools/remote"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, leaktest.Options()...)
-}
-
-func startServer(t *testing.T, opts natsdev.Options) *natsdev.Server {
-	t.Helper()
-	opts.Dir = t.TempDir()
-	s, err := natsdev.Start(opts)
-	if err != nil {
-		t.Fatalf("natsdev.Start: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 func ctx(t *testing.T) context.Context {
@@ -74,7 +64,7 @@ func writeFile(t *testing.T, name string, data []byte, mode os.FileMode) string 
 }
 
 func TestUserPassword(t *testing.T) {
-	s := startServer(t, natsdev.Options{Users: []natsdev.User{{Name: "coord", Password: "c-secret"}}})
+	s := natsdevtest.Start(t, natsdev.Options{Users: []natsdev.User{{Name: "coord", Password: "c-secret"}}})
 	nc := mustConnect(t, remote.ConnOptions{URL: s.URL(), User: "coord", Password: "c-secret"})
 	if !nc.IsConnected() {
 		t.Fatal("not connected")
@@ -97,7 +87,7 @@ func TestUserPassword(t *testing.T) {
 }
 
 func TestToken(t *testing.T) {
-	s := startServer(t, natsdev.Options{Token: "t0ken-good"})
+	s := natsdevtest.Start(t, natsdev.Options{Token: "t0ken-good"})
 	mustConnect(t, remote.ConnOptions{URL: s.URL(), Token: "t0ken-good"})
 	// host:port without a scheme, as nats.go accepts it.
 	mustConnect(t, remote.ConnOptions{URL: strings.TrimPrefix(s.URL(), "nats://"), Token: "t0ken-good"})
@@ -128,7 +118,7 @@ func TestNKeySeed(t *testing.T) {
 	seed, _ := kp.Seed()
 	other, _ := nkeys.CreateUser()
 	otherSeed, _ := other.Seed()
-	s := startServer(t, natsdev.Options{NKeys: []natsdev.NKeyUser{{PublicKey: pub}}})
+	s := natsdevtest.Start(t, natsdev.Options{NKeys: []natsdev.NKeyUser{{PublicKey: pub}}})
 
 	mustConnect(t, remote.ConnOptions{URL: s.URL(), NKeySeedFile: writeFile(t, "node.nk", seed, 0o600)})
 	badFile := writeFile(t, "other.nk", otherSeed, 0o400)
@@ -222,7 +212,7 @@ tls: {ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem}
 }
 
 func TestContextDone(t *testing.T) {
-	s := startServer(t, natsdev.Options{})
+	s := natsdevtest.Start(t, natsdev.Options{})
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := remote.Connect(c, remote.ConnOptions{URL: s.URL()}); !errors.Is(err, context.Canceled) {
@@ -302,7 +292,7 @@ func (ca testCA) clientFiles(t *testing.T, keyMode os.FileMode) (certFile, keyFi
 
 func TestTLS(t *testing.T) {
 	ca := newTestCA(t)
-	s := startServer(t, natsdev.Options{TLS: &tls.Config{Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12}})
+	s := natsdevtest.Start(t, natsdev.Options{TLS: &tls.Config{Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12}})
 	if !strings.HasPrefix(s.URL(), "tls://") {
 		t.Fatalf("URL %q, want tls://", s.URL())
 	}
@@ -328,7 +318,7 @@ func TestTLS(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	ca := newTestCA(t)
-	s := startServer(t, natsdev.Options{TLS: &tls.Config{
+	s := natsdevtest.Start(t, natsdev.Options{TLS: &tls.Config{
 		Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool,
 	}})
@@ -377,7 +367,7 @@ func (h errRecorder) WithGroup(string) slog.Handler      { return h }
 // gets a permissions violation (reported through the Logger) and receives
 // nothing that is published there, while an allowed worker does.
 func TestDeniedSubscriberReceivesNoBatches(t *testing.T) {
-	s := startServer(t, natsdev.Options{Users: []natsdev.User{
+	s := natsdevtest.Start(t, natsdev.Options{Users: []natsdev.User{
 		{Name: "coord", Password: "c"},
 		{Name: "worker", Password: "w", Permissions: natsdev.Permissions{Subscribe: []string{"slither.work.>", "public.>"}}},
 		{Name: "intruder", Password: "i", Permissions: natsdev.Permissions{Publish: []string{"public.>"}, Subscribe: []string{"public.>", "_INBOX.>"}}},
@@ -442,7 +432,7 @@ func TestDeniedSubscriberReceivesNoBatches(t *testing.T) {
 // TestShortDeadlineDoesNotBindReconnects: a ctx with little time left
 // bounds the first connection, not the connection's later reconnects.
 func TestShortDeadlineDoesNotBindReconnects(t *testing.T) {
-	s := startServer(t, natsdev.Options{})
+	s := natsdevtest.Start(t, natsdev.Options{})
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	nc, err := remote.Connect(c, remote.ConnOptions{URL: s.URL(), ConnectTimeout: 7 * time.Second})
