@@ -47,7 +47,6 @@ const DefaultPool = "default"
 type Engine struct {
 	cfg     Config
 	tel     *telemetry.Bus
-	metrics *telemetry.Metrics
 	views   *store.Registry
 	stores  map[string]*store.Store
 	thread  pools.Pool // nil without an embedded pool
@@ -73,10 +72,6 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		routers: map[string]*pools.Router{}}
 	if e.tel == nil {
 		e.tel = telemetry.New(cfg.Logger)
-	}
-	e.metrics = telemetry.NewMetrics()
-	if err := e.metrics.Attach(e.tel, "engine.metrics"); err != nil {
-		return nil, err
 	}
 	e.views = store.NewRegistry(e.tel)
 	// The monitor listens before anything starts, so it counts every
@@ -150,7 +145,6 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("engine: process pool %q: %w", name, err)
 		}
 		e.procs[name] = p
-		e.metrics.Probe("process/"+name, probe(p))
 		// Marks are read where the thread pool would import: its paths.
 		r := &pools.Router{Thread: e.thread, Process: p, Telemetry: e.tel, Logger: e.log(),
 			Paths: append(slices.Clone(cfg.Paths), cfg.Thread.Paths...)}
@@ -158,9 +152,6 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			r.DeclareThreadSafe(d.Module, d.Function)
 		}
 		e.routers[name] = r
-	}
-	if e.thread != nil {
-		e.metrics.Probe("thread", probe(e.thread))
 	}
 	if cfg.HTTP.Addr != "" {
 		if err := e.serve(); err != nil {
@@ -223,10 +214,6 @@ func (e *Engine) monitoredPools() []pools.Pool {
 
 func (e *Engine) storeList() []*store.Store {
 	return slices.Collect(maps.Values(e.stores))
-}
-
-func probe(p pools.Pool) telemetry.PoolProbe {
-	return func() (int, int) { return p.Stats().Running, p.Capacity() }
 }
 
 func (e *Engine) log() *slog.Logger {
@@ -320,8 +307,29 @@ func (e *Engine) HTTPAddr() string {
 // Telemetry is the engine's event bus; attach handlers to it.
 func (e *Engine) Telemetry() *telemetry.Bus { return e.tel }
 
-// Metrics is a snapshot of in-flight work and pool load.
-func (e *Engine) Metrics() telemetry.Snapshot { return e.metrics.Snapshot() }
+// Metrics is a snapshot of in-flight work and pool load, read from the
+// engine's monitor (one aggregation of the events, not two). Failed
+// batches include those cut short because their run stopped, as
+// telemetry.Metrics counts them.
+func (e *Engine) Metrics() telemetry.Snapshot {
+	st := e.mon.State()
+	snap := telemetry.Snapshot{
+		InFlightBatches:  st.Totals.InFlight,
+		QueuedItems:      st.Totals.QueuedItems,
+		Retries:          st.Totals.Retries,
+		FailedBatches:    st.Totals.BatchesFailed + st.Totals.BatchesCancelled,
+		CompletedBatches: st.Totals.BatchesOK,
+		Routes:           map[string]int64{},
+		Pools:            map[string]telemetry.PoolSnapshot{},
+	}
+	for _, r := range st.Routes {
+		snap.Routes[r.Route] += r.Count
+	}
+	for _, p := range st.Pools {
+		snap.Pools[p.Name] = telemetry.PoolSnapshot{Busy: p.Busy, Capacity: p.Capacity, Saturation: p.Saturation}
+	}
+	return snap
+}
 
 // Views is the registry of store views Python reaches with slither.view.
 func (e *Engine) Views() *store.Registry { return e.views }

@@ -247,6 +247,7 @@ func (a *aggregate) snapshotLocked(st *State, running *[]runningRun) {
 		st.Dispatch = append(st.Dispatch, d)
 		st.Totals.BatchesOK += d.BatchesOK
 		st.Totals.BatchesFailed += d.Failed
+		st.Totals.BatchesCancelled += d.Cancelled
 		st.Totals.Retries += d.Retries
 		st.Totals.ItemsOK += d.ItemsOK
 		st.Totals.ItemsFailed += d.ItemsFailed

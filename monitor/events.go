@@ -141,6 +141,7 @@ func (m *Monitor) batchEvent(ev telemetry.Event, ms telemetry.Measurements, md t
 		s := d.series(m.met, str(md, "pool"))
 		msg := str(md, "error")
 		if msg == "" { // no error: the run was cancelled under it
+			d.st.Cancelled++
 			s.cancelled.Inc()
 			break
 		}

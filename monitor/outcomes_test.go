@@ -204,6 +204,9 @@ func TestCancelledRunLeavesNothingQueued(t *testing.T) {
 	require.Len(t, st.Dispatch, 1)
 	d := st.Dispatch[0]
 	assert.Zero(t, d.QueuedItems, "batch 2 never started: nothing waits once the run has ended")
+	assert.Equal(t, int64(1), d.Cancelled, "batch 1 was cut short in flight")
+	assert.Zero(t, d.Failed)
+	assert.Equal(t, int64(1), st.Totals.BatchesCancelled)
 	assert.Zero(t, d.InFlight)
 	assert.Zero(t, d.ItemsInFlight)
 	assert.Zero(t, st.Totals.QueuedItems)

@@ -37,14 +37,16 @@ type State struct {
 type Totals struct {
 	BatchesOK     int64 `json:"batches_ok"`
 	BatchesFailed int64 `json:"batches_failed"` // failed submissions (attempts), not items
-	Retries       int64 `json:"retries"`
-	ItemsOK       int64 `json:"items_ok"`
-	ItemsFailed   int64 `json:"items_failed"`
-	ItemsSkipped  int64 `json:"items_skipped"`
-	ItemsRouted   int64 `json:"items_routed"`
-	// ItemsCancelled are items of runs that ended by cancellation (the
-	// caller's context ended, or the consumer stopped reading) that got
-	// no result: not failures.
+	// BatchesCancelled are submissions cut short because their run stopped.
+	BatchesCancelled int64 `json:"batches_cancelled"`
+	Retries          int64 `json:"retries"`
+	ItemsOK          int64 `json:"items_ok"`
+	ItemsFailed      int64 `json:"items_failed"`
+	ItemsSkipped     int64 `json:"items_skipped"`
+	ItemsRouted      int64 `json:"items_routed"`
+	// ItemsCancelled are items a run left without a result because it
+	// ended first (its caller cancelled it, its consumer stopped reading,
+	// or another item's failure halted it): not failures.
 	ItemsCancelled int64 `json:"items_cancelled"`
 	InFlight       int64 `json:"in_flight"`       // batches submitted and not yet ended
 	ItemsInFlight  int64 `json:"items_in_flight"` // the items of those batches
@@ -126,21 +128,23 @@ type DispatchState struct {
 	// Pool is where the dispatch's batches run: the pool named by the
 	// last batch that ended; before one has, the pool the run was given,
 	// as its events name it (its name, or its kind, e.g. "router").
-	Pool           string `json:"pool"`
-	Function       string `json:"function"`        // module.function of the last batch
-	Runs           int64  `json:"runs"`            // runs going on now
-	InFlight       int64  `json:"in_flight"`       // batches submitted and not yet ended
-	ItemsInFlight  int64  `json:"items_in_flight"` // the items of those batches
-	MaxInFlight    int64  `json:"max_in_flight"`   // the sum over its running runs
-	QueuedItems    int64  `json:"queued_items"`
-	BatchesOK      int64  `json:"batches_ok"`
-	Failed         int64  `json:"batches_failed"` // failed submissions
-	Retries        int64  `json:"retries"`
-	ItemsOK        int64  `json:"items_ok"`
-	ItemsFailed    int64  `json:"items_failed"`
-	ItemsSkipped   int64  `json:"items_skipped"`
-	ItemsRouted    int64  `json:"items_routed"`
-	ItemsCancelled int64  `json:"items_cancelled"`
+	Pool          string `json:"pool"`
+	Function      string `json:"function"`        // module.function of the last batch
+	Runs          int64  `json:"runs"`            // runs going on now
+	InFlight      int64  `json:"in_flight"`       // batches submitted and not yet ended
+	ItemsInFlight int64  `json:"items_in_flight"` // the items of those batches
+	MaxInFlight   int64  `json:"max_in_flight"`   // the sum over its running runs
+	QueuedItems   int64  `json:"queued_items"`
+	BatchesOK     int64  `json:"batches_ok"`
+	Failed        int64  `json:"batches_failed"` // failed submissions
+	// Cancelled are submissions cut short because their run stopped.
+	Cancelled      int64 `json:"batches_cancelled"`
+	Retries        int64 `json:"retries"`
+	ItemsOK        int64 `json:"items_ok"`
+	ItemsFailed    int64 `json:"items_failed"`
+	ItemsSkipped   int64 `json:"items_skipped"`
+	ItemsRouted    int64 `json:"items_routed"`
+	ItemsCancelled int64 `json:"items_cancelled"`
 }
 
 // RouteCount is how many batches went to one route for one class of reason.
