@@ -174,6 +174,7 @@ func (e *Engine) serve() error {
 	}
 	e.ln, e.served = ln, make(chan struct{})
 	e.srv = newServer(e.handler, e.log())
+	// Close waits for it (<-e.served) after shutting the server down.
 	go func() {
 		defer close(e.served)
 		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -16,6 +16,22 @@ import (
 	"github.com/slither-go/slither/engine"
 )
 
+// startOneProcess starts an engine of one process worker (pool "cpu")
+// and no thread pool, serving its monitor as h says; the test's cleanup closes it (Close
+// is idempotent, so a test may close it first).
+func startOneProcess(t *testing.T, h engine.HTTPConfig) *engine.Engine {
+	t.Helper()
+	eng, err := engine.Start(context.Background(), engine.Config{
+		Thread:  engine.ThreadConfig{Disabled: true},
+		Process: map[string]engine.ProcessConfig{"cpu": {Workers: 1}},
+		HTTP:    h,
+		Logger:  quiet(),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, eng.Close(context.Background())) })
+	return eng
+}
+
 func TestHTTPConfig(t *testing.T) {
 	c, err := engine.ParseConfig([]byte("http: {addr: ':9090', token: t0k}\n"))
 	require.NoError(t, err)
@@ -45,19 +61,7 @@ func TestHTTPConfig(t *testing.T) {
 // port that HTTPAddr names; the token guards it; Close stops the server.
 func TestEngineServesItsMonitor(t *testing.T) {
 	ctx := context.Background()
-	eng, err := engine.Start(ctx, engine.Config{
-		Thread:  engine.ThreadConfig{Disabled: true},
-		Process: map[string]engine.ProcessConfig{"cpu": {Workers: 1}},
-		HTTP:    engine.HTTPConfig{Addr: ":0", Token: "t0k"},
-		Logger:  quiet(),
-	})
-	require.NoError(t, err)
-	closed := false
-	defer func() {
-		if !closed {
-			require.NoError(t, eng.Close(ctx))
-		}
-	}()
+	eng := startOneProcess(t, engine.HTTPConfig{Addr: ":0", Token: "t0k"})
 	addr := eng.HTTPAddr()
 	host, _, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
@@ -112,7 +116,6 @@ func TestEngineServesItsMonitor(t *testing.T) {
 	assert.Equal(t, "event: state", string(first))
 
 	require.NoError(t, eng.Close(ctx))
-	closed = true
 	_, err = io.ReadAll(resp.Body) // the stream ended with the engine
 	require.NoError(t, err)
 	_, err = http.Get("http://" + addr + "/metrics")
@@ -121,14 +124,7 @@ func TestEngineServesItsMonitor(t *testing.T) {
 }
 
 func TestEngineWithoutHTTPAddrServesNothing(t *testing.T) {
-	ctx := context.Background()
-	eng, err := engine.Start(ctx, engine.Config{
-		Thread:  engine.ThreadConfig{Disabled: true},
-		Process: map[string]engine.ProcessConfig{"default": {Workers: 1}},
-		Logger:  quiet(),
-	})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, eng.Close(ctx)) }()
+	eng := startOneProcess(t, engine.HTTPConfig{})
 	assert.Empty(t, eng.HTTPAddr())
 	assert.NotNil(t, eng.Handler(), "the handler is there to mount")
 }
@@ -139,18 +135,7 @@ func TestEngineWithoutHTTPAddrServesNothing(t *testing.T) {
 // then does not wait on a dashboard's open event stream.
 func TestHandlerOnAProgramsServer(t *testing.T) {
 	ctx := context.Background()
-	eng, err := engine.Start(ctx, engine.Config{
-		Thread:  engine.ThreadConfig{Disabled: true},
-		Process: map[string]engine.ProcessConfig{"cpu": {Workers: 1}},
-		Logger:  quiet(),
-	})
-	require.NoError(t, err)
-	closed := false
-	defer func() {
-		if !closed {
-			require.NoError(t, eng.Close(ctx))
-		}
-	}()
+	eng := startOneProcess(t, engine.HTTPConfig{})
 
 	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounter(prometheus.CounterOpts{Name: "myprog_requests_total", Help: "The program's own."})
@@ -189,7 +174,6 @@ func TestHandlerOnAProgramsServer(t *testing.T) {
 	assert.Equal(t, "event: state", string(first))
 
 	require.NoError(t, eng.Close(ctx))
-	closed = true
 	// No deadline: with the stream still open this would wait for ever.
 	require.NoError(t, srv.Shutdown(context.Background()))
 	require.ErrorIs(t, <-served, http.ErrServerClosed)

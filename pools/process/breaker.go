@@ -113,7 +113,7 @@ func (p *Pool) probeLocked() {
 		return
 	}
 	s.starting = true
-	p.bg.Add(1)
+	p.bg.Add(1) // Close (and a failed New) waits for it: p.bg.Wait
 	go func() {
 		defer p.bg.Done()
 		p.probeStart(s)
