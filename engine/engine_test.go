@@ -15,6 +15,7 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/internal/leaktest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
@@ -154,19 +155,7 @@ func TestStartFailsCleanly(t *testing.T) {
 
 func TestEngineRoutesStoresAndSessions(t *testing.T) {
 	ctx := context.Background()
-	prices := store.Definition{
-		Name:   "prices",
-		Tables: []store.TableSpec{{Name: "sku"}},
-		Load:   func(ctx context.Context, w *store.Loader) error { return w.Put("sku", "A1", 9.5) },
-		Views: []store.View{{Name: "price", Fn: func(ctx context.Context, c store.ViewCall) (any, error) {
-			sku, err := c.String("sku")
-			if err != nil {
-				return nil, err
-			}
-			v, _, err := c.Store.Get("sku", sku)
-			return v, err
-		}}},
-	}
+	prices := storetest.Prices()
 	eng, err := engine.Start(ctx, engine.Config{
 		Thread:  engine.ThreadConfig{Workers: 2},
 		Process: map[string]engine.ProcessConfig{"default": {Workers: 1}},

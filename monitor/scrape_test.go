@@ -21,6 +21,7 @@ import (
 	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/pipe"
 	"github.com/slither-go/slither/pools"
@@ -87,16 +88,7 @@ func TestScrapeMatchesWorkload(t *testing.T) {
 	ctx := context.Background()
 	abs, err := filepath.Abs("testdata")
 	require.NoError(t, err)
-	prices := store.Definition{Name: "prices", Tables: []store.TableSpec{{Name: "sku"}},
-		Load: func(ctx context.Context, w *store.Loader) error { return w.Put("sku", "A1", 9.5) },
-		Views: []store.View{{Name: "price", Fn: func(ctx context.Context, c store.ViewCall) (any, error) {
-			sku, err := c.String("sku")
-			if err != nil {
-				return nil, err
-			}
-			v, _, err := c.Store.Get("sku", sku)
-			return v, err
-		}}}}
+	prices := storetest.Prices()
 	eng, err := engine.Start(ctx, engine.Config{
 		Thread:  engine.ThreadConfig{Workers: 2, Required: true},
 		Process: map[string]engine.ProcessConfig{"default": {Workers: 1}, "recycler": {Workers: 1, MaxCalls: 1}},
