@@ -15,8 +15,8 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
-	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/internal/leaktest"
+	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
 	"github.com/slither-go/slither/store"
