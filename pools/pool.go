@@ -27,6 +27,9 @@ const (
 	KindThread Kind = "thread"
 	// KindProcess runs batches in isolated Python subprocesses.
 	KindProcess Kind = "process"
+	// KindRemote runs batches on `slither node` processes, through a NATS
+	// JetStream work queue (pools/remote).
+	KindRemote Kind = "remote"
 )
 
 // Batch is one call: Module.Function(Items) in Python.
