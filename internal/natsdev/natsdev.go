@@ -74,6 +74,10 @@ type NKeyUser struct {
 type Permissions struct {
 	Publish   []string
 	Subscribe []string
+	// Responses lets the identity reply to the requests it receives (each
+	// requester's reply subject once, within a minute) even where Publish
+	// does not list them: what a coordinator answering host calls needs.
+	Responses bool
 }
 
 // Server is a running (or stopped) embedded NATS server. Its methods are
@@ -245,10 +249,13 @@ func (o *Options) validate() error {
 }
 
 func (p Permissions) server() *server.Permissions {
-	if len(p.Publish) == 0 && len(p.Subscribe) == 0 {
+	if len(p.Publish) == 0 && len(p.Subscribe) == 0 && !p.Responses {
 		return nil
 	}
 	sp := &server.Permissions{}
+	if p.Responses {
+		sp.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	}
 	if len(p.Publish) > 0 {
 		sp.Publish = &server.SubjectPermission{Allow: append([]string(nil), p.Publish...)}
 	}
