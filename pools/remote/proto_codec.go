@@ -53,7 +53,10 @@ type Reply struct {
 	Worker  int    // the node-local worker index
 	Pid     int    // the node-local worker's process id
 	Service time.Duration
-	Results []any
+	// Deliveries is how many times the batch had been delivered when this
+	// node ran it (more than 1: an earlier node died or lost its lease).
+	Deliveries int
+	Results    []any
 	// Err is the batch's failure; Results is then nil. DecodeReply returns
 	// a *pools.PythonError, *pools.ResultCountError, *ConversionError or a
 	// *NodeError matching the pools error it stands for.
@@ -196,6 +199,7 @@ type replyBody struct {
 	Worker  int             `json:"w"`
 	Pid     int             `json:"p"`
 	Service int64           `json:"s"` // nanoseconds
+	Deliv   int             `json:"d,omitempty"`
 }
 
 // EncodeReply returns r as a message for ResultSubject(coord), to publish
@@ -207,7 +211,7 @@ func (c *Codec) EncodeReply(ctx context.Context, coord string, r Reply) (*nats.M
 	m.Header.Set(jetstream.MsgIDHeader, ReplyMsgID(r.ID))
 	m.Header.Set(HeaderBatch, r.ID)
 	m.Header.Set(HeaderNode, r.Node)
-	body := replyBody{Worker: r.Worker, Pid: r.Pid, Service: int64(r.Service)}
+	body := replyBody{Worker: r.Worker, Pid: r.Pid, Service: int64(r.Service), Deliv: r.Deliveries}
 	var atts [][]byte
 	if r.Err != nil {
 		body.Err = encodeError(r.Err)
@@ -229,7 +233,7 @@ func (c *Codec) EncodeReply(ctx context.Context, coord string, r Reply) (*nats.M
 		}
 		// Too large or the object store failed: say so to the caller.
 		return c.EncodeReply(ctx, coord, Reply{ID: r.ID, Node: r.Node, Worker: r.Worker, Pid: r.Pid, Service: r.Service,
-			Err: fmt.Errorf("results of batch %s: %w", r.ID, err)})
+			Deliveries: r.Deliveries, Err: fmt.Errorf("results of batch %s: %w", r.ID, err)})
 	}
 	return m, nil
 }
@@ -253,7 +257,7 @@ func (c *Codec) DecodeReply(ctx context.Context, h nats.Header, data []byte) (Re
 	if err := json.Unmarshal(hdr, &b); err != nil {
 		return r, fmt.Errorf("%w: reply header: %w", ErrMalformed, err)
 	}
-	r.Worker, r.Pid, r.Service = b.Worker, b.Pid, time.Duration(b.Service)
+	r.Worker, r.Pid, r.Service, r.Deliveries = b.Worker, b.Pid, time.Duration(b.Service), b.Deliv
 	if b.Err != nil {
 		r.Err = b.Err.decode(r.Node)
 		return r, nil

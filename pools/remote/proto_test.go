@@ -76,7 +76,7 @@ func TestReplyRoundTripAndErrors(t *testing.T) {
 	c := codec(t, 0)
 	ctx := context.Background()
 	m, err := c.EncodeReply(ctx, "C1", remote.Reply{ID: "C1-1", Node: "n-1", Worker: 2, Pid: 77, Service: time.Millisecond,
-		Results: []any{"a", []byte("b")}})
+		Deliveries: 2, Results: []any{"a", []byte("b")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestReplyRoundTripAndErrors(t *testing.T) {
 		t.Fatalf("reply message %q %v", m.Subject, m.Header)
 	}
 	r, err := c.DecodeReply(ctx, m.Header, m.Data)
-	if err != nil || r.ID != "C1-1" || r.Node != "n-1" || r.Worker != 2 || r.Pid != 77 || r.Service != time.Millisecond ||
+	if err != nil || r.ID != "C1-1" || r.Node != "n-1" || r.Worker != 2 || r.Pid != 77 || r.Service != time.Millisecond || r.Deliveries != 2 ||
 		!reflect.DeepEqual(r.Results, []any{"a", []byte("b")}) {
 		t.Fatalf("reply %+v, %v", r, err)
 	}
