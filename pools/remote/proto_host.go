@@ -226,9 +226,9 @@ func ReadNodes(ctx context.Context, js jetstream.JetStream) ([]Advert, error) {
 		}
 		out = append(out, a)
 	}
-	if err := keys.Stop(); err != nil {
-		errs = append(errs, err)
-	}
+	// The lister stops its watcher itself once it has listed every key;
+	// Stop only matters when the loop ends early, so its error is noise.
+	_ = keys.Stop()
 	sortAdverts(out)
 	return out, errors.Join(errs...)
 }

@@ -291,6 +291,12 @@ func TestEnsureAndReadNodes(t *testing.T) {
 	if !errors.Is(err, remote.ErrMalformed) || len(nodes) != 2 || nodes[0].Node != "a-1" || nodes[1].Node != "b-2" {
 		t.Fatalf("%+v %v", nodes, err)
 	}
+	if err := kv.Delete(ctx, "junk"); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := remote.ReadNodes(ctx, c.JS); err != nil || len(nodes) != 2 {
+		t.Fatalf("a clean listing: %+v %v", nodes, err)
+	}
 	// Pools: a node (update=false) then a coordinator (update=true) on one stream.
 	if _, _, err := remote.EnsurePool(ctx, c.JS, "p", remote.PoolSettings{}, false); err != nil {
 		t.Fatal(err)
