@@ -22,7 +22,9 @@ import (
 	"github.com/slither-go/slither/internal/pybuild"
 	"github.com/slither-go/slither/internal/pyvenv"
 	"github.com/slither-go/slither/monitor"
+	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
+	"github.com/slither-go/slither/pools/remote"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
 )
@@ -54,6 +56,21 @@ type Config struct {
 	// Engine.Handler serves the same for a program that mounts it on its
 	// own server instead.
 	HTTP HTTPConfig `yaml:"http"`
+	// NATS is the connection remote pools use (env SLITHER_NATS_URL,
+	// SLITHER_NATS_<SETTING>, SLITHER_NATS_TLS_<SETTING>). Its URL is
+	// required when Remote names a pool; the engine connects only then.
+	NATS remote.ConnOptions `yaml:"nats"`
+	// Remote names the remote pools: batches published over NATS
+	// JetStream and run by `slither node` processes that serve a pool of
+	// that name. A name must differ from every process pool's (the
+	// implied "default" one included); Engine.Pool(name) returns it.
+	Remote map[string]RemoteConfig `yaml:"remote"`
+
+	// Host, when set, answers the Python host calls and views
+	// (slither.host_call, slither.view) of every pool the engine starts,
+	// instead of the engine's own view registry: a node sets it to
+	// forward them to the engine that coordinates the batch.
+	Host pools.HostFunc `yaml:"-"`
 
 	Stores    []store.Definition `yaml:"-"`
 	Telemetry *telemetry.Bus     `yaml:"-"`
@@ -163,6 +180,30 @@ func (pc ProcessConfig) options(shared []string) process.Options {
 	}
 }
 
+// validateNamed checks the names and settings of one kind of named pools:
+// not empty, not alike but for case (their variables, prefix+NAME_*,
+// could not tell them apart), no negative setting.
+func validateNamed[T any](kind, prefix string, m map[string]T) []error {
+	var errs []error
+	upper := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if name == "" {
+			errs = append(errs, fmt.Errorf("a %s has an empty name", kind))
+		}
+		if other, dup := upper[strings.ToUpper(name)]; dup {
+			errs = append(errs, fmt.Errorf("%ss %q and %q differ only in case (%s%s_* could not tell them apart)",
+				kind, other, name, prefix, strings.ToUpper(name)))
+		}
+		upper[strings.ToUpper(name)] = name
+		for _, f := range envFields(reflect.ValueOf(m[name])) {
+			if f.negative() {
+				errs = append(errs, fmt.Errorf("%s %q: %s is negative", kind, name, f.key))
+			}
+		}
+	}
+	return errs
+}
+
 func (c Config) validate() error {
 	var errs []error
 	if c.Thread.Workers < 0 {
@@ -171,22 +212,8 @@ func (c Config) validate() error {
 	if c.Thread.Disabled && c.Thread.Required {
 		errs = append(errs, errors.New("thread.disabled and thread.required are both set"))
 	}
-	upper := map[string]string{}
-	for _, name := range slices.Sorted(maps.Keys(c.Process)) {
-		if name == "" {
-			errs = append(errs, errors.New("a process pool has an empty name"))
-		}
-		if other, dup := upper[strings.ToUpper(name)]; dup {
-			errs = append(errs, fmt.Errorf("process pools %q and %q differ only in case (SLITHER_POOL_%s_* could not tell them apart)",
-				other, name, strings.ToUpper(name)))
-		}
-		upper[strings.ToUpper(name)] = name
-		for _, f := range envFields(reflect.ValueOf(c.Process[name])) {
-			if f.negative() {
-				errs = append(errs, fmt.Errorf("process pool %q: %s is negative", name, f.key))
-			}
-		}
-	}
+	errs = append(errs, validateNamed("process pool", poolEnvPrefix, c.Process)...)
+	errs = append(errs, c.validateRemote()...)
 	if c.HTTP.Addr != "" {
 		if _, err := c.HTTP.listenAddr(); err != nil {
 			errs = append(errs, err)
@@ -257,41 +284,64 @@ func ParseConfig(data []byte) (Config, error) {
 //	SLITHER_POOL_<NAME>_THREADS=2    SLITHER_POOL_<NAME>_CALL_TIMEOUT=30s
 //	SLITHER_VENV=/srv/app/.venv
 //	SLITHER_HTTP_ADDR=:9090          SLITHER_HTTP_TOKEN=secret
+//	SLITHER_NATS_URL=nats://nats:4222 SLITHER_NATS_CREDS_FILE=/etc/slither/app.creds
+//	SLITHER_NATS_TLS_CA_FILE=/etc/ssl/nats-ca.pem
+//	SLITHER_REMOTE_<NAME>_MAX_IN_FLIGHT=64 SLITHER_REMOTE_<NAME>_ACK_WAIT=1m
 //
 // <NAME> is the name, in upper case, of a process pool the config already
-// has ("DEFAULT" for the default one when it names none); a setting is any
-// scalar key of [ThreadConfig] or [ProcessConfig] in upper case
+// has ("DEFAULT" for the default one when it names none), or of a remote
+// pool it has; a setting is any scalar key of [ThreadConfig],
+// [ProcessConfig] or [RemoteConfig] in upper case
 // (SLITHER_POOL_DEFAULT_MAX_RESTARTS, SLITHER_THREAD_REQUIRED, ...;
 // THREADS is short for THREADS_PER_WORKER). Lists are set in the file only.
-// SLITHER_HTTP_<KEY> sets a key of [HTTPConfig]. A SLITHER_THREAD_*,
-// SLITHER_POOL_* or SLITHER_HTTP_* variable that names no pool or no
+// SLITHER_HTTP_<KEY> sets a key of [HTTPConfig], SLITHER_NATS_<KEY> one of
+// the nats section ([remote.ConnOptions]) and SLITHER_NATS_TLS_<KEY> one of
+// its tls. A SLITHER_THREAD_*, SLITHER_POOL_*, SLITHER_REMOTE_*,
+// SLITHER_HTTP_* or SLITHER_NATS_* variable that names no pool or no
 // setting is an error naming it and what is valid, never a new pool. The
 // scalar keys of Config itself are SLITHER_<KEY> (SLITHER_VENV); other
 // SLITHER_* variables (SLITHER_PYTHON) are left to their own readers.
 func (c *Config) ApplyEnv(environ []string) error {
 	var errs []error
 	top := envFields(reflect.ValueOf(c).Elem())
+	// Longest prefix first: SLITHER_NATS_TLS_ before SLITHER_NATS_.
+	sections := []struct {
+		prefix string
+		v      reflect.Value
+	}{
+		{"SLITHER_THREAD_", reflect.ValueOf(&c.Thread).Elem()},
+		{"SLITHER_HTTP_", reflect.ValueOf(&c.HTTP).Elem()},
+		{"SLITHER_NATS_TLS_", reflect.ValueOf(&c.NATS.TLS).Elem()},
+		{"SLITHER_NATS_", reflect.ValueOf(&c.NATS).Elem()},
+	}
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		switch {
 		case strings.HasPrefix(k, "SLITHER_") && top[strings.TrimPrefix(k, "SLITHER_")].v.IsValid():
 			errs = append(errs, top[strings.TrimPrefix(k, "SLITHER_")].set(k, v))
-		case strings.HasPrefix(k, "SLITHER_THREAD_"):
-			fields := envFields(reflect.ValueOf(&c.Thread).Elem())
-			if f, ok := fields[strings.TrimPrefix(k, "SLITHER_THREAD_")]; ok {
+			continue
+		case strings.HasPrefix(k, poolEnvPrefix):
+			var implied []string
+			if len(c.Process) == 0 {
+				implied = []string{DefaultPool}
+			}
+			errs = append(errs, applyNamedEnv(k, v, poolEnvPrefix, "process pool", &c.Process, implied))
+			continue
+		case strings.HasPrefix(k, remoteEnvPrefix):
+			errs = append(errs, applyNamedEnv(k, v, remoteEnvPrefix, "remote pool", &c.Remote, nil))
+			continue
+		}
+		for _, sec := range sections {
+			if !strings.HasPrefix(k, sec.prefix) {
+				continue
+			}
+			fields := envFields(sec.v)
+			if f, ok := fields[strings.TrimPrefix(k, sec.prefix)]; ok {
 				errs = append(errs, f.set(k, v))
 			} else {
-				errs = append(errs, fmt.Errorf("%s: unknown setting (SLITHER_THREAD_<SETTING>, settings: %s)", k, settingNames(fields)))
+				errs = append(errs, fmt.Errorf("%s: unknown setting (%s<SETTING>, settings: %s)", k, sec.prefix, settingNames(fields)))
 			}
-		case strings.HasPrefix(k, "SLITHER_POOL_"):
-			errs = append(errs, c.applyPoolEnv(k, v))
-		case strings.HasPrefix(k, "SLITHER_HTTP_"):
-			fields := envFields(reflect.ValueOf(&c.HTTP).Elem())
-			if f, ok := fields[strings.TrimPrefix(k, "SLITHER_HTTP_")]; ok {
-				errs = append(errs, f.set(k, v))
-			} else {
-				errs = append(errs, fmt.Errorf("%s: unknown setting (SLITHER_HTTP_<SETTING>, settings: %s)", k, settingNames(fields)))
-			}
+			break
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -300,13 +350,24 @@ func (c *Config) ApplyEnv(environ []string) error {
 	return nil
 }
 
-func (c *Config) applyPoolEnv(k, v string) error {
-	names := slices.Sorted(maps.Keys(c.Process))
+// The variable prefixes of named pools: prefix + NAME + "_" + SETTING.
+const (
+	poolEnvPrefix   = "SLITHER_POOL_"
+	remoteEnvPrefix = "SLITHER_REMOTE_"
+)
+
+// applyNamedEnv sets one setting of a named pool in *m from the variable
+// k=v (prefix + NAME + "_" + SETTING). The pool must be in *m, or be one of
+// implied (a pool the engine starts though the config names none); a
+// variable never adds a pool of a new name.
+func applyNamedEnv[T any](k, v, prefix, kind string, m *map[string]T, implied []string) error {
+	names := slices.Sorted(maps.Keys(*m))
 	if len(names) == 0 {
-		names = []string{DefaultPool}
+		names = implied
 	}
-	rest := strings.TrimPrefix(k, "SLITHER_POOL_")
-	settings := settingNames(envFields(reflect.ValueOf(&ProcessConfig{}).Elem()))
+	rest := strings.TrimPrefix(k, prefix)
+	var zero T
+	settings := settingNames(envFields(reflect.ValueOf(&zero).Elem()))
 	var match string
 	for _, n := range names { // the longest name wins: "a" and "a_b" both prefix A_B_WORKERS
 		if strings.HasPrefix(rest, strings.ToUpper(n)+"_") && len(n) > len(match) {
@@ -318,22 +379,26 @@ func (c *Config) applyPoolEnv(k, v string) error {
 		for i, n := range names {
 			upper[i] = strings.ToUpper(n)
 		}
-		return fmt.Errorf("%s: names no configured process pool (SLITHER_POOL_<NAME>_<SETTING>, names: %s; settings: %s)",
-			k, strings.Join(upper, ", "), settings)
+		list := strings.Join(upper, ", ")
+		if list == "" {
+			list = "none"
+		}
+		return fmt.Errorf("%s: names no configured %s (%s<NAME>_<SETTING>, names: %s; settings: %s)",
+			k, kind, prefix, list, settings)
 	}
-	if c.Process == nil {
-		c.Process = map[string]ProcessConfig{}
+	if *m == nil {
+		*m = map[string]T{}
 	}
-	p := c.Process[match]
+	p := (*m)[match]
 	fields := envFields(reflect.ValueOf(&p).Elem())
 	f, ok := fields[strings.TrimPrefix(rest, strings.ToUpper(match)+"_")]
 	if !ok {
-		return fmt.Errorf("%s: unknown setting for process pool %q (settings: %s)", k, match, settings)
+		return fmt.Errorf("%s: unknown setting for %s %q (settings: %s)", k, kind, match, settings)
 	}
 	if err := f.set(k, v); err != nil {
 		return err
 	}
-	c.Process[match] = p
+	(*m)[match] = p
 	return nil
 }
 

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/slither-go/slither/capacity"
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/internal/pyvenv"
@@ -35,6 +37,7 @@ import (
 	"github.com/slither-go/slither/pipe"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process"
+	"github.com/slither-go/slither/pools/remote"
 	"github.com/slither-go/slither/store"
 	"github.com/slither-go/slither/telemetry"
 )
@@ -52,6 +55,8 @@ type Engine struct {
 	thread  pools.Pool // nil without an embedded pool
 	procs   map[string]*process.Pool
 	routers map[string]*pools.Router
+	remotes map[string]*remote.Pool
+	nc      *nats.Conn // the remote pools' connection; nil without them
 	mon     *monitor.Monitor
 	handler http.Handler
 	srv     *http.Server  // nil without Config.HTTP.Addr
@@ -69,7 +74,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, tel: cfg.Telemetry, stores: map[string]*store.Store{}, procs: map[string]*process.Pool{},
-		routers: map[string]*pools.Router{}}
+		routers: map[string]*pools.Router{}, remotes: map[string]*remote.Pool{}}
 	if e.tel == nil {
 		e.tel = telemetry.New(cfg.Logger)
 	}
@@ -104,8 +109,11 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	cores := capacity.Cores().Usable
-	host := func(ctx context.Context, c pools.HostCall) (any, error) {
-		return e.views.HostCall(ctx, c.Name, c.Args, c.Session)
+	host := cfg.Host
+	if host == nil {
+		host = func(ctx context.Context, c pools.HostCall) (any, error) {
+			return e.views.HostCall(ctx, c.Name, c.Args, c.Session)
+		}
 	}
 	if !cfg.Thread.Disabled {
 		workers := cfg.Thread.Workers
@@ -152,6 +160,9 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			r.DeclareThreadSafe(d.Module, d.Function)
 		}
 		e.routers[name] = r
+	}
+	if err := e.startRemote(ctx, host); err != nil {
+		return nil, err
 	}
 	if cfg.HTTP.Addr != "" {
 		if err := e.serve(); err != nil {
@@ -200,8 +211,8 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// monitoredPools are the pools the monitor reports: the thread pool and
-// every process pool (not the routers over them).
+// monitoredPools are the pools the monitor reports: the thread pool,
+// every process pool (not the routers over them) and every remote pool.
 func (e *Engine) monitoredPools() []pools.Pool {
 	var ps []pools.Pool
 	if e.thread != nil {
@@ -209,6 +220,9 @@ func (e *Engine) monitoredPools() []pools.Pool {
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.procs)) {
 		ps = append(ps, e.procs[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.remotes)) {
+		ps = append(ps, e.remotes[name])
 	}
 	return ps
 }
@@ -225,7 +239,9 @@ func (e *Engine) log() *slog.Logger {
 }
 
 // Close stops the engine: pools drain (their running batches finish, until
-// ctx ends), then the stores close. It is idempotent.
+// ctx ends; a remote pool waits for the results of the batches it
+// published), then the NATS connection and the stores close. It is
+// idempotent.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		var errs []error
@@ -243,7 +259,13 @@ func (e *Engine) Close(ctx context.Context) error {
 		}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		all := slices.Collect(maps.Values(e.procs))
+		var all []pools.Pool
+		for _, p := range e.procs {
+			all = append(all, p)
+		}
+		for _, p := range e.remotes {
+			all = append(all, p)
+		}
 		for _, p := range all {
 			wg.Add(1)
 			go func() {
@@ -261,6 +283,9 @@ func (e *Engine) Close(ctx context.Context) error {
 			}
 		}
 		wg.Wait()
+		if err := e.closeConn(ctx); err != nil {
+			errs = append(errs, err)
+		}
 		for _, s := range e.stores {
 			s.Close()
 		}
@@ -357,23 +382,30 @@ func (e *Engine) defaultPool() string {
 }
 
 // Pool returns the router over the thread pool and the process pool named
-// name ("" for the default): batches go where their Route says.
+// name ("" for the default): batches go where their Route says. For the
+// name of a remote pool it returns that pool (its nodes pick the route).
 func (e *Engine) Pool(name string) (pools.Pool, error) {
 	if name == "" {
 		name = e.defaultPool()
 	}
-	r, ok := e.routers[name]
-	if !ok {
-		return nil, fmt.Errorf("engine: no process pool named %q (pools: %v)", name, slices.Sorted(maps.Keys(e.routers)))
+	if r, ok := e.routers[name]; ok {
+		return r, nil
 	}
-	return r, nil
+	if p, ok := e.remotes[name]; ok {
+		return p, nil
+	}
+	remotes := ""
+	if len(e.remotes) > 0 {
+		remotes = fmt.Sprintf("; remote pools: %v", slices.Sorted(maps.Keys(e.remotes)))
+	}
+	return nil, fmt.Errorf("engine: no process pool named %q (pools: %v%s)", name, slices.Sorted(maps.Keys(e.routers)), remotes)
 }
 
 // DispatchOptions are dispatch.Options plus the pool to use.
 type DispatchOptions struct {
 	dispatch.Options
-	// Pool names the process pool ("" for the default); Options.Route
-	// picks between it and the thread pool.
+	// Pool names the process pool ("" for the default) or a remote pool;
+	// Options.Route picks between the process pool and the thread pool.
 	Pool string
 }
 
@@ -430,7 +462,8 @@ func (e *Engine) StreamPipe(ctx context.Context, p *pipe.Pipe, items iter.Seq[di
 }
 
 // Session opens a session with strict affinity on the pool named pool
-// ("" for the default router): its batches all run on one worker, where
+// ("" for the default router; a remote pool's name for one of its nodes):
+// its batches all run on one worker, where
 // slither.session() and slither.ref keep state. Everything it holds is
 // released when it is closed or ctx ends.
 func (e *Engine) Session(ctx context.Context, pool string) (*pools.Session, error) {

@@ -5,7 +5,9 @@
 // state, capacity and recommendations), `slither bench` (the thread-vs-
 // process matrix), `slither example` (the five end-to-end examples, and
 // --serve to keep one running for watching) and `slither top` (a running
-// engine's pools, workers, routes, GIL and errors, live in the terminal).
+// engine's pools, workers, routes, GIL and errors, live in the terminal)
+// and `slither node` (serve this machine's pools to remote engines over NATS
+// JetStream).
 package main
 
 import (
@@ -41,6 +43,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newTop(), withBundle(newPython()), newInit())
+	root.AddCommand(newDemo(), newDoctor(), newBench(), newExample(), newTop(), withBundle(newPython()), newInit(), newNode())
 	return root
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -9,5 +10,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The remote end-to-end tests start this binary as `slither node`.
+	if os.Getenv(remoteChildEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
