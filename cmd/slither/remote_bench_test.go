@@ -9,6 +9,7 @@ import (
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/pools"
 )
 
@@ -67,7 +68,9 @@ func BenchmarkRemoteOverhead(b *testing.B) {
 	ctx := e2eCtx(b, 10*time.Minute)
 	c := newCluster(b, natsdev.Options{})
 	c.startNode(ctx, nodeConfig(b, "{workers: 1}", ""))
-	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 1}, nil)
+	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 1}, func(cfg *engine.Config) {
+		cfg.Stores = append(cfg.Stores, storetest.Prices())
+	})
 	for _, size := range []int{1, 64} {
 		items := make([]any, size)
 		for i := range items {
@@ -90,6 +93,32 @@ func BenchmarkRemoteOverhead(b *testing.B) {
 					}
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/item")
+			})
+		}
+	}
+	// A store view read from Python on the node goes back to this
+	// process over NATS request/reply: a batch of 64 items reading one
+	// view each, against the same batch that reads none (noop), gives the
+	// price of one view.
+	skus := make([]any, 64)
+	for i := range skus {
+		skus[i] = "A1"
+	}
+	for _, name := range []string{"local", "work"} {
+		p, err := eng.Pool(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kind := map[string]string{"local": "process", "work": "remote"}[name]
+		for _, fn := range []string{"noop", "price"} {
+			b.Run(fmt.Sprintf("views=%s/pool=%s", map[string]string{"noop": "0", "price": "64"}[fn], kind), func(b *testing.B) {
+				bt := pools.Batch{Module: "remote_e2e", Function: fn, Items: skus, Route: pools.Process}
+				for b.Loop() {
+					if _, err := p.Submit(context.Background(), bt); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(skus)), "ns/item")
 			})
 		}
 	}
