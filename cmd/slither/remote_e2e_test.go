@@ -7,6 +7,7 @@ package main
 // runs main() -> `slither node` exactly as the installed command does.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -240,7 +241,7 @@ func TestRemoteDispatchAcrossNodes(t *testing.T) {
 	for range 3 {
 		c.startNode(ctx, cfg)
 	}
-	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 3}, func(cfg *engine.Config) {
+	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 3, MaxPayload: 8 << 20}, func(cfg *engine.Config) {
 		cfg.Stores = append(cfg.Stores, storetest.Prices())
 	})
 	p, err := eng.Pool("work")
@@ -341,6 +342,27 @@ func TestRemoteDispatchAcrossNodes(t *testing.T) {
 				t.Fatalf("session moved from pid %v to %v", pid, got[1])
 			}
 			pid = got[1]
+		}
+	})
+	t.Run("large-payload", func(t *testing.T) {
+		// 3 MiB each way through a server whose max payload is 1 MiB: the
+		// object store carries it, transparently.
+		big := bytes.Repeat([]byte("slither"), 3<<20/7)
+		res, err := p.Submit(ctx, batch("noop", big, "small"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(res[0].([]byte), big) || res[1] != "small" {
+			t.Fatalf("a 3 MiB item came back as %d bytes", len(res[0].([]byte)))
+		}
+		// Over the pool's max_payload (8 MiB here): a clear error, and the
+		// pool goes on.
+		_, err = p.Submit(ctx, batch("noop", bytes.Repeat([]byte{1}, 9<<20)))
+		if !errors.Is(err, remote.ErrPayloadTooLarge) {
+			t.Fatalf("a 9 MiB batch over an 8 MiB limit: %v", err)
+		}
+		if _, err := p.Submit(ctx, batch("double", 21)); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("view", func(t *testing.T) {
