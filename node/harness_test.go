@@ -17,8 +17,8 @@ import (
 
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/internal/leaktest"
-	"github.com/slither-go/slither/internal/natsdev"
-	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
+	"github.com/slither-go/slither/natsdev"
+	"github.com/slither-go/slither/natsdev/natsdevtest"
 	"github.com/slither-go/slither/internal/pyhold"
 	"github.com/slither-go/slither/node"
 	"github.com/slither-go/slither/pools"

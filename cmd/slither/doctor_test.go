@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/slither-go/slither/capacity"
-	"github.com/slither-go/slither/internal/natsdev"
-	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
+	"github.com/slither-go/slither/natsdev"
+	"github.com/slither-go/slither/natsdev/natsdevtest"
 	"github.com/slither-go/slither/pools/remote"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/internal/cachedir"
-	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/monitor"
 	"github.com/slither-go/slither/node"
 	"github.com/slither-go/slither/pools/remote"

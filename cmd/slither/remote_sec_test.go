@@ -13,7 +13,7 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
-	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/pools/remote"
 )
 

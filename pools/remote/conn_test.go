@@ -25,8 +25,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/slither-go/slither/internal/leaktest"
-	"github.com/slither-go/slither/internal/natsdev"
-	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
+	"github.com/slither-go/slither/natsdev"
+	"github.com/slither-go/slither/natsdev/natsdevtest"
 	"github.com/slither-go/slither/pools/remote"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/remote"
 )

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/slither-go/slither/internal/natsdev"
-	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
+	"github.com/slither-go/slither/natsdev"
+	"github.com/slither-go/slither/natsdev/natsdevtest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
 	"github.com/slither-go/slither/pools/remote"

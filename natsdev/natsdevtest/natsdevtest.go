@@ -6,7 +6,7 @@ package natsdevtest
 import (
 	"testing"
 
-	"github.com/slither-go/slither/internal/natsdev"
+	"github.com/slither-go/slither/natsdev"
 )
 
 // Start starts a server with opts, failing t if it cannot.

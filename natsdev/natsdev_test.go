@@ -16,8 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/slither-go/slither/internal/leaktest"
-	"github.com/slither-go/slither/internal/natsdev"
-	"github.com/slither-go/slither/internal/natsdev/natsdevtest"
+	"github.com/slither-go/slither/natsdev"
+	"github.com/slither-go/slither/natsdev/natsdevtest"
 )
 
 func TestMain(m *testing.M) {

@@ -1,7 +1,12 @@
 // Package natsdev runs an embedded NATS server with JetStream inside the
-// current process: for tests of the remote pool (issue #17) and for the
-// single-binary dev mode, where the engine and `slither node` share one
-// server and no external NATS is needed.
+// current process, so that remote pools can be tried on one machine with
+// no NATS installed: `slither node --dev` runs one, and a program can start
+// one, serve a pool on it with node.Start and point an engine's remote pool
+// at URL (docs/remote.md shows it). The remote pool's tests use it too
+// (natsdevtest). Production wants a real NATS deployment instead.
+//
+// Importing this package links the NATS server into the binary (about
+// 20 MB); the engine, node and pools/remote packages never import it.
 //
 // The server never installs signal handlers (NoSigs): SIGTERM belongs to the
 // host process, whose drain logic must see it.
