@@ -72,7 +72,7 @@ type Pool struct {
 	slots    []*slot
 	waiters  []*waiter
 	sessions map[string]*session // sessions with batches in flight or a live pin
-	ended    tombstones          // recently closed or lost sessions
+	ended    pools.EndedSessions // recently closed or lost sessions
 	closed   bool                // no new Submits
 	stopping bool                // workers are being stopped: no restarts
 	failed   error               // set while the restart breaker is open

@@ -42,16 +42,16 @@ func (p *Pool) enter(b pools.Batch) (*session, error) {
 	sess := p.sessions[b.Session]
 	if sess == nil {
 		sess = &session{id: b.Session}
-		if e, ok := p.ended.get(b.Session); ok {
-			if e.closed {
-				return nil, e.err
+		if e, ok := p.ended.Get(b.Session); ok {
+			if e.Closed {
+				return nil, e.Err
 			}
-			sess.lost = e.err // its unpinned batches may still run
+			sess.lost = e.Err // its unpinned batches may still run
 		}
 		p.sessions[b.Session] = sess
 	}
 	if sess.closing {
-		return nil, closedError(b.Session)
+		return nil, pools.SessionClosedError(b.Session)
 	}
 	if sess.lost != nil && b.Pinned() {
 		return nil, sess.lost
@@ -61,10 +61,6 @@ func (p *Pool) enter(b pools.Batch) (*session, error) {
 		sess.unpinned = true
 	}
 	return sess, nil
-}
-
-func closedError(id string) error {
-	return fmt.Errorf("%w: session %s was closed (CloseSession); its state is gone", pools.ErrSessionLost, id)
 }
 
 // leaveLocked ends a batch of sess (nil: none) and returns the close
@@ -85,7 +81,7 @@ func (p *Pool) settleLocked(sess *session) closeSends {
 	switch {
 	case sess.closing:
 		delete(p.sessions, sess.id)
-		p.ended.put(sess.id, endedSession{err: closedError(sess.id), closed: true})
+		p.ended.Put(sess.id, pools.EndedSession{Err: pools.SessionClosedError(sess.id), Closed: true})
 		if sess.slot != nil && sess.lost == nil {
 			sess.slot.pins--
 		}
@@ -99,7 +95,7 @@ func (p *Pool) settleLocked(sess *session) closeSends {
 		return cs
 	case sess.lost != nil:
 		delete(p.sessions, sess.id)
-		p.ended.put(sess.id, endedSession{err: sess.lost})
+		p.ended.Put(sess.id, pools.EndedSession{Err: sess.lost})
 	case sess.slot == nil: // never pinned: nothing to remember
 		delete(p.sessions, sess.id)
 	}
@@ -131,8 +127,8 @@ func (p *Pool) CloseSession(id string) {
 			sess.closing = true
 			cs = p.settleLocked(sess)
 		}
-	} else if e, ok := p.ended.get(id); !ok || !e.closed {
-		p.ended.put(id, endedSession{err: closedError(id), closed: true})
+	} else if e, ok := p.ended.Get(id); !ok || !e.Closed {
+		p.ended.Put(id, pools.EndedSession{Err: pools.SessionClosedError(id), Closed: true})
 		if !ok { // unknown: unpinned batches may have left state on any worker
 			cs = closeSends{id: id, to: p.liveLocked()}
 		}
@@ -151,45 +147,6 @@ func (p *Pool) unpinLocked(s *slot, pr *proc, crash *CrashError) {
 			p.settleLocked(sess)
 		}
 	}
-}
-
-// maxEnded bounds how many closed or lost session ids a pool remembers.
-const maxEnded = 1 << 14
-
-// endedSession is how a session ended: closed, or lost with its worker.
-type endedSession struct {
-	err    error // what its later batches get
-	closed bool
-}
-
-// tombstones remembers the last maxEnded closed or lost sessions.
-type tombstones struct {
-	errs map[string]endedSession
-	ring []string
-	next int
-}
-
-func (t *tombstones) get(id string) (endedSession, bool) {
-	e, ok := t.errs[id]
-	return e, ok
-}
-
-func (t *tombstones) put(id string, e endedSession) {
-	if t.errs == nil {
-		t.errs = map[string]endedSession{}
-	}
-	if _, ok := t.errs[id]; ok {
-		t.errs[id] = e
-		return
-	}
-	if len(t.ring) < maxEnded {
-		t.ring = append(t.ring, id)
-	} else {
-		delete(t.errs, t.ring[t.next])
-		t.ring[t.next] = id
-		t.next = (t.next + 1) % maxEnded
-	}
-	t.errs[id] = e
 }
 
 // reentrantLocked fails a batch that would wait for a worker whose threads

@@ -115,7 +115,7 @@ type Pool struct {
 	gone     []string // ids of gone nodes still listed in Stats, oldest first
 	nextNode int
 	sessions map[string]*session
-	ended    tombstones
+	ended    pools.EndedSessions
 }
 
 // testHooks let this package's tests observe moments they synchronize on.

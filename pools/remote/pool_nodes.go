@@ -171,8 +171,8 @@ func (p *Pool) loseLocked(n *node, reason string) {
 		err := error(fmt.Errorf("%w: session %s was on node %s, which went away: %s", pools.ErrSessionLost, w.b.Session, n.id, reason))
 		if sess := p.sessions[w.b.Session]; sess != nil && sess.lost != nil {
 			err = sess.lost
-		} else if e, ok := p.ended.get(w.b.Session); ok {
-			err = e.err
+		} else if e, ok := p.ended.Get(w.b.Session); ok {
+			err = e.Err
 		}
 		w.done <- outcome{err: err}
 	}

@@ -7,10 +7,6 @@ import (
 	"github.com/slither-go/slither/pools"
 )
 
-// maxEnded is how many closed or lost session ids a pool remembers, so
-// that their later batches fail with pools.ErrSessionLost.
-const maxEnded = 16384
-
 // session is the pool's record of one session: kept while batches of it
 // are in flight, while it is pinned to a node, or while unpinned batches
 // may have left state on any node; a closed or lost session leaves a
@@ -22,41 +18,6 @@ type session struct {
 	lost     error  // set when that node went away
 	unpinned bool   // an unpinned batch ran: its state may be on any node
 	closing  bool   // CloseSession was called: it ends when refs drops to 0
-}
-
-// tombstone is the end of a session: closed, or lost with its node.
-type tombstone struct {
-	err    error
-	closed bool
-}
-
-// tombstones remember the last maxEnded ended sessions.
-type tombstones struct {
-	m     map[string]tombstone
-	order []string
-}
-
-func (t *tombstones) get(id string) (tombstone, bool) {
-	e, ok := t.m[id]
-	return e, ok
-}
-
-func (t *tombstones) put(id string, e tombstone) {
-	if t.m == nil {
-		t.m = map[string]tombstone{}
-	}
-	if _, ok := t.m[id]; !ok {
-		if len(t.order) == maxEnded {
-			delete(t.m, t.order[0])
-			t.order = t.order[1:]
-		}
-		t.order = append(t.order, id)
-	}
-	t.m[id] = e
-}
-
-func closedError(id string) error {
-	return fmt.Errorf("%w: session %s was closed (CloseSession); its state is gone", pools.ErrSessionLost, id)
 }
 
 // enter admits a Submit of b: it fails after Close, and for a session
@@ -76,15 +37,15 @@ func (p *Pool) enter(b pools.Batch) (*session, string, error) {
 	sess := p.sessions[b.Session]
 	if sess == nil {
 		sess = &session{id: b.Session}
-		if e, ok := p.ended.get(b.Session); ok {
-			if e.closed {
-				return nil, "", e.err
+		if e, ok := p.ended.Get(b.Session); ok {
+			if e.Closed {
+				return nil, "", e.Err
 			}
-			sess.lost = e.err // its unpinned batches may still run
+			sess.lost = e.Err // its unpinned batches may still run
 		}
 	}
 	if sess.closing {
-		return nil, "", closedError(b.Session)
+		return nil, "", pools.SessionClosedError(b.Session)
 	}
 	if b.Pinned() {
 		if sess.lost != nil {
@@ -136,7 +97,7 @@ func (p *Pool) settleLocked(sess *session) closeSends {
 	switch {
 	case sess.closing:
 		delete(p.sessions, sess.id)
-		p.ended.put(sess.id, tombstone{err: closedError(sess.id), closed: true})
+		p.ended.Put(sess.id, pools.EndedSession{Err: pools.SessionClosedError(sess.id), Closed: true})
 		cs := closeSends{id: sess.id}
 		if sess.node != "" && sess.lost == nil {
 			if n := p.nodes[sess.node]; n != nil {
@@ -154,7 +115,7 @@ func (p *Pool) settleLocked(sess *session) closeSends {
 		return cs
 	case sess.lost != nil:
 		delete(p.sessions, sess.id)
-		p.ended.put(sess.id, tombstone{err: sess.lost})
+		p.ended.Put(sess.id, pools.EndedSession{Err: sess.lost})
 	case sess.node == "" && !sess.unpinned: // nothing to remember
 		delete(p.sessions, sess.id)
 	}
@@ -175,8 +136,8 @@ func (p *Pool) CloseSession(id string) {
 			sess.closing = true
 			cs = p.settleLocked(sess)
 		}
-	} else if e, ok := p.ended.get(id); !ok || !e.closed {
-		p.ended.put(id, tombstone{err: closedError(id), closed: true})
+	} else if e, ok := p.ended.Get(id); !ok || !e.Closed {
+		p.ended.Put(id, pools.EndedSession{Err: pools.SessionClosedError(id), Closed: true})
 	}
 	p.mu.Unlock()
 	p.sendCloses(cs)
