@@ -34,14 +34,15 @@ func (n *Node) forwardHost(ctx context.Context, call pools.HostCall) (any, error
 	if coord == "" {
 		return nil, fmt.Errorf("node: host call %q outside a remote batch: no coordinator to ask", call.Name)
 	}
-	data, err := n.codec.EncodeHostCall(call)
-	if err != nil {
-		return nil, err
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultHostTimeout)
 		defer cancel()
+	}
+	dl, _ := ctx.Deadline()
+	data, err := n.codec.EncodeHostCall(call, dl) // the coordinator bounds the call by it too
+	if err != nil {
+		return nil, err
 	}
 	msg, err := n.nc.RequestWithContext(ctx, remote.HostSubject(coord), data)
 	switch {

@@ -250,7 +250,7 @@ func TestHostCallsGoToTheCoordinator(t *testing.T) {
 	var mu sync.Mutex
 	var seen []pools.HostCall
 	sub, err := c.nc.Subscribe(remote.HostSubject(c.id), func(m *nats.Msg) {
-		call, err := c.codec.DecodeHostCall(m.Data)
+		call, _, err := c.codec.DecodeHostCall(m.Data)
 		if err == nil {
 			mu.Lock()
 			seen = append(seen, call)

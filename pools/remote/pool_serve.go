@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,6 +15,10 @@ import (
 // hostConcurrency bounds the host calls (views) a pool answers at once;
 // further requests wait in the subscription (a callback runs serially).
 const hostConcurrency = 64
+
+// hostTimeout bounds a host call whose batch has no deadline (the node
+// waits as long: node.DefaultHostTimeout).
+const hostTimeout = time.Minute
 
 // What the pool listens to: its results, the server's MAX_DELIVERIES
 // advisories for its stream, and host calls from its batches' Python code.
@@ -127,11 +132,19 @@ func (p *Pool) onHostCall(m *nats.Msg) {
 // ends when the pool closes.
 func (p *Pool) answerHost(m *nats.Msg) {
 	var data []byte
-	call, err := p.codec.DecodeHostCall(m.Data)
+	call, dl, err := p.codec.DecodeHostCall(m.Data)
 	if err != nil {
 		data = p.codec.EncodeHostReply(nil, fmt.Errorf("remote pool %s: %w", p.o.Name, err))
 	} else {
-		v, err := p.o.Host.Call(p.life, call)
+		// Bounded by the calling batch's deadline (the node gives up then
+		// anyway), else by hostTimeout: a stuck view must not hold a slot
+		// of hostSem for ever.
+		if dl.IsZero() {
+			dl = time.Now().Add(hostTimeout)
+		}
+		ctx, cancel := context.WithDeadline(p.life, dl)
+		v, err := p.o.Host.Call(ctx, call)
+		cancel()
 		data = p.codec.EncodeHostReply(v, err)
 	}
 	if err := m.Respond(data); err != nil {

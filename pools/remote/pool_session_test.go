@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -137,7 +138,7 @@ func TestPoolHostCalls(t *testing.T) {
 	startNode(t, e.s, testPool, 2, func(n *fakeNode, m jetstream.Msg, call remote.Call) {
 		out := make([]any, len(call.Batch.Items))
 		for i, it := range call.Batch.Items {
-			data, err := n.codec.EncodeHostCall(pools.HostCall{Name: it.(string), Args: []any{int64(20), int64(22)}, Session: call.Batch.Session})
+			data, err := n.codec.EncodeHostCall(pools.HostCall{Name: it.(string), Args: []any{int64(20), int64(22)}, Session: call.Batch.Session}, time.Time{})
 			if err != nil {
 				t.Error(err)
 				return

@@ -277,7 +277,8 @@ func ResultConsumerConfig(coord string) jetstream.ConsumerConfig {
 
 // EnsureNodes opens the nodes bucket, creating it with ttl (0 =
 // DefaultNodeTTL) if it is missing. Expired entries leave a purge marker,
-// so a watcher sees a dead node go.
+// so a watcher sees a dead node go. The bucket is on file storage: a NATS
+// restart must not erase it under the nodes' heartbeats.
 func EnsureNodes(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, NodesBucket)
 	if err == nil {
@@ -290,7 +291,7 @@ func EnsureNodes(ctx context.Context, js jetstream.JetStream, ttl time.Duration)
 		ttl = DefaultNodeTTL
 	}
 	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: NodesBucket, TTL: ttl, History: 1, Storage: jetstream.MemoryStorage, LimitMarkerTTL: time.Second,
+		Bucket: NodesBucket, TTL: ttl, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second,
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = js.KeyValue(ctx, NodesBucket)

@@ -227,7 +227,9 @@ func (c *Codec) EncodeReply(ctx context.Context, coord string, r Reply) (*nats.M
 	if err != nil {
 		return nil, fmt.Errorf("remote: encoding reply: %w", err)
 	}
-	if err := c.setBody(ctx, m, r.ID+".out", hdr, atts); err != nil {
+	// Named per node and delivery: two nodes answering one redelivered
+	// batch must not overwrite each other's object.
+	if err := c.setBody(ctx, m, fmt.Sprintf("%s.out.%s.%d", r.ID, r.Node, r.Deliveries), hdr, atts); err != nil {
 		if body.Err != nil {
 			return nil, err
 		}
@@ -276,8 +278,9 @@ func (c *Codec) setBody(ctx context.Context, m *nats.Msg, name string, hdr []byt
 	if _, err := wire.WriteFrameLimit(&buf, nil, hdr, atts, c.limit()); err != nil {
 		return fmt.Errorf("%w: %w (limit %d bytes)", ErrPayloadTooLarge, err, c.limit())
 	}
-	max := int(c.Conn.MaxPayload()) - headerMargin
-	if buf.Len() <= max {
+	server := int(c.Conn.MaxPayload())
+	room := max(server-headerMargin, server/2) // a tiny server limit must not wrap
+	if buf.Len() <= room {
 		m.Data = buf.Bytes()
 		return nil
 	}
@@ -286,7 +289,7 @@ func (c *Codec) setBody(ctx context.Context, m *nats.Msg, name string, hdr []byt
 		return err
 	}
 	// Chunks must fit a message too (the default chunk is 128 KiB).
-	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: uint32(min(128<<10, max))}}
+	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: uint32(min(128<<10, room))}}
 	if _, err := obs.Put(ctx, meta, bytes.NewReader(buf.Bytes())); err != nil {
 		return fmt.Errorf("remote: storing a %d-byte payload: %w", buf.Len(), err)
 	}

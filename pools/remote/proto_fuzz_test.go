@@ -27,7 +27,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = c.DecodeCall(ctx, h, data)
 		_, _ = c.DecodeReply(ctx, h, data)
-		_, _ = c.DecodeHostCall(data)
+		_, _, _ = c.DecodeHostCall(data)
 		_, _ = c.DecodeHostReply(data)
 		_, _ = remote.ParseAdvert(data)
 	})

@@ -28,6 +28,9 @@ type hostBody struct {
 	Worker  int             `json:"w"`
 	Pid     int             `json:"p"`
 	Pool    string          `json:"k,omitempty"`
+	// Deadline is the calling batch's deadline, Unix nanoseconds (0:
+	// none): the coordinator bounds the host function by it.
+	Deadline int64 `json:"d,omitempty"`
 }
 
 type hostReplyBody struct {
@@ -35,34 +38,44 @@ type hostReplyBody struct {
 	Err   string          `json:"e,omitempty"`
 }
 
-// EncodeHostCall encodes a host call for a request to HostSubject(coord).
-func (c *Codec) EncodeHostCall(call pools.HostCall) ([]byte, error) {
+// EncodeHostCall encodes a host call for a request to HostSubject(coord);
+// deadline (zero: none) is the calling batch's.
+func (c *Codec) EncodeHostCall(call pools.HostCall, deadline time.Time) ([]byte, error) {
 	var e wire.Encoder
 	if err := e.List(call.Args); err != nil {
 		return nil, fmt.Errorf("remote: host call %q: %w", call.Name, err)
 	}
-	hdr, err := json.Marshal(hostBody{Name: call.Name, Args: e.Buf, Session: call.Session, Worker: call.Worker, Pid: call.Pid, Pool: string(call.Pool)})
+	b := hostBody{Name: call.Name, Args: e.Buf, Session: call.Session, Worker: call.Worker, Pid: call.Pid, Pool: string(call.Pool)}
+	if !deadline.IsZero() {
+		b.Deadline = deadline.UnixNano()
+	}
+	hdr, err := json.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("remote: host call %q: %w", call.Name, err)
 	}
 	return c.frame(hdr, e.Atts, "host call "+call.Name)
 }
 
-// DecodeHostCall decodes a host call request; errors match ErrMalformed.
-func (c *Codec) DecodeHostCall(data []byte) (pools.HostCall, error) {
+// DecodeHostCall decodes a host call request and its caller's deadline
+// (zero: none); errors match ErrMalformed.
+func (c *Codec) DecodeHostCall(data []byte) (pools.HostCall, time.Time, error) {
 	hdr, atts, err := c.body(context.Background(), "", data)
 	if err != nil {
-		return pools.HostCall{}, err
+		return pools.HostCall{}, time.Time{}, err
 	}
 	var b hostBody
 	if err := json.Unmarshal(hdr, &b); err != nil {
-		return pools.HostCall{}, fmt.Errorf("%w: host call header: %w", ErrMalformed, err)
+		return pools.HostCall{}, time.Time{}, fmt.Errorf("%w: host call header: %w", ErrMalformed, err)
 	}
 	args, err := decodeList(b.Args, atts)
 	if err != nil {
-		return pools.HostCall{}, fmt.Errorf("%w: host call %q arguments: %w", ErrMalformed, b.Name, err)
+		return pools.HostCall{}, time.Time{}, fmt.Errorf("%w: host call %q arguments: %w", ErrMalformed, b.Name, err)
 	}
-	return pools.HostCall{Name: b.Name, Args: args, Session: b.Session, Worker: b.Worker, Pid: b.Pid, Pool: pools.Kind(b.Pool)}, nil
+	var dl time.Time
+	if b.Deadline > 0 {
+		dl = time.Unix(0, b.Deadline)
+	}
+	return pools.HostCall{Name: b.Name, Args: args, Session: b.Session, Worker: b.Worker, Pid: b.Pid, Pool: pools.Kind(b.Pool)}, dl, nil
 }
 
 // EncodeHostReply encodes a host function's answer. A value that cannot be

@@ -143,15 +143,15 @@ func TestLargePayloadsGoThroughTheObjectStore(t *testing.T) {
 	if err != nil || !bytes.Equal(call.Batch.Items[0].([]byte), big) || call.Object != "C-1.in" {
 		t.Fatalf("decoded %v, object %q", err, call.Object)
 	}
-	rm, err := c.EncodeReply(ctx, "C", remote.Reply{ID: "C-1", Results: []any{big}})
+	rm, err := c.EncodeReply(ctx, "C", remote.Reply{ID: "C-1", Node: "n", Deliveries: 2, Results: []any{big}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := c.DecodeReply(ctx, rm.Header, rm.Data)
-	if err != nil || r.Object != "C-1.out" || !bytes.Equal(r.Results[0].([]byte), big) {
+	if err != nil || r.Object != "C-1.out.n.2" || !bytes.Equal(r.Results[0].([]byte), big) {
 		t.Fatalf("reply %v object %q", err, r.Object)
 	}
-	for _, o := range []string{"C-1.in", "C-1.out", "C-1.in"} { // deleting twice is fine
+	for _, o := range []string{"C-1.in", "C-1.out.n.2", "C-1.in"} { // deleting twice is fine
 		if err := c.DeleteObject(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -223,12 +223,12 @@ func frame(t testing.TB, hdr string) []byte {
 
 func TestHostCallRoundTrip(t *testing.T) {
 	c := codec(t, 0)
-	data, err := c.EncodeHostCall(pools.HostCall{Name: "prices.get", Args: []any{"k", int64(3)}, Session: "s", Worker: 1, Pid: 9, Pool: pools.KindProcess})
+	data, err := c.EncodeHostCall(pools.HostCall{Name: "prices.get", Args: []any{"k", int64(3)}, Session: "s", Worker: 1, Pid: 9, Pool: pools.KindProcess}, time.Unix(0, 42))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc, err := c.DecodeHostCall(data)
-	if err != nil || hc.Name != "prices.get" || !reflect.DeepEqual(hc.Args, []any{"k", int64(3)}) || hc.Session != "s" || hc.Worker != 1 || hc.Pid != 9 || hc.Pool != pools.KindProcess {
+	hc, dl, err := c.DecodeHostCall(data)
+	if err != nil || dl.UnixNano() != 42 || hc.Name != "prices.get" || !reflect.DeepEqual(hc.Args, []any{"k", int64(3)}) || hc.Session != "s" || hc.Worker != 1 || hc.Pid != 9 || hc.Pool != pools.KindProcess {
 		t.Fatalf("%+v %v", hc, err)
 	}
 	v, err := c.DecodeHostReply(c.EncodeHostReply(map[string]any{"p": 1.5}, nil))
