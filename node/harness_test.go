@@ -17,9 +17,9 @@ import (
 
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/internal/leaktest"
+	"github.com/slither-go/slither/internal/pyhold"
 	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/natsdev/natsdevtest"
-	"github.com/slither-go/slither/internal/pyhold"
 	"github.com/slither-go/slither/node"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/remote"
