@@ -12,7 +12,7 @@ import (
 // Python exception, a wrong result count or a conversion (those decode to
 // the pools' own error types). It matches, with errors.Is, the error the
 // node's local pool returned: pools.ErrTimeout, ErrWorkerCrashed,
-// ErrSessionLost, ErrPoolFailed, ErrInvalidBatch, ErrReentrant,
+// ErrSessionLost, ErrPoolFailed, ErrInvalidBatch, ErrReentrant, ErrRedelivered,
 // ErrPayloadTooLarge, ErrMalformed, context.DeadlineExceeded,
 // context.Canceled or ErrConversion.
 type NodeError struct {
@@ -28,8 +28,12 @@ func (e *NodeError) Error() string {
 	return "remote node " + e.Node + ": " + e.Message
 }
 
-// Is matches the sentinel e.Kind stands for.
+// Is matches the sentinel e.Kind stands for (a redelivered batch is a
+// crash too, as ErrRedelivered documents).
 func (e *NodeError) Is(target error) bool {
+	if e.Kind == "redelivered" && target == pools.ErrWorkerCrashed {
+		return true
+	}
 	for _, k := range errorKinds {
 		if k.kind == e.Kind {
 			return target == k.err
@@ -44,6 +48,7 @@ var errorKinds = []struct {
 	kind string
 	err  error
 }{
+	{"redelivered", ErrRedelivered}, // before "crashed": it wraps both
 	{"timeout", pools.ErrTimeout},
 	{"session_lost", pools.ErrSessionLost},
 	{"crashed", pools.ErrWorkerCrashed},

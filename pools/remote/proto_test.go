@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"reflect"
 	"strings"
@@ -103,7 +104,10 @@ func TestReplyRoundTripAndErrors(t *testing.T) {
 		}},
 		{errors.Join(errors.New("x"), pools.ErrConversion), func(e error) bool { return errors.Is(e, pools.ErrConversion) }}, // not a *ConversionError, still a conversion
 		{pools.ErrTimeout, func(e error) bool { return errors.Is(e, pools.ErrTimeout) && strings.Contains(e.Error(), "n-1") }},
-		{pools.ErrWorkerCrashed, func(e error) bool { return errors.Is(e, pools.ErrWorkerCrashed) }},
+		{pools.ErrWorkerCrashed, func(e error) bool { return errors.Is(e, pools.ErrWorkerCrashed) && !errors.Is(e, remote.ErrRedelivered) }},
+		{fmt.Errorf("%w (%w)", remote.ErrRedelivered, pools.ErrWorkerCrashed), func(e error) bool {
+			return errors.Is(e, remote.ErrRedelivered) && errors.Is(e, pools.ErrWorkerCrashed)
+		}},
 		{pools.ErrSessionLost, func(e error) bool { return errors.Is(e, pools.ErrSessionLost) && !errors.Is(e, pools.ErrWorkerCrashed) }},
 		{context.DeadlineExceeded, func(e error) bool { return errors.Is(e, context.DeadlineExceeded) }},
 		{errors.New("odd"), func(e error) bool { return e.Error() == "remote node n-1: odd" && !errors.Is(e, pools.ErrTimeout) }},
