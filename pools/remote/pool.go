@@ -89,10 +89,16 @@ type Pool struct {
 
 	consume  jetstream.ConsumeContext
 	watcher  jetstream.KeyWatcher
-	watching chan struct{} // closed when the watch loop has ended
-	subs     []*nats.Subscription
-	bg       sync.WaitGroup // host calls and close-session sends; Add under mu while !bgStop
-	hostSem  chan struct{}  // bounds concurrent host calls
+	watching chan struct{} // closed when the current watch loop has ended
+	// supervised is closed when supervise has returned (at once when it
+	// never started).
+	supervised chan struct{}
+	// watchedCreated is when the nodes bucket being watched was made.
+	watchedCreated time.Time
+	superviseOnce  sync.Once
+	subs           []*nats.Subscription
+	bg             sync.WaitGroup // host calls and close-session sends; Add under mu while !bgStop
+	hostSem        chan struct{}  // bounds concurrent host calls
 
 	seq atomic.Uint64
 	// redelivered counts results of batches delivered more than once.
@@ -171,7 +177,7 @@ func newPool(ctx context.Context, o Options, hooks testHooks) (*Pool, error) {
 		idle:    make(chan struct{}), torn: make(chan struct{}), changed: make(chan struct{}),
 		waiters: map[string]*waiter{}, bySeq: map[uint64]*waiter{},
 		nodes: map[string]*node{}, sessions: map[string]*session{}, lastCap: 1,
-		watching: make(chan struct{}), hooks: hooks,
+		supervised: make(chan struct{}), hooks: hooks,
 	}
 	p.log = log.With("pool", p.name, "coord", p.coord)
 	p.life, p.kill = context.WithCancel(context.Background())
@@ -202,7 +208,11 @@ func (p *Pool) start(ctx context.Context) error {
 	if err := p.serve(ctx); err != nil {
 		return err
 	}
-	return p.watchNodes(ctx, kv)
+	if err := p.watchNodes(ctx, kv); err != nil {
+		return err
+	}
+	p.superviseOnce.Do(func() { go p.supervise() })
+	return nil
 }
 
 // Name is the pool's name in telemetry: "remote/" + Options.Name.
@@ -284,6 +294,10 @@ func (p *Pool) teardown(ctx context.Context) {
 	p.bgStop = true
 	p.mu.Unlock()
 	p.kill()
+	// The supervisor exits once the pool is killed; then the listeners are
+	// no longer replaced under us. (Never started: nothing to wait for.)
+	p.superviseOnce.Do(func() { close(p.supervised) })
+	<-p.supervised
 	for _, s := range p.subs {
 		if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			p.log.Debug("remote pool: unsubscribing", "subject", s.Subject, "err", err)

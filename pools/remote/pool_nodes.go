@@ -33,14 +33,10 @@ type node struct {
 // watchNodes follows the nodes bucket: it returns once the current adverts
 // are applied and, with Options.WaitNodes, once that many nodes are live.
 func (p *Pool) watchNodes(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(p.life)
+	loaded, err := p.startWatch(kv, false)
 	if err != nil {
-		close(p.watching)
-		return fmt.Errorf("watching the nodes bucket: %w", err)
+		return err
 	}
-	p.watcher = w
-	loaded := make(chan struct{})
-	go p.watchLoop(w, loaded)
 	if err := p.waitFor(ctx, loaded, nil); err != nil {
 		return fmt.Errorf("reading the nodes bucket: %w", err)
 	}
@@ -57,6 +53,9 @@ func (p *Pool) watchNodes(ctx context.Context, kv jetstream.KeyValue) error {
 			return nil
 		}
 		if err := p.waitFor(ctx, ch, timer.C); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("%w: %d of %d node(s) serve pool %s: %w", ErrNoNodes, n, p.o.WaitNodes, p.o.Name, cerr)
+			}
 			return fmt.Errorf("%w: %d of %d node(s) serve pool %s after %v", ErrNoNodes, n, p.o.WaitNodes, p.o.Name, p.o.WaitTimeout)
 		}
 	}
@@ -74,37 +73,110 @@ func (p *Pool) waitFor(ctx context.Context, ch <-chan struct{}, timeout <-chan t
 	}
 }
 
-// watchLoop applies the bucket's entries until the watcher stops; it
-// closes loaded at the end of the initial values.
-func (p *Pool) watchLoop(w jetstream.KeyWatcher, loaded chan struct{}) {
-	defer close(p.watching)
+// startWatch watches kv; the returned channel closes once the current
+// adverts are applied. With resync (a watch started again after the
+// previous one ended) a node whose advert is no longer there is taken as
+// gone: its deletion happened while nobody watched. It sets p.watcher and
+// p.watching; only New and the supervisor call it.
+func (p *Pool) startWatch(kv jetstream.KeyValue, resync bool) (<-chan struct{}, error) {
+	info, err := p.watchedStreamInfo()
+	if err != nil {
+		return nil, fmt.Errorf("reading the nodes bucket's stream: %w", err)
+	}
+	w, err := kv.WatchAll(p.life)
+	if err != nil {
+		return nil, fmt.Errorf("watching the nodes bucket: %w", err)
+	}
+	p.watcher, p.watching, p.watchedCreated = w, make(chan struct{}), info.Created
+	loaded := make(chan struct{})
+	go p.watchLoop(w, p.watching, loaded, resync)
+	return loaded, nil
+}
+
+// watchedStreamInfo reads the nodes bucket's stream.
+func (p *Pool) watchedStreamInfo() (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(p.life, cleanupTimeout)
+	defer cancel()
+	st, err := p.js.Stream(ctx, "KV_"+NodesBucket)
+	if err != nil {
+		return nil, err
+	}
+	return st.CachedInfo(), nil
+}
+
+// watchLoop applies the bucket's entries until the watcher stops, then
+// closes done; it closes loaded at the end of the initial values.
+func (p *Pool) watchLoop(w jetstream.KeyWatcher, done, loaded chan struct{}, resync bool) {
+	defer close(done)
+	seen := map[string]bool{}
 	for e := range w.Updates() { // ranged to the end: an unread watcher blocks its subscription
 		if e == nil {
 			select {
 			case <-loaded:
 			default:
+				if resync {
+					p.forgetUnseen(seen)
+				}
 				close(loaded)
 			}
 			continue
 		}
+		select {
+		case <-loaded:
+		default:
+			seen[e.Key()] = true
+		}
 		p.apply(e)
+	}
+}
+
+// forgetUnseen takes every live node whose advert the restarted watch did
+// not list as gone.
+func (p *Pool) forgetUnseen(seen map[string]bool) {
+	p.mu.Lock()
+	var missing []string
+	for id, n := range p.nodes {
+		if n.live && !seen[id] {
+			missing = append(missing, id)
+		}
+	}
+	p.mu.Unlock()
+	for _, id := range missing {
+		p.applyGone(id, "advert gone while the nodes watch was down")
 	}
 }
 
 // apply takes one advert (or its deletion) into the pool's view.
 func (p *Pool) apply(e jetstream.KeyValueEntry) {
 	id := e.Key()
-	var a Advert
-	gone := e.Operation() != jetstream.KeyValuePut
-	expired := e.Operation() == jetstream.KeyValuePurge
-	if !gone {
-		var err error
-		if a, err = ParseAdvert(e.Value()); err != nil || a.Node != id {
+	switch e.Operation() {
+	case jetstream.KeyValuePut:
+		a, err := ParseAdvert(e.Value())
+		if err != nil || a.Node != id {
 			p.log.Warn("remote pool: ignoring a bad node advert", "key", id, "err", err)
 			return
 		}
+		p.update(id, &a, "no longer serves the pool", pools.ExitClosed)
+	case jetstream.KeyValuePurge: // the limit marker of an expired advert
+		p.update(id, nil, "advert expired (no heartbeat)", pools.ExitCrash)
+	default:
+		p.update(id, nil, "advert deleted", pools.ExitClosed)
 	}
-	pa, serves := a.Pools[p.o.Name]
+}
+
+// applyGone takes node id as gone for reason.
+func (p *Pool) applyGone(id, reason string) { p.update(id, nil, reason, pools.ExitCrash) }
+
+// update applies node id's advert a (nil: the node is gone); a node that
+// was live and is gone or no longer serves the pool leaves for reason,
+// with class in its telemetry.
+func (p *Pool) update(id string, a *Advert, reason, class string) {
+	gone := a == nil
+	var pa PoolAdvert
+	serves := false
+	if a != nil {
+		pa, serves = a.Pools[p.o.Name]
+	}
 	p.mu.Lock()
 	n := p.nodes[id]
 	var ev func()
@@ -116,16 +188,13 @@ func (p *Pool) apply(e jetstream.KeyValueEntry) {
 			p.nodes[id] = n
 		}
 		if !n.live {
-			ev = p.workerEvent(telemetry.PoolWorkerStart, n, a, "", "")
+			// Back (a node presumed gone that heartbeats again): off the
+			// gone list, so that list never evicts a live node.
+			p.gone = slices.DeleteFunc(p.gone, func(g string) bool { return g == id })
+			ev = p.workerEvent(telemetry.PoolWorkerStart, n, *a, "", "")
 		}
-		n.advert, n.pool, n.live = a, pa, true
+		n.advert, n.pool, n.live = *a, pa, true
 	case n != nil && n.live:
-		reason, class := "advert deleted", pools.ExitClosed
-		if !gone {
-			reason = "no longer serves the pool"
-		} else if expired {
-			reason, class = "advert expired (no heartbeat)", pools.ExitCrash
-		}
 		n.live = false
 		p.gone = append(p.gone, id)
 		if len(p.gone) > maxGone {

@@ -26,15 +26,8 @@ const hostTimeout = time.Minute
 // serve creates this coordinator's results consumer and subscribes to the
 // advisories and host calls.
 func (p *Pool) serve(ctx context.Context) error {
-	cons, err := p.res.CreateOrUpdateConsumer(ctx, ResultConsumerConfig(p.coord))
-	if err != nil {
-		return fmt.Errorf("results consumer %s: %w", ResultDurable(p.coord), err)
-	}
-	p.consume, err = cons.Consume(p.onResult, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		p.log.Debug("remote pool: results consumer", "err", err)
-	}))
-	if err != nil {
-		return fmt.Errorf("consuming results: %w", err)
+	if err := p.consumeResults(ctx); err != nil {
+		return err
 	}
 	adv, err := p.nc.Subscribe(MaxDeliveriesSubject(p.o.Name), p.onMaxDeliveries)
 	if err != nil {
@@ -79,6 +72,23 @@ func (p *Pool) onResult(m jetstream.Msg) {
 		return
 	}
 	w.done <- outcome{hdr: h, data: m.Data()}
+}
+
+// consumeResults (re)creates this coordinator's results consumer and
+// consumes it into onResult. Results stored while it was missing are
+// still in the stream: the new consumer delivers them.
+func (p *Pool) consumeResults(ctx context.Context) error {
+	cons, err := p.res.CreateOrUpdateConsumer(ctx, ResultConsumerConfig(p.coord))
+	if err != nil {
+		return fmt.Errorf("results consumer %s: %w", ResultDurable(p.coord), err)
+	}
+	p.consume, err = cons.Consume(p.onResult, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		p.log.Debug("remote pool: results consumer", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("consuming results: %w", err)
+	}
+	return nil
 }
 
 // advisory is the part of the server's MAX_DELIVERIES advisory the pool reads.

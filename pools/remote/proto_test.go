@@ -104,7 +104,9 @@ func TestReplyRoundTripAndErrors(t *testing.T) {
 		}},
 		{errors.Join(errors.New("x"), pools.ErrConversion), func(e error) bool { return errors.Is(e, pools.ErrConversion) }}, // not a *ConversionError, still a conversion
 		{pools.ErrTimeout, func(e error) bool { return errors.Is(e, pools.ErrTimeout) && strings.Contains(e.Error(), "n-1") }},
-		{pools.ErrWorkerCrashed, func(e error) bool { return errors.Is(e, pools.ErrWorkerCrashed) && !errors.Is(e, remote.ErrRedelivered) }},
+		{pools.ErrWorkerCrashed, func(e error) bool {
+			return errors.Is(e, pools.ErrWorkerCrashed) && !errors.Is(e, remote.ErrRedelivered)
+		}},
 		{fmt.Errorf("%w (%w)", remote.ErrRedelivered, pools.ErrWorkerCrashed), func(e error) bool {
 			return errors.Is(e, remote.ErrRedelivered) && errors.Is(e, pools.ErrWorkerCrashed)
 		}},
