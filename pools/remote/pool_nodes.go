@@ -16,6 +16,9 @@ import (
 // that their counters stay in the totals for a while.
 const maxGone = 32
 
+// maxLostKept bounds the lost sessions remembered per node.
+const maxLostKept = 1024
+
 // node is the pool's view of one node serving it.
 type node struct {
 	id       string
@@ -24,10 +27,14 @@ type node struct {
 	pool     PoolAdvert // advert.Pools[the pool]
 	live     bool       // advertised and serving the pool
 	sessions int        // sessions pinned to it
-	calls    uint64     // replies it sent this coordinator
-	items    uint64
-	errors   uint64
-	busy     time.Duration
+	// lost are sessions pinned to it that were failed when it was taken
+	// as gone (at most maxLostKept): if it comes back (it was only cut
+	// off), their state there is dropped.
+	lost   []string
+	calls  uint64 // replies it sent this coordinator
+	items  uint64
+	errors uint64
+	busy   time.Duration
 }
 
 // watchNodes follows the nodes bucket: it returns once the current adverts
@@ -180,6 +187,7 @@ func (p *Pool) update(id string, a *Advert, reason, class string) {
 	p.mu.Lock()
 	n := p.nodes[id]
 	var ev func()
+	var closes []closeSends
 	switch {
 	case !gone && serves:
 		if n == nil {
@@ -191,6 +199,11 @@ func (p *Pool) update(id string, a *Advert, reason, class string) {
 			// Back (a node presumed gone that heartbeats again): off the
 			// gone list, so that list never evicts a live node.
 			p.gone = slices.DeleteFunc(p.gone, func(g string) bool { return g == id })
+			// Its sessions were failed as lost: drop their state there.
+			for _, s := range n.lost {
+				closes = append(closes, closeSends{id: s, to: []string{id}})
+			}
+			n.lost = nil
 			ev = p.workerEvent(telemetry.PoolWorkerStart, n, *a, "", "")
 		}
 		n.advert, n.pool, n.live = *a, pa, true
@@ -212,6 +225,9 @@ func (p *Pool) update(id string, a *Advert, reason, class string) {
 	if ev != nil {
 		ev()
 	}
+	for _, cs := range closes {
+		p.sendCloses(cs)
+	}
 	if gone && n != nil {
 		p.purgeNode(id)
 	}
@@ -229,6 +245,9 @@ func (p *Pool) loseLocked(n *node, reason string) {
 		}
 		sess.lost = fmt.Errorf("%w: session %s was on node %s (worker %d, pid %d), which went away: %s",
 			pools.ErrSessionLost, sess.id, n.id, n.index, n.advert.Pid, reason)
+		if len(n.lost) < maxLostKept {
+			n.lost = append(n.lost, sess.id)
+		}
 		p.settleLocked(sess)
 	}
 	for id, w := range p.waiters {

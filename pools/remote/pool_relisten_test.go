@@ -89,6 +89,11 @@ func TestPoolWatchesNodesAgainAfterTheBucketGoes(t *testing.T) {
 	b.advertise(false)
 	for recv(t, seen, "b back") != b.id { // (a's re-advert may come first)
 	}
+	// b was only cut off: the state of the session failed as lost is
+	// dropped there.
+	if c := recv(t, b.controls, "close-session of s1 on b"); c.Control != remote.ControlCloseSession || c.Batch.Session != "s1" {
+		t.Fatalf("control call %+v", c)
+	}
 	for i := range 40 {
 		n := startNode(t, e.s, testPool, 1, nil)
 		n.unadvertise()
