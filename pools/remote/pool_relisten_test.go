@@ -45,8 +45,9 @@ func TestPoolRemakesItsResultsConsumer(t *testing.T) {
 func TestPoolWatchesNodesAgainAfterTheBucketGoes(t *testing.T) {
 	e := newEnv(t, natsdev.Options{})
 	b := startNode(t, e.s, testPool, 3, nil)
-	seen := make(chan string, 64)
-	gone := make(chan string, 64)
+	// Hooks must not block: room for every advert the test makes.
+	seen := make(chan string, 256)
+	gone := make(chan string, 256)
 	p := e.newPool(t, remote.Options{WaitNodes: 1}, remote.Hooks{Node: func(id string, g bool) {
 		if g {
 			gone <- id
@@ -96,6 +97,10 @@ func TestPoolWatchesNodesAgainAfterTheBucketGoes(t *testing.T) {
 	}
 	for i := range 40 {
 		n := startNode(t, e.s, testPool, 1, nil)
+		// Seen first: a watch that is behind may see only the deletion of
+		// a value that history 1 already replaced.
+		for recv(t, seen, fmt.Sprint("transient node ", i, " to come")) != n.id {
+		}
 		n.unadvertise()
 		for recv(t, gone, fmt.Sprint("transient node ", i)) != n.id {
 		}
