@@ -477,6 +477,27 @@ func TestRemoteRunSurvivesNATSRestart(t *testing.T) {
 		}
 	}
 	exactlyOnce(t, results, n)
+	// After the restart the nodes still advertise themselves (the bucket
+	// is on file storage), the engine still sees them, and sessions work.
+	nodes, err := remote.ReadNodes(ctx, c.js)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("after the restart: %d node adverts, %v", len(nodes), err)
+	}
+	p, _ := eng.Pool("work")
+	if got := len(p.(*remote.Pool).Nodes()); got != 2 {
+		t.Fatalf("the engine sees %d nodes after the restart", got)
+	}
+	s, err := eng.Session(ctx, "work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 1; i <= 3; i++ {
+		res, err := s.Submit(ctx, batch("count", 0))
+		if err != nil || res[0].([]any)[0] != int64(i) {
+			t.Fatalf("session batch %d after the restart: %v, %v", i, res, err)
+		}
+	}
 }
 
 func TestRemoteBackpressure(t *testing.T) {
