@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
@@ -31,7 +33,7 @@ const (
 	// decodeTimeout bounds reading a batch, its payload object included.
 	decodeTimeout = time.Minute
 	// publishTimeout bounds one attempt to publish a result (and get the
-	// server's acknowledgement).
+	// server's acknowledgement), and is the least time a node tries for.
 	publishTimeout = 10 * time.Second
 	// poolFailedPause is how long the node takes no batches of a pool whose
 	// local breaker is open (and how long the batch it hands back waits).
@@ -70,52 +72,163 @@ func (n *Node) take(s *served, c *consumer, m jetstream.Msg) {
 }
 
 // handle runs one message to its end: answered and acknowledged, handed
-// back (Nak), or terminated.
+// back (Nak), or terminated. A delivery of a batch that already runs on
+// this node (its lease ran out while it ran: a NATS outage) is not run
+// again: it waits, leased, for the running one, whose reply is the
+// batch's, and is then acknowledged; if that one handed the batch back
+// instead, this delivery is handled as any other.
 func (n *Node) handle(s *served, c *consumer, m jetstream.Msg, o order) {
-	if n.draining.Load() {
-		// Taken by a pull under way as the drain began: another node runs it.
-		_ = m.Nak()
-		return
-	}
 	stop := n.keepAlive(c, m)
 	defer stop()
+	h := m.Headers()
+	key := cancelKey{h.Get(remote.HeaderCoord), h.Get(remote.HeaderBatch)}
+	if key.id == "" {
+		n.settle(s, c, m, o)
+		return
+	}
+	r, first := n.startRunning(key)
+	if !first {
+		n.log.Info("slither node: a batch running here was delivered again; its first delivery answered it",
+			"node", n.id, "pool", s.name, "batch", key.id, "coord", key.coord)
+		_ = m.Ack()
+		return
+	}
+	settled := false
+	defer func() { n.stopRunning(key, r, settled) }()
+	settled = n.settle(s, c, m, o)
+}
+
+// settle handles one delivery and reports whether the batch is settled
+// (answered, or dropped for good, and acknowledged) rather than handed
+// back to the stream.
+//
+// Only a batch of the shared consumer is ever handed back: another node
+// may run it. One of the node's own consumer (a pinned batch, a control
+// call) would only come back here, and after MaxDeliver deliveries never
+// again, holding its caller until its context ends: it is answered with
+// the error instead (the local breaker is open, its payload cannot be
+// read, the drain ran out of time). During a drain, batches already taken
+// from the own consumer are run and answered; only shared ones go back.
+func (n *Node) settle(s *served, c *consumer, m jetstream.Msg, o order) bool {
+	if n.draining.Load() && !c.node {
+		// Taken by a pull under way as the drain began: another node runs it.
+		_ = m.Nak()
+		return false
+	}
+	deliveries := deliveriesOf(m)
+	if limit := c.maxDeliver.Load(); overDelivered(deliveries, limit) && m.Headers().Get(remote.HeaderControl) == "" {
+		return n.redelivered(s, c, m, deliveries, limit)
+	}
 	dctx, cancel := context.WithTimeout(n.workCtx, decodeTimeout)
 	call, err := n.codec.DecodeCall(dctx, m.Headers(), m.Data())
 	cancel()
 	if err != nil {
-		n.undecodable(s, m, call, err)
-		return
+		return n.undecodable(s, c, m, call, deliveries, err)
 	}
 	if call.Control != "" {
-		n.control(s, m, call, o)
-		return
+		return n.control(s, m, call, o)
 	}
 	results, ci, err := n.run(s, call)
+	r := remote.Reply{ID: call.ID, Node: n.id, Worker: ci.Worker, Pid: ci.Pid, Service: ci.Service,
+		Deliveries: deliveries, Results: results, Err: err} // Deliveries > 1: a node before this one died holding it
 	switch {
 	case err != nil && n.workCtx.Err() != nil:
-		// The drain ran out of time: hand the batch back at once.
-		_ = m.Nak()
-		return
-	case err != nil && errors.Is(err, errCancelled):
+		if !c.node {
+			// The drain ran out of time: hand the batch back at once.
+			_ = m.Nak()
+			return false
+		}
+		// Only this node could run it, and it is going: so is the
+		// session's state.
+		r.Results, r.Err = nil, fmt.Errorf("node %s shut down before the batch ended: %w: %w", n.id, pools.ErrSessionLost, err)
+	case errors.Is(err, errCancelled):
 		// Its caller has gone and waits for no reply.
 		_ = m.Ack()
-		return
+		return true
 	case errors.Is(err, pools.ErrPoolFailed):
-		// This node cannot run it now; another node may.
 		s.pause(poolFailedPause)
-		_ = m.NakWithDelay(poolFailedPause)
-		return
+		if !c.node {
+			// This node cannot run it now; another node may.
+			_ = m.NakWithDelay(poolFailedPause)
+			return false
+		}
+		// No other node can: its caller hears of the breaker.
 	}
-	r := remote.Reply{ID: call.ID, Node: n.id, Worker: ci.Worker, Pid: ci.Pid, Service: ci.Service, Results: results, Err: err}
-	if md, merr := m.Metadata(); merr == nil {
-		r.Deliveries = int(md.NumDelivered) // > 1: a node before this one died holding it
+	return n.answer(c, m, call.Coord, r)
+}
+
+// answer publishes r and, once it is stored, acknowledges m (only then:
+// acknowledging first could lose the result). A reply that cannot be
+// stored in time hands the batch back.
+func (n *Node) answer(c *consumer, m jetstream.Msg, coord string, r remote.Reply) bool {
+	ctx, cancel := n.replyCtx(c)
+	defer cancel()
+	if err := n.publishReply(ctx, coord, r); err != nil {
+		n.handBack(c, m, r.ID, err)
+		return false
 	}
-	if err := n.publishReply(call.Coord, r); err != nil {
-		_ = m.Nak()
-		return
-	}
-	// Only now: the result is stored, so acknowledging cannot lose it.
 	_ = m.Ack()
+	return true
+}
+
+// handBack naks m after its reply could not be published: another node
+// (or this one, for its own consumer's batches: they run again) answers it
+// later, and the coordinator keeps the first reply stored.
+func (n *Node) handBack(c *consumer, m jetstream.Msg, id string, err error) {
+	if n.workCtx.Err() == nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		n.log.Warn("slither node: gave up publishing a result; handing the batch back", "node", n.id,
+			"consumer", c.durable, "batch", id, "err", err)
+	}
+	_ = m.Nak()
+}
+
+// deliveriesOf is how many times m has been delivered (0 when unknown).
+func deliveriesOf(m jetstream.Msg) int {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return int(md.NumDelivered)
+}
+
+// overDelivered reports whether a delivery is its consumer's last one
+// (limit is MaxDeliver, <= 0 unlimited): the server delivers it no more,
+// so whatever happens to this run, nobody would answer the batch. The
+// first delivery is always run (MaxDeliver 1: no redelivery at all).
+func overDelivered(deliveries int, limit int64) bool {
+	return limit > 0 && deliveries > 1 && int64(deliveries) >= limit
+}
+
+// redelivered answers a batch's last delivery, without running it, with
+// an error matching remote.ErrRedelivered and pools.ErrWorkerCrashed (the
+// error a coordinator's MAX_DELIVERIES advisory gives; the reply, unlike
+// the advisory, is stored until read), and terminates it.
+func (n *Node) redelivered(s *served, c *consumer, m jetstream.Msg, deliveries int, limit int64) bool {
+	h := m.Headers()
+	id, coord := h.Get(remote.HeaderBatch), h.Get(remote.HeaderCoord)
+	reason := fmt.Sprintf("delivered %d times (MaxDeliver %d) without a result", deliveries, limit)
+	n.log.Warn("slither node: not running a batch delivered too many times", "node", n.id, "pool", s.name,
+		"consumer", c.durable, "batch", id, "coord", coord, "deliveries", deliveries, "max_deliver", limit)
+	if id != "" && remote.ValidName(coord) == nil {
+		what := id
+		if h.Get(remote.HeaderObject) == "" { // naming it costs no object store read
+			if call, err := n.codec.DecodeCall(n.workCtx, h, m.Data()); err == nil {
+				what = fmt.Sprintf("%s (%s.%s)", id, call.Batch.Module, call.Batch.Function)
+			}
+		}
+		err := fmt.Errorf("%w: batch %s was delivered %d times without a result: %w",
+			remote.ErrRedelivered, what, deliveries, pools.ErrWorkerCrashed)
+		ctx, cancel := n.replyCtx(c)
+		defer cancel()
+		if perr := n.publishReply(ctx, coord, remote.Reply{ID: id, Node: n.id, Deliveries: deliveries, Err: err}); perr != nil {
+			// The server delivers it no more: its coordinator's advisory
+			// ends the caller's wait.
+			n.handBack(c, m, id, perr)
+			return false
+		}
+	}
+	_ = m.TermWithReason(reason)
+	return true
 }
 
 // run submits call's batch to the local pool with the call's deadline,
@@ -142,15 +255,16 @@ func (n *Node) run(s *served, call remote.Call) ([]any, pools.CallInfo, error) {
 }
 
 // control runs a control call from the node's own consumer.
-func (n *Node) control(s *served, m jetstream.Msg, call remote.Call, o order) {
+func (n *Node) control(s *served, m jetstream.Msg, call remote.Call, o order) bool {
 	switch call.Control {
 	case remote.ControlCloseSession:
 		for _, b := range o.after {
 			select {
 			case <-b.done:
 			case <-n.workCtx.Done():
-				_ = m.Nak()
-				return
+				// Out of time: closing the engine closes every session.
+				_ = m.Ack()
+				return true
 			}
 		}
 		if call.Batch.Session != "" {
@@ -161,62 +275,34 @@ func (n *Node) control(s *served, m jetstream.Msg, call remote.Call, o order) {
 		n.log.Warn("slither node: unknown control call", "node", n.id, "pool", s.name, "control", call.Control, "coord", call.Coord)
 		_ = m.TermWithReason(truncate("unknown control call "+call.Control, maxTermReason))
 	}
+	return true
 }
 
-// undecodable deals with a message that does not decode: a malformed one
+// undecodable deals with a message that does not decode. A malformed one
 // is answered with the error (when its coordinator is known) and
-// terminated, since no node could run it; a failure to read its payload
-// object that may pass is retried later.
-func (n *Node) undecodable(s *served, m jetstream.Msg, call remote.Call, err error) {
+// terminated, since no node could run it; so is one of the node's own
+// consumer, whatever the error (no other node would take it). A failure to
+// read the payload object of a shared batch, which may pass, hands it back.
+func (n *Node) undecodable(s *served, c *consumer, m jetstream.Msg, call remote.Call, deliveries int, err error) bool {
 	permanent := errors.Is(err, remote.ErrMalformed) || errors.Is(err, remote.ErrPayloadTooLarge) ||
 		errors.Is(err, jetstream.ErrObjectNotFound)
-	if !permanent && n.workCtx.Err() == nil {
+	if !permanent && !c.node {
 		n.log.Warn("slither node: reading a batch", "node", n.id, "pool", s.name, "batch", call.ID, "err", err)
 		_ = m.NakWithDelay(poolFailedPause)
-		return
+		return false
 	}
-	n.log.Warn("slither node: dropping a malformed batch", "node", n.id, "pool", s.name, "batch", call.ID, "coord", call.Coord, "err", err)
+	n.log.Warn("slither node: answering a batch it cannot read", "node", n.id, "pool", s.name, "consumer", c.durable,
+		"batch", call.ID, "coord", call.Coord, "err", err)
 	if call.ID != "" && remote.ValidName(call.Coord) == nil && call.Control == "" {
-		if perr := n.publishReply(call.Coord, remote.Reply{ID: call.ID, Node: n.id, Err: err}); perr != nil {
-			_ = m.Nak()
-			return
+		ctx, cancel := n.replyCtx(c)
+		defer cancel()
+		if perr := n.publishReply(ctx, call.Coord, remote.Reply{ID: call.ID, Node: n.id, Deliveries: deliveries, Err: err}); perr != nil {
+			n.handBack(c, m, call.ID, perr)
+			return false
 		}
 	}
 	_ = m.TermWithReason(truncate(err.Error(), maxTermReason))
-}
-
-// publishReply publishes r to coord's results and waits for the server to
-// store it, retrying (with the same message id, so a retry that follows a
-// lost acknowledgement stores nothing twice) until it is stored or the
-// node stops for good.
-func (n *Node) publishReply(coord string, r remote.Reply) error {
-	pause := 50 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(n.workCtx, publishTimeout)
-		msg, err := n.codec.EncodeReply(ctx, coord, r)
-		if err == nil {
-			_, err = n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(remote.ReplyMsgID(r.ID)))
-		}
-		if errors.Is(err, jetstream.ErrNoStreamResponse) {
-			// The results stream is gone (or its leader is): make it again.
-			_, _ = remote.EnsureResults(ctx, n.js)
-		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if n.workCtx.Err() != nil {
-			return fmt.Errorf("node %s: publishing the result of batch %s: %w", n.id, r.ID, err)
-		}
-		n.log.Warn("slither node: publishing a result", "node", n.id, "batch", r.ID, "coord", coord, "err", err)
-		t := time.NewTimer(pause)
-		select {
-		case <-t.C:
-		case <-n.workCtx.Done():
-			t.Stop()
-		}
-		pause = min(2*pause, 2*time.Second)
-	}
+	return true
 }
 
 // keepAlive renews m's lease (a progress ack) every third of the
@@ -281,9 +367,10 @@ func (s *served) pinnedOf(session string) []*inflight {
 	return out
 }
 
+// truncate cuts s to at most n bytes, never inside a UTF-8 sequence.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	return strings.ToValidUTF8(s[:n], "")
 }

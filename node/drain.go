@@ -12,10 +12,13 @@ import (
 // Shutdown drains the node: it advertises that it is draining, takes no
 // new batches, lets running ones finish and answers them, deletes its own
 // consumers and its advert, closes the engine and (when it made it) the
-// connection. If ctx ends first, running batches are interrupted and
-// handed back unanswered (a nak: the stream delivers them to another node
-// at once), the engine's workers are killed rather than waited for, and
-// Shutdown returns an error wrapping ctx's. It is idempotent.
+// connection. Batches already taken from the node's own consumer (pinned
+// batches of its sessions) are run too: no other node can. If ctx ends
+// first, running batches are interrupted: shared ones are handed back
+// unanswered (a nak: the stream delivers them to another node at once),
+// pinned ones are answered with an error matching pools.ErrSessionLost;
+// the engine's workers are killed rather than waited for, and Shutdown
+// returns an error wrapping ctx's. It is idempotent.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutOnce.Do(func() { n.shutErr = n.shutdown(ctx) })
 	return n.shutErr
@@ -63,7 +66,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 			n.log.Warn("slither node: deleting its consumer", "node", n.id, "pool", s.name, "err", err)
 		}
 	}
-	if err := n.kv.Delete(cctx, n.id); err != nil {
+	if err := n.nodes().Delete(cctx, n.id); err != nil {
 		n.log.Warn("slither node: deleting its advert", "node", n.id, "err", err)
 	}
 	ectx := cctx
@@ -137,8 +140,8 @@ func (n *Node) abort() {
 	for _, s := range n.served {
 		_ = s.deleteNodeConsumer(ctx)
 	}
-	if n.kv != nil {
-		_ = n.kv.Delete(ctx, n.id)
+	if kv := n.nodes(); kv != nil {
+		_ = kv.Delete(ctx, n.id)
 	}
 	if n.eng != nil {
 		_ = n.eng.Close(ctx)

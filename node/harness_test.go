@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,8 +55,14 @@ type coord struct {
 // coordinator's results consumer.
 func newCoord(t *testing.T, pool string, s remote.PoolSettings) *coord {
 	t.Helper()
+	return newCoordOn(t, pool, s, natsdev.Options{})
+}
+
+// newCoordOn is newCoord with a server started with opts.
+func newCoordOn(t *testing.T, pool string, s remote.PoolSettings, opts natsdev.Options) *coord {
+	t.Helper()
 	ctx := context.Background()
-	srv := natsdevtest.Start(t, natsdev.Options{})
+	srv := natsdevtest.Start(t, opts)
 	nc, err := nats.Connect(srv.URL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -167,6 +174,35 @@ func python() string {
 		return p
 	}
 	return engine.DefaultPython()
+}
+
+// logs records a node's log lines (a slog.Handler).
+type logs struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logs) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r)
+	return nil
+}
+func (l *logs) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logs) WithGroup(string) slog.Handler      { return l }
+
+// count is how many records at level have a message containing msg.
+func (l *logs) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := 0
+	for _, r := range l.recs {
+		if r.Level == level && strings.Contains(r.Message, msg) {
+			k++
+		}
+	}
+	return k
 }
 
 // startNode starts a node serving the default process pool (workers

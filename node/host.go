@@ -58,8 +58,8 @@ func (n *Node) forwardHost(ctx context.Context, call pools.HostCall) (any, error
 // only its own batches.
 type cancelKey struct{ coord, id string }
 
-// canceler is one running delivery's cancel; a batch delivered twice to
-// this node (its lease ran out) has two, and the later one is cancelled.
+// canceler is one running delivery's cancel (a batch runs on a node once
+// at a time: see handle).
 type canceler struct{ cancel context.CancelCauseFunc }
 
 // registerCancel makes batch id of coord cancellable by its coordinator's

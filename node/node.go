@@ -129,7 +129,12 @@ type Node struct {
 	cancels map[cancelKey]*canceler
 	cancel  *nats.Subscription
 
-	amu    sync.Mutex    // one advert put at a time
+	// running holds the batches being handled, so that a batch delivered
+	// again while it runs here is not run twice (see handle).
+	rmu     sync.Mutex
+	running map[cancelKey]*running
+
+	amu    sync.Mutex    // one advert put at a time; guards kv
 	hbStop chan struct{} // closed to end the heartbeat
 	hbDone chan struct{} // closed when it has ended
 
@@ -151,7 +156,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	wctx, stopWork := context.WithCancel(context.Background())
 	fctx, stopFetch := context.WithCancel(wctx)
 	n := &Node{o: o, id: o.ID, started: time.Now(), log: o.Logger, workCtx: wctx, stopWork: stopWork,
-		fetchCtx: fctx, stopFetch: stopFetch, cancels: map[cancelKey]*canceler{}, failed: make(chan struct{}),
+		fetchCtx: fctx, stopFetch: stopFetch, cancels: map[cancelKey]*canceler{}, running: map[cancelKey]*running{}, failed: make(chan struct{}),
 		hbStop: make(chan struct{}), hbDone: make(chan struct{})}
 	n.host, _ = os.Hostname()
 	ok := false
@@ -287,13 +292,7 @@ func (n *Node) connect(ctx context.Context) error {
 	if _, err := remote.EnsureResults(ctx, js); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	// A bucket made by this node keeps an advert for three heartbeats
-	// (DefaultNodeTTL at least).
-	ttl := time.Duration(0)
-	if 3*n.o.Heartbeat > remote.DefaultNodeTTL {
-		ttl = 3 * n.o.Heartbeat
-	}
-	kv, err := remote.EnsureNodes(ctx, js, ttl)
+	kv, err := remote.EnsureNodes(ctx, js, n.nodesTTL())
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

@@ -75,8 +75,12 @@ type consumer struct {
 	cons jetstream.Consumer
 	// ackWait is the consumer's AckWait, refreshed every infoRefresh: a
 	// coordinator may change it after the node started.
-	ackWait   atomic.Int64
-	refreshed time.Time // fetch loop only
+	ackWait atomic.Int64
+	// maxDeliver is the consumer's MaxDeliver (<= 0: unlimited), refreshed
+	// with ackWait: the node answers a batch's last delivery itself
+	// (see redelivered).
+	maxDeliver atomic.Int64
+	refreshed  time.Time // fetch loop only
 }
 
 // infoRefresh is how often a fetch loop re-reads its consumer's settings.
@@ -100,8 +104,8 @@ func (n *Node) serve(ctx context.Context, name string) (*served, error) {
 		return nil, fmt.Errorf("node: serving pool %q: %w", name, err)
 	}
 	s.stream = st
-	s.any = &consumer{durable: remote.AnyDurable, slots: make(chan struct{}, s.capacity), cons: anyCons, refreshed: time.Now()}
-	s.any.ackWait.Store(int64(anyCons.CachedInfo().Config.AckWait))
+	s.any = &consumer{durable: remote.AnyDurable, slots: make(chan struct{}, s.capacity), refreshed: time.Now()}
+	s.any.set(anyCons)
 	s.own = &consumer{durable: remote.NodeDurable(n.id), node: true, slots: make(chan struct{}, s.capacity), refreshed: time.Now()}
 	if err := s.ensureOwn(ctx); err != nil {
 		return nil, err
@@ -161,18 +165,28 @@ func (c *consumer) set(cons jetstream.Consumer) {
 	c.cons = cons
 	c.mu.Unlock()
 	if info := cons.CachedInfo(); info != nil {
-		c.ackWait.Store(int64(info.Config.AckWait))
+		c.store(info.Config)
 	}
+}
+
+// store keeps the settings of c's consumer that pace and bound its batches.
+func (c *consumer) store(cfg jetstream.ConsumerConfig) {
+	c.ackWait.Store(int64(cfg.AckWait))
+	c.maxDeliver.Store(int64(cfg.MaxDeliver))
+}
+
+// lease is the consumer's AckWait (remote.DefaultAckWait when unknown).
+func (c *consumer) lease() time.Duration {
+	if aw := time.Duration(c.ackWait.Load()); aw > 0 {
+		return aw
+	}
+	return remote.DefaultAckWait
 }
 
 // progressEvery is how often a running batch's lease is renewed: three
 // times per AckWait, so one lost progress ack does not cost the lease.
 func (c *consumer) progressEvery() time.Duration {
-	aw := time.Duration(c.ackWait.Load())
-	if aw <= 0 {
-		aw = remote.DefaultAckWait
-	}
-	return max(aw/3, 10*time.Millisecond)
+	return max(c.lease()/3, 10*time.Millisecond)
 }
 
 // deleteNodeConsumer removes the node's own consumer (the server would
@@ -281,7 +295,8 @@ func (n *Node) fetchFailed(s *served, c *consumer, err error, fails int) {
 	}
 }
 
-// refresh re-reads c's settings (its AckWait paces the progress acks).
+// refresh re-reads c's settings (its AckWait paces the progress acks, its
+// MaxDeliver bounds the deliveries the node runs).
 func (n *Node) refresh(s *served, c *consumer) {
 	c.refreshed = time.Now()
 	ctx, cancel := context.WithTimeout(n.fetchCtx, cleanupTimeout)
@@ -293,5 +308,5 @@ func (n *Node) refresh(s *served, c *consumer) {
 		}
 		return
 	}
-	c.ackWait.Store(int64(info.Config.AckWait))
+	c.store(info.Config)
 }

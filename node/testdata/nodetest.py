@@ -26,3 +26,9 @@ def count(batch):
 def trace(batch):
     c = slither.context()
     return [c.trace_id for _ in batch]
+
+
+def crash(batch):
+    # The worker dies mid-call, as a segfault would.
+    import os
+    os._exit(3)

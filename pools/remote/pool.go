@@ -50,8 +50,11 @@ type Options struct {
 	// DefaultAckWait. Coordinators of one pool should agree: the last one
 	// started sets it.
 	AckWait time.Duration
-	// MaxDeliver is the number of deliveries before a batch fails with
-	// ErrRedelivered; default DefaultMaxDeliver.
+	// MaxDeliver is how many times a batch may be run (each time by a node
+	// that then died, or lost its lease) before it fails with
+	// ErrRedelivered; default DefaultMaxDeliver; -1 = no limit. The shared
+	// consumer gets one delivery more: a node that receives a batch's last
+	// delivery answers ErrRedelivered instead of running it.
 	MaxDeliver int
 	// MaxPayload is the largest encoded batch or result; default
 	// DefaultMaxPayload. Bodies above the server's max payload go through
@@ -195,6 +198,9 @@ func (p *Pool) start(ctx context.Context) error {
 		return err
 	}
 	settings := PoolSettings{AckWait: p.o.AckWait, MaxDeliver: p.o.MaxDeliver}
+	if settings.MaxDeliver > 0 {
+		settings.MaxDeliver++ // the answering delivery (see Options.MaxDeliver)
+	}
 	if p.work, _, err = EnsurePool(ctx, p.js, p.o.Name, settings, true); err != nil {
 		return err
 	}

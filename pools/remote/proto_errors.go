@@ -51,8 +51,8 @@ var errorKinds = []struct {
 	{"redelivered", ErrRedelivered}, // before "crashed": it wraps both
 	{"timeout", pools.ErrTimeout},
 	{"session_lost", pools.ErrSessionLost},
+	{"pool_failed", pools.ErrPoolFailed}, // before "crashed": an open breaker wraps its last crash
 	{"crashed", pools.ErrWorkerCrashed},
-	{"pool_failed", pools.ErrPoolFailed},
 	{"invalid_batch", pools.ErrInvalidBatch},
 	{"reentrant", pools.ErrReentrant},
 	{"payload_too_large", ErrPayloadTooLarge},

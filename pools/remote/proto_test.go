@@ -110,6 +110,7 @@ func TestReplyRoundTripAndErrors(t *testing.T) {
 		{fmt.Errorf("%w (%w)", remote.ErrRedelivered, pools.ErrWorkerCrashed), func(e error) bool {
 			return errors.Is(e, remote.ErrRedelivered) && errors.Is(e, pools.ErrWorkerCrashed)
 		}},
+		{fmt.Errorf("%w: last cause: %w", pools.ErrPoolFailed, pools.ErrWorkerCrashed), func(e error) bool { return errors.Is(e, pools.ErrPoolFailed) }},
 		{pools.ErrSessionLost, func(e error) bool { return errors.Is(e, pools.ErrSessionLost) && !errors.Is(e, pools.ErrWorkerCrashed) }},
 		{context.DeadlineExceeded, func(e error) bool { return errors.Is(e, context.DeadlineExceeded) }},
 		{errors.New("odd"), func(e error) bool { return e.Error() == "remote node n-1: odd" && !errors.Is(e, pools.ErrTimeout) }},
