@@ -17,8 +17,8 @@ import (
 
 	"github.com/slither-go/slither/engine"
 	"github.com/slither-go/slither/internal/cachedir"
-	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/monitor"
+	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/node"
 	"github.com/slither-go/slither/pools/remote"
 )

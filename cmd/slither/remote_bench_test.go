@@ -8,8 +8,8 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
-	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/internal/storetest"
+	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/pools"
 )
 

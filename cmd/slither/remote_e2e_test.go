@@ -25,9 +25,9 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/natsdev/natsdevtest"
-	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/remote"
 )
