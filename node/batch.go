@@ -51,7 +51,7 @@ func (n *Node) take(s *served, c *consumer, m jetstream.Msg) {
 	var o order
 	if c.node {
 		h := m.Headers()
-		o.session = h.Get(remote.HeaderSession)
+		o.session = scopedSession(h.Get(remote.HeaderCoord), h.Get(remote.HeaderSession))
 		switch {
 		case o.session == "":
 		case h.Get(remote.HeaderControl) != "":
@@ -247,7 +247,9 @@ func (n *Node) run(s *served, call remote.Call) ([]any, pools.CallInfo, error) {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, call.Trace)
 	}
 	var ci pools.CallInfo
-	results, err := s.pool.Submit(pools.WithCallInfo(ctx, &ci), call.Batch)
+	b := call.Batch
+	b.Session = scopedSession(call.Coord, b.Session)
+	results, err := s.pool.Submit(pools.WithCallInfo(ctx, &ci), b)
 	if err != nil && context.Cause(ctx) == errCancelled {
 		err = fmt.Errorf("%w: %w", errCancelled, err)
 	}
@@ -268,7 +270,7 @@ func (n *Node) control(s *served, m jetstream.Msg, call remote.Call, o order) bo
 			}
 		}
 		if call.Batch.Session != "" {
-			s.pool.CloseSession(call.Batch.Session)
+			s.pool.CloseSession(scopedSession(call.Coord, call.Batch.Session))
 		}
 		_ = m.Ack()
 	default:
@@ -373,4 +375,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "")
+}
+
+// scopedSession is the local pool's id of coordinator coord's session id:
+// two engines that name a session alike must not share its state on a
+// node they both use. Python on the node sees this id as
+// slither.context().session_id; host calls go back with the engine's own.
+func scopedSession(coord, id string) string {
+	if id == "" {
+		return ""
+	}
+	return coord + "/" + id
 }

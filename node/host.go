@@ -40,7 +40,8 @@ func (n *Node) forwardHost(ctx context.Context, call pools.HostCall) (any, error
 		defer cancel()
 	}
 	dl, _ := ctx.Deadline()
-	data, err := n.codec.EncodeHostCall(call, dl) // the coordinator bounds the call by it too
+	call.Session = strings.TrimPrefix(call.Session, coord+"/") // the engine's own id (scopedSession)
+	data, err := n.codec.EncodeHostCall(call, dl)              // the coordinator bounds the call by it too
 	if err != nil {
 		return nil, err
 	}

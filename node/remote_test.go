@@ -54,3 +54,38 @@ func TestServesARemotePool(t *testing.T) {
 	p.CloseSession("s")
 	nextAck(t, acks, "+ACK") // the close-session call, on the node's own consumer
 }
+
+// TestSessionsOfTwoEnginesStayApart: two engines (coordinators) that name
+// a session alike on the same node get a state each; a session view's
+// host call goes back with the engine's own session id.
+func TestSessionsOfTwoEnginesStayApart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c := newCoord(t, pool, remote.PoolSettings{})
+	startNode(t, c, 1, nil)
+	var ps []*remote.Pool
+	sessions := make(chan string, 8)
+	for range 2 {
+		nc, err := nats.Connect(c.srv.URL())
+		require.NoError(t, err)
+		defer nc.Close()
+		p, err := remote.New(ctx, remote.Options{Conn: nc, Name: pool, Logger: quiet(), WaitNodes: 1,
+			Host: func(_ context.Context, call pools.HostCall) (any, error) {
+				sessions <- call.Session
+				return call.Args[0], nil
+			}})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, p.Close(ctx)) }()
+		ps = append(ps, p)
+	}
+	for want := int64(1); want <= 3; want++ {
+		for i, p := range ps {
+			res, err := p.Submit(ctx, pools.Batch{Module: "nodetest", Function: "count", Items: []any{int64(0)}, Session: "same"})
+			require.NoError(t, err)
+			assert.Equal(t, []any{want}, res, "engine %d's session state is its own", i)
+		}
+	}
+	_, err := ps[0].Submit(ctx, pools.Batch{Module: "nodetest", Function: "lookup", Items: []any{int64(1)}, Session: "same"})
+	require.NoError(t, err)
+	assert.Equal(t, "same", <-sessions, "the host call names the engine's session id")
+}
