@@ -34,12 +34,15 @@ func (n *Node) forwardHost(ctx context.Context, call pools.HostCall) (any, error
 	if coord == "" {
 		return nil, fmt.Errorf("node: host call %q outside a remote batch: no coordinator to ask", call.Name)
 	}
+	// The batch's deadline (the engine's clock set it) bounds the call on
+	// both sides; without one each side waits DefaultHostTimeout by its own
+	// clock, so a skew between machines cannot expire the call early.
+	dl, _ := ctx.Deadline()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultHostTimeout)
 		defer cancel()
 	}
-	dl, _ := ctx.Deadline()
 	call.Session = strings.TrimPrefix(call.Session, coord+"/") // the engine's own id (scopedSession)
 	data, err := n.codec.EncodeHostCall(call, dl)              // the coordinator bounds the call by it too
 	if err != nil {

@@ -106,7 +106,8 @@ func TestOwnBatchAnsweredWhenDrainTimesOut(t *testing.T) {
 // reconnecting may never get) and terminates it.
 func TestLastDeliveryAnsweredRedelivered(t *testing.T) {
 	ctx := context.Background()
-	c := newCoord(t, pool, remote.PoolSettings{MaxDeliver: 2})
+	// One run: the consumer's MaxDeliver is 2 (the run, and the answer).
+	c := newCoord(t, pool, remote.PoolSettings{MaxDeliver: 1})
 	acks := c.acks(pool, remote.AnyDurable)
 	call := c.call(pool, "", pools.Batch{Module: "nodetest", Function: "double", Items: []any{int64(21)}})
 	c.publish(call)

@@ -124,7 +124,11 @@ func (s *served) consumers() []*consumer { return []*consumer{s.any, s.own} }
 // settings are the shared consumer's, for the node's own.
 func (s *served) settings() remote.PoolSettings {
 	c := s.any.current().CachedInfo().Config
-	return remote.PoolSettings{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending}
+	runs := c.MaxDeliver
+	if runs > 1 {
+		runs-- // PoolSettings counts runs; the consumer has the answering delivery too
+	}
+	return remote.PoolSettings{AckWait: c.AckWait, MaxDeliver: runs, MaxAckPending: c.MaxAckPending}
 }
 
 // ensureOwn creates (or re-creates) the node's own consumer.
@@ -268,7 +272,9 @@ func (n *Node) fetchFailed(s *served, c *consumer, err error, fails int) {
 		n.fail(fmt.Errorf("node %s: pool %q: the NATS connection is closed: %w", n.id, s.name, err))
 		n.stopFetch()
 		return
-	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
+	// No responders: a pull on a consumer the server removed (the node's
+	// own one after a minute cut off) gets no answer at all.
+	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrNoStreamResponse):
 		ctx, cancel := context.WithTimeout(n.fetchCtx, cleanupTimeout)
 		rerr := s.reensure(ctx, c)

@@ -198,9 +198,6 @@ func (p *Pool) start(ctx context.Context) error {
 		return err
 	}
 	settings := PoolSettings{AckWait: p.o.AckWait, MaxDeliver: p.o.MaxDeliver}
-	if settings.MaxDeliver > 0 {
-		settings.MaxDeliver++ // the answering delivery (see Options.MaxDeliver)
-	}
 	if p.work, _, err = EnsurePool(ctx, p.js, p.o.Name, settings, true); err != nil {
 		return err
 	}

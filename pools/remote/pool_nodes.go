@@ -19,6 +19,10 @@ const maxGone = 32
 // maxLostKept bounds the lost sessions remembered per node.
 const maxLostKept = 1024
 
+// resyncGrace is how long a restarted nodes watch waits for the live nodes
+// it knew to advertise again before it takes the silent ones as gone.
+const resyncGrace = DefaultNodeTTL
+
 // node is the pool's view of one node serving it.
 type node struct {
 	id       string
@@ -112,28 +116,45 @@ func (p *Pool) watchedStreamInfo() (*jetstream.StreamInfo, error) {
 }
 
 // watchLoop applies the bucket's entries until the watcher stops, then
-// closes done; it closes loaded at the end of the initial values.
+// closes done; it closes loaded at the end of the initial values. With
+// resync, the nodes no entry has named a resyncGrace after that (a
+// heartbeat or more) are taken as gone.
 func (p *Pool) watchLoop(w jetstream.KeyWatcher, done, loaded chan struct{}, resync bool) {
 	defer close(done)
-	seen := map[string]bool{}
-	for e := range w.Updates() { // ranged to the end: an unread watcher blocks its subscription
-		if e == nil {
-			select {
-			case <-loaded:
-			default:
-				if resync {
-					p.forgetUnseen(seen)
-				}
-				close(loaded)
-			}
-			continue
-		}
+	var seen map[string]bool
+	if resync {
+		seen = map[string]bool{}
+	}
+	var grace <-chan time.Time
+	updates := w.Updates()
+	for {
 		select {
-		case <-loaded:
-		default:
-			seen[e.Key()] = true
+		case e, ok := <-updates: // read to the end: an unread watcher blocks its subscription
+			if !ok {
+				return
+			}
+			if e == nil {
+				select {
+				case <-loaded:
+				default:
+					close(loaded)
+					if resync {
+						t := time.NewTimer(resyncGrace)
+						defer t.Stop()
+						grace = t.C
+					}
+				}
+				continue
+			}
+			if seen != nil {
+				seen[e.Key()] = true
+			}
+			p.apply(e)
+		case <-grace:
+			grace = nil
+			p.forgetUnseen(seen)
+			seen = nil
 		}
-		p.apply(e)
 	}
 }
 

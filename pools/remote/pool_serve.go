@@ -82,12 +82,13 @@ func (p *Pool) consumeResults(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("results consumer %s: %w", ResultDurable(p.coord), err)
 	}
-	p.consume, err = cons.Consume(p.onResult, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := cons.Consume(p.onResult, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		p.log.Debug("remote pool: results consumer", "err", err)
 	}))
 	if err != nil {
 		return fmt.Errorf("consuming results: %w", err)
 	}
+	p.consume = cc // only a working one: the supervisor waits on it
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -10,16 +11,18 @@ import (
 const (
 	// relistenPause is the wait between attempts to listen again.
 	relistenPause = time.Second
-	// bucketCheck is how often the pool checks that the nodes bucket it
-	// watches is still the one there: a watch on a deleted bucket does not
-	// end, it just never says anything again.
+	// bucketCheck is how often the pool checks that its results consumer
+	// exists and that the nodes bucket it watches is still the one there:
+	// a watch on a deleted bucket does not end, it just never says
+	// anything again.
 	bucketCheck = 2 * time.Second
 )
 
 // supervise keeps the pool's two long-lived listeners alive while the pool
-// lives: the results consumer (nats.go stops consuming when the consumer is
-// deleted — by an operator, or by the server after a partition longer than
-// its inactivity limit) and the nodes watch (it goes quiet for good when
+// lives: the results consumer (deleted by an operator — nats.go then stops
+// consuming — or by the server after a partition longer than its
+// inactivity limit, which nats.go never hears of: checked every
+// bucketCheck) and the nodes watch (it goes quiet for good when
 // the bucket is deleted, or ends).
 // Without them every later Submit would wait for ever. It is the only
 // writer of p.consume, p.watcher and p.watching once New has returned, and
@@ -33,6 +36,14 @@ func (p *Pool) supervise() {
 		case <-p.life.Done():
 			return
 		case <-tick.C:
+			if p.resultsConsumerGone() {
+				// Deleted while this coordinator was cut off: nats.go
+				// never hears of it and would pull from nothing for ever.
+				p.log.Warn("remote pool: the results consumer is gone; making it again", "pool", p.o.Name, "durable", ResultDurable(p.coord))
+				p.consume.Stop()
+				<-p.consume.Closed()
+				p.retry(func() error { return p.consumeResults(p.life) })
+			}
 			if !p.bucketChanged() {
 				continue
 			}
@@ -61,6 +72,15 @@ func (p *Pool) rewatch() {
 		}
 		return err
 	})
+}
+
+// resultsConsumerGone reports whether the server no longer has this
+// coordinator's results consumer. A failed check (NATS down) says no.
+func (p *Pool) resultsConsumerGone() bool {
+	ctx, cancel := context.WithTimeout(p.life, cleanupTimeout)
+	defer cancel()
+	_, err := p.res.Consumer(ctx, ResultDurable(p.coord))
+	return errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
 // bucketChanged reports whether the nodes bucket's stream is gone or is

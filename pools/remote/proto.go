@@ -158,7 +158,9 @@ func NewNodeID(host string) string {
 }
 
 // PoolSettings configure a pool's stream and its shared consumer. Zero
-// fields take the Default* values.
+// fields take the Default* values. MaxDeliver counts runs (-1: no limit):
+// the consumers get one delivery more, the one a node answers with
+// ErrRedelivered instead of running the batch.
 type PoolSettings struct {
 	AckWait       time.Duration
 	MaxDeliver    int
@@ -171,6 +173,9 @@ func (s PoolSettings) withDefaults() PoolSettings {
 	}
 	if s.MaxDeliver == 0 {
 		s.MaxDeliver = DefaultMaxDeliver
+	}
+	if s.MaxDeliver > 0 {
+		s.MaxDeliver++ // the answering delivery
 	}
 	if s.MaxAckPending <= 0 {
 		s.MaxAckPending = DefaultMaxAckPending
