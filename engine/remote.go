@@ -24,8 +24,9 @@ type RemoteConfig struct {
 	// node that dies holding it loses it after AckWait and the batch goes
 	// to another node.
 	AckWait time.Duration `yaml:"ack_wait"`
-	// MaxDeliver is how many times a batch may run (each time on a node
-	// that then died) before it fails with remote.ErrRedelivered.
+	// MaxDeliver is how many deliveries a batch may use (each by a node
+	// that died under it, or handed it back unrun) before it fails with
+	// remote.ErrRedelivered.
 	MaxDeliver int `yaml:"max_deliver"`
 	// MaxPayload is the largest encoded batch or result, in bytes.
 	MaxPayload int `yaml:"max_payload"`

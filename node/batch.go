@@ -86,6 +86,12 @@ func (n *Node) handle(s *served, c *consumer, m jetstream.Msg, o order) {
 		n.settle(s, c, m, o)
 		return
 	}
+	if c.node && n.wasAnswered(key) {
+		n.log.Info("slither node: an answered batch was delivered again (its ack was lost); acknowledging it",
+			"node", n.id, "pool", s.name, "batch", key.id, "coord", key.coord)
+		_ = m.Ack()
+		return
+	}
 	r, first := n.startRunning(key)
 	if !first {
 		n.log.Info("slither node: a batch running here was delivered again; its first delivery answered it",
@@ -96,6 +102,9 @@ func (n *Node) handle(s *served, c *consumer, m jetstream.Msg, o order) {
 	settled := false
 	defer func() { n.stopRunning(key, r, settled) }()
 	settled = n.settle(s, c, m, o)
+	if settled && c.node {
+		n.remember(key)
+	}
 }
 
 // settle handles one delivery and reports whether the batch is settled

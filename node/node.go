@@ -133,6 +133,10 @@ type Node struct {
 	// again while it runs here is not run twice (see handle).
 	rmu     sync.Mutex
 	running map[cancelKey]*running
+	// answered are the last batches of the node's own consumer it answered
+	// (see remember): a redelivery of one (its ack was lost) is not run
+	// on the session's state a second time.
+	answered answeredSet
 
 	amu    sync.Mutex    // one advert put at a time; guards kv
 	hbStop chan struct{} // closed to end the heartbeat

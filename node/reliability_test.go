@@ -261,3 +261,34 @@ func TestPublishGivesUpAndHandsBack(t *testing.T) {
 	assert.Equal(t, []any{int64(10)}, r.Results)
 	assert.GreaterOrEqual(t, r.Deliveries, 2)
 }
+
+// TestAnsweredOwnBatchDeliveredAgainIsNotRun: a pinned batch answered and
+// acknowledged whose ack was lost comes back to the same node (only it
+// consumes its subject): the node acknowledges it without running it on
+// the session's state again.
+func TestAnsweredOwnBatchDeliveredAgainIsNotRun(t *testing.T) {
+	ctx := context.Background()
+	c := newCoord(t, pool, remote.PoolSettings{})
+	n := startNode(t, c, 1, nil)
+	acks := c.acks(pool, remote.NodeDurable(n.ID()))
+	first := c.call(pool, n.ID(), pools.Batch{Module: "nodetest", Function: "count", Items: []any{int64(0)}, Session: "s1"})
+	c.publish(first)
+	r := c.reply()
+	require.NoError(t, r.Err)
+	require.Equal(t, []any{int64(1)}, r.Results)
+	nextAck(t, acks, "+ACK")
+	// The same batch again, as the server redelivers it when the ack was
+	// lost (another message id: the stream would drop a same-id copy).
+	msg, err := c.codec.EncodeCall(ctx, first)
+	require.NoError(t, err)
+	msg.Header.Set(jetstream.MsgIDHeader, first.ID+"-again")
+	_, err = c.js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+	nextAck(t, acks, "+ACK")
+	next := c.call(pool, n.ID(), pools.Batch{Module: "nodetest", Function: "count", Items: []any{int64(0)}, Session: "s1"})
+	c.publish(next)
+	r = c.reply()
+	require.NoError(t, r.Err)
+	assert.Equal(t, next.ID, r.ID, "no reply to the answered batch's second delivery")
+	assert.Equal(t, []any{int64(2)}, r.Results, "the answered batch ran a second time on the session")
+}

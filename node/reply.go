@@ -17,11 +17,17 @@ import (
 // AckWait (publishTimeout at least), while the node works. The batch's
 // lease is kept meanwhile, so no other node can answer it: past that, the
 // node had better hand it back. A batch of the node's own consumer is
-// answered even after the drain ran out of time (no other node can
-// answer it), within cleanupTimeout.
+// never handed back while the node works (it would run here again), and
+// is answered even after the drain ran out of time, within
+// cleanupTimeout.
 func (n *Node) replyCtx(c *consumer) (context.Context, context.CancelFunc) {
-	if c.node && n.workCtx.Err() != nil {
-		return context.WithTimeout(context.Background(), cleanupTimeout)
+	if c.node {
+		if n.workCtx.Err() != nil {
+			return context.WithTimeout(context.Background(), cleanupTimeout)
+		}
+		// Handing it back would only run it here again, on the session's
+		// state: keep trying while the node works (its lease is kept).
+		return context.WithCancel(n.workCtx)
 	}
 	return context.WithTimeout(n.workCtx, max(2*c.lease(), publishTimeout))
 }

@@ -40,3 +40,54 @@ func (n *Node) stopRunning(k cancelKey, r *running, settled bool) {
 	n.rmu.Unlock()
 	close(r.done)
 }
+
+// maxAnswered bounds the answered batches a node remembers.
+const maxAnswered = 4096
+
+// answeredSet is a bounded set of batch keys, oldest forgotten first.
+// n.rmu guards it.
+type answeredSet struct {
+	m    map[cancelKey]struct{}
+	ring []cancelKey
+	next int
+}
+
+func (a *answeredSet) has(k cancelKey) bool {
+	_, ok := a.m[k]
+	return ok
+}
+
+func (a *answeredSet) add(k cancelKey) {
+	if a.m == nil {
+		a.m = map[cancelKey]struct{}{}
+	}
+	if _, ok := a.m[k]; ok {
+		return
+	}
+	if len(a.ring) < maxAnswered {
+		a.ring = append(a.ring, k)
+	} else {
+		delete(a.m, a.ring[a.next])
+		a.ring[a.next] = k
+		a.next = (a.next + 1) % maxAnswered
+	}
+	a.m[k] = struct{}{}
+}
+
+// remember records that batch k of the node's own consumer was answered:
+// its reply is stored, so a redelivery (the ack was lost) must only be
+// acknowledged. Only the own consumer's: a shared batch redelivered after
+// a lost ack may go to any node anyway, and the coordinator keeps one
+// result.
+func (n *Node) remember(k cancelKey) {
+	n.rmu.Lock()
+	n.answered.add(k)
+	n.rmu.Unlock()
+}
+
+// wasAnswered reports whether batch k of the own consumer was answered.
+func (n *Node) wasAnswered(k cancelKey) bool {
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	return n.answered.has(k)
+}

@@ -50,11 +50,12 @@ type Options struct {
 	// DefaultAckWait. Coordinators of one pool should agree: the last one
 	// started sets it.
 	AckWait time.Duration
-	// MaxDeliver is how many times a batch may be run (each time by a node
-	// that then died, or lost its lease) before it fails with
-	// ErrRedelivered; default DefaultMaxDeliver; -1 = no limit. The shared
-	// consumer gets one delivery more: a node that receives a batch's last
-	// delivery answers ErrRedelivered instead of running it.
+	// MaxDeliver is how many deliveries a batch may use (each by a node
+	// that died under it or lost its lease, or handed it back unrun: it
+	// was draining, or its restart breaker was open) before it fails with
+	// ErrRedelivered; default DefaultMaxDeliver; -1 = no limit. The
+	// consumer gets one delivery more: the node that receives it answers
+	// ErrRedelivered instead of running the batch.
 	MaxDeliver int
 	// MaxPayload is the largest encoded batch or result; default
 	// DefaultMaxPayload. Bodies above the server's max payload go through
