@@ -1,5 +1,7 @@
 package node
 
+import "github.com/slither-go/slither/internal/bounded"
+
 // running is a batch being handled on this node; done is closed when its
 // handling ends, settled saying (then) whether it was answered or dropped
 // for good rather than handed back.
@@ -44,34 +46,20 @@ func (n *Node) stopRunning(k cancelKey, r *running, settled bool) {
 // maxAnswered bounds the answered batches a node remembers.
 const maxAnswered = 4096
 
-// answeredSet is a bounded set of batch keys, oldest forgotten first.
-// n.rmu guards it.
+// answeredSet remembers the last maxAnswered answered batches. n.rmu
+// guards it.
 type answeredSet struct {
-	m    map[cancelKey]struct{}
-	ring []cancelKey
-	next int
+	m bounded.Map[cancelKey, struct{}]
 }
 
 func (a *answeredSet) has(k cancelKey) bool {
-	_, ok := a.m[k]
+	_, ok := a.m.Get(k)
 	return ok
 }
 
 func (a *answeredSet) add(k cancelKey) {
-	if a.m == nil {
-		a.m = map[cancelKey]struct{}{}
-	}
-	if _, ok := a.m[k]; ok {
-		return
-	}
-	if len(a.ring) < maxAnswered {
-		a.ring = append(a.ring, k)
-	} else {
-		delete(a.m, a.ring[a.next])
-		a.ring[a.next] = k
-		a.next = (a.next + 1) % maxAnswered
-	}
-	a.m[k] = struct{}{}
+	a.m.Max = maxAnswered
+	a.m.Put(k, struct{}{})
 }
 
 // remember records that batch k of the node's own consumer was answered:

@@ -1,6 +1,10 @@
 package pools
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/slither-go/slither/internal/bounded"
+)
 
 // MaxEndedSessions is how many ended session ids an [EndedSessions]
 // remembers.
@@ -22,34 +26,16 @@ type EndedSession struct {
 // the oldest, so a long-lived pool's memory stays bounded. The zero value is
 // ready; it is not safe for concurrent use (pools hold their own lock).
 type EndedSessions struct {
-	m    map[string]EndedSession
-	ring []string
-	next int
+	m bounded.Map[string, EndedSession]
 }
 
 // Get returns how session id ended, if it is remembered.
-func (t *EndedSessions) Get(id string) (EndedSession, bool) {
-	e, ok := t.m[id]
-	return e, ok
-}
+func (t *EndedSessions) Get(id string) (EndedSession, bool) { return t.m.Get(id) }
 
 // Put records how session id ended (replacing what was recorded).
 func (t *EndedSessions) Put(id string, e EndedSession) {
-	if t.m == nil {
-		t.m = map[string]EndedSession{}
-	}
-	if _, ok := t.m[id]; ok {
-		t.m[id] = e
-		return
-	}
-	if len(t.ring) < MaxEndedSessions {
-		t.ring = append(t.ring, id)
-	} else {
-		delete(t.m, t.ring[t.next])
-		t.ring[t.next] = id
-		t.next = (t.next + 1) % MaxEndedSessions
-	}
-	t.m[id] = e
+	t.m.Max = MaxEndedSessions
+	t.m.Put(id, e)
 }
 
 // SessionClosedError is the error of a batch submitted for session id
