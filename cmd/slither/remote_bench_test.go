@@ -30,9 +30,7 @@ func BenchmarkRemoteScale(b *testing.B) {
 			ctx := e2eCtx(b, 10*time.Minute)
 			c := newCluster(b, natsdev.Options{})
 			cfg := nodeConfig(b, "{workers: 1, threads_per_worker: 4}", "")
-			for range nodes {
-				c.startNode(ctx, cfg)
-			}
+			c.startNodes(ctx, nodes, cfg)
 			eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: nodes}, nil)
 			payload := func(yield func(dispatch.Item) bool) {
 				for i := range items {

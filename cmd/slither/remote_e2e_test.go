@@ -146,6 +146,14 @@ func (c *cluster) startNode(ctx context.Context, config string, args ...string) 
 	}
 }
 
+// startNodes starts n nodes with config.
+func (c *cluster) startNodes(ctx context.Context, n int, config string) {
+	c.t.Helper()
+	for range n {
+		c.startNode(ctx, config)
+	}
+}
+
 // kill sends SIGKILL (no drain, no goodbye) and reaps the process.
 func (n *nodeProc) kill() {
 	_ = n.cmd.Process.Kill()
@@ -238,9 +246,7 @@ func TestRemoteDispatchAcrossNodes(t *testing.T) {
 	ctx := e2eCtx(t, 3*time.Minute)
 	c := newCluster(t, natsdev.Options{})
 	cfg := nodeConfig(t, "{workers: 2}", "")
-	for range 3 {
-		c.startNode(ctx, cfg)
-	}
+	c.startNodes(ctx, 3, cfg)
 	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 3, MaxPayload: 8 << 20}, func(cfg *engine.Config) {
 		cfg.Stores = append(cfg.Stores, storetest.Prices())
 	})
@@ -388,9 +394,7 @@ func TestRemoteNodeKilledMidRun(t *testing.T) {
 	// holding that lease and whatever else it runs.
 	hang := filepath.Join(t.TempDir(), "hang")
 	cfg := nodeConfig(t, fmt.Sprintf("{workers: 2, env: [%q]}", "E2E_HANG_FILE="+hang), "")
-	for range 3 {
-		c.startNode(ctx, cfg)
-	}
+	c.startNodes(ctx, 3, cfg)
 	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 3, AckWait: 2 * time.Second}, nil)
 	killed := make(chan *nodeProc, 1)
 	var wg sync.WaitGroup
@@ -450,9 +454,7 @@ func TestRemoteRunSurvivesNATSRestart(t *testing.T) {
 	ctx := e2eCtx(t, 4*time.Minute)
 	c := newCluster(t, natsdev.Options{})
 	cfg := nodeConfig(t, "{workers: 2}", "")
-	for range 2 {
-		c.startNode(ctx, cfg)
-	}
+	c.startNodes(ctx, 2, cfg)
 	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 2, AckWait: 2 * time.Second}, nil)
 	const n = 20_000
 	st, err := eng.Stream(ctx, ints(n), engine.DispatchOptions{Pool: "work", Options: dispatch.Options{
@@ -580,9 +582,7 @@ func TestRemoteSessionLostWhenItsNodeDies(t *testing.T) {
 	ctx := e2eCtx(t, 3*time.Minute)
 	c := newCluster(t, natsdev.Options{})
 	cfg := nodeConfig(t, "{workers: 1}", "")
-	for range 2 {
-		c.startNode(ctx, cfg)
-	}
+	c.startNodes(ctx, 2, cfg)
 	eng := c.coordinator(ctx, engine.RemoteConfig{WaitNodes: 2}, nil)
 	s, err := eng.Session(ctx, "work")
 	if err != nil {
