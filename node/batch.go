@@ -172,7 +172,15 @@ func (n *Node) settle(s *served, c *consumer, m jetstream.Msg, o order) bool {
 func (n *Node) answer(c *consumer, m jetstream.Msg, coord string, r remote.Reply) bool {
 	ctx, cancel := n.replyCtx(c)
 	defer cancel()
-	if err := n.publishReply(ctx, coord, r); err != nil {
+	err := n.publishReply(ctx, coord, r)
+	if err != nil && c.node && n.workCtx.Err() != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		// The drain ran out while this pinned batch's reply was being
+		// retried: one last try (no other node can answer it).
+		lctx, lcancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		err = n.publishReply(lctx, coord, r)
+		lcancel()
+	}
+	if err != nil {
 		n.handBack(c, m, r.ID, err)
 		return false
 	}

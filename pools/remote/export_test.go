@@ -1,6 +1,9 @@
 package remote
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Hooks observe moments of a Pool that tests synchronize on; they run on
 // the pool's goroutines and must not block.
@@ -14,3 +17,6 @@ type Hooks struct {
 func NewWithHooks(ctx context.Context, o Options, h Hooks) (*Pool, error) {
 	return newPool(ctx, o, testHooks{published: h.Published, dropped: h.Dropped, node: h.Node})
 }
+
+// ResyncGrace is how long a restarted nodes watch would wait now.
+func (p *Pool) ResyncGrace() time.Duration { return p.resyncGrace() }

@@ -20,8 +20,19 @@ const maxGone = 32
 const maxLostKept = 1024
 
 // resyncGrace is how long a restarted nodes watch waits for the live nodes
-// it knew to advertise again before it takes the silent ones as gone.
-const resyncGrace = DefaultNodeTTL
+// it knew to advertise again before it takes the silent ones as gone: the
+// bucket's default TTL, or two of the slowest live node's heartbeats.
+func (p *Pool) resyncGrace() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := DefaultNodeTTL
+	for _, n := range p.nodes {
+		if n.live {
+			g = max(g, 2*n.advert.Heartbeat)
+		}
+	}
+	return g
+}
 
 // node is the pool's view of one node serving it.
 type node struct {
@@ -139,7 +150,7 @@ func (p *Pool) watchLoop(w jetstream.KeyWatcher, done, loaded chan struct{}, res
 				default:
 					close(loaded)
 					if resync {
-						t := time.NewTimer(resyncGrace)
+						t := time.NewTimer(p.resyncGrace())
 						defer t.Stop()
 						grace = t.C
 					}

@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -130,3 +131,37 @@ func drain[T any](ch <-chan T) {
 }
 
 func errorsIsSessionLost(err error) bool { return errors.Is(err, pools.ErrSessionLost) }
+
+// TestResyncGraceCoversSlowHeartbeats: a restarted watch waits two of the
+// slowest live node's heartbeats (at least the bucket's default TTL)
+// before it takes a silent node as gone.
+func TestResyncGraceCoversSlowHeartbeats(t *testing.T) {
+	e := newEnv(t, natsdev.Options{})
+	seen := make(chan string, 16)
+	p := e.newPool(t, remote.Options{}, remote.Hooks{Node: func(id string, g bool) {
+		if !g {
+			seen <- id
+		}
+	}})
+	if got := p.ResyncGrace(); got != remote.DefaultNodeTTL {
+		t.Fatalf("grace with no node = %v, want %v", got, remote.DefaultNodeTTL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, remote.NodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := remote.Advert{Node: "slow-1", Heartbeat: 7 * time.Second, Pools: map[string]remote.PoolAdvert{testPool: {Capacity: 1}}}
+	data, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, a.Node, data); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, seen, "the slow node")
+	if got := p.ResyncGrace(); got != 14*time.Second {
+		t.Fatalf("grace with a 7s heartbeat = %v, want 14s", got)
+	}
+}

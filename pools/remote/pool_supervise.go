@@ -63,10 +63,12 @@ func (p *Pool) supervise() {
 	}
 }
 
-// rewatch opens (or makes) the nodes bucket and watches it again.
+// rewatch watches the nodes bucket again once it exists. It does not
+// make the bucket: the nodes do (with their own heartbeat's TTL) when they
+// next advertise.
 func (p *Pool) rewatch() {
 	p.retry(func() error {
-		kv, err := EnsureNodes(p.life, p.js, 0)
+		kv, err := p.js.KeyValue(p.life, NodesBucket)
 		if err == nil {
 			_, err = p.startWatch(kv, true)
 		}

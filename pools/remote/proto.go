@@ -158,9 +158,9 @@ func NewNodeID(host string) string {
 }
 
 // PoolSettings configure a pool's stream and its shared consumer. Zero
-// fields take the Default* values. MaxDeliver counts runs (-1: no limit):
-// the consumers get one delivery more, the one a node answers with
-// ErrRedelivered instead of running the batch.
+// fields take the Default* values. MaxDeliver is how many deliveries a
+// batch may use (-1: no limit); the consumers get one delivery more, the
+// one a node answers with ErrRedelivered instead of running the batch.
 type PoolSettings struct {
 	AckWait       time.Duration
 	MaxDeliver    int
