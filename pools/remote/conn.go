@@ -1,11 +1,18 @@
-// Package remote is the remote pool of issue #17: batches published to a
-// NATS JetStream work queue and run by `slither node` processes on other
-// machines.
+// Package remote is the remote pool: batches published to a NATS
+// JetStream work queue and run by `slither node` processes (package node)
+// on other machines, behind the same pools.Pool contract as the local
+// pools, so dispatch, pipe and sessions use it unchanged.
 //
-// For now it holds only the connection settings: ConnOptions (user/password,
-// token, nkey seed, creds file, TLS) and Connect, which validates them and
-// opens a *nats.Conn whose asynchronous errors (permission violations) go
-// to a slog.Logger. The pool itself comes in later steps of the issue.
+// Pool (New, Options) is the coordinator's side: it publishes batches,
+// bounds the batches in flight by the capacity the nodes advertise, matches
+// results by batch id and drops duplicates, pins sessions to one node,
+// answers the nodes' host calls (store views) and keeps its JetStream
+// listeners alive. The protocol both sides speak — subject, stream and
+// bucket names, the Call/Reply/host-call Codec with object-store payloads,
+// node adverts, the set-up helpers — is in proto*.go. ConnOptions and
+// Connect open the connection with the user's credentials (user/password,
+// token, nkey seed, creds file, TLS), routing asynchronous errors
+// (permission violations) to a slog.Logger. docs/remote.md is the guide.
 package remote
 
 import (
