@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slither-go/slither/internal/textcut"
 	"github.com/slither-go/slither/pipe"
 )
 
@@ -56,7 +57,7 @@ func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
+	return textcut.Bytes(s, n) + "…"
 }
 
 func (a *aggregate) addError(e ErrorState) {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/slither-go/slither/internal/textcut"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/remote"
 )
@@ -292,7 +292,7 @@ func (n *Node) control(s *served, m jetstream.Msg, call remote.Call, o order) bo
 		_ = m.Ack()
 	default:
 		n.log.Warn("slither node: unknown control call", "node", n.id, "pool", s.name, "control", call.Control, "coord", call.Coord)
-		_ = m.TermWithReason(truncate("unknown control call "+call.Control, maxTermReason))
+		_ = m.TermWithReason(textcut.Bytes("unknown control call "+call.Control, maxTermReason))
 	}
 	return true
 }
@@ -320,7 +320,7 @@ func (n *Node) undecodable(s *served, c *consumer, m jetstream.Msg, call remote.
 			return false
 		}
 	}
-	_ = m.TermWithReason(truncate(err.Error(), maxTermReason))
+	_ = m.TermWithReason(textcut.Bytes(err.Error(), maxTermReason))
 	return true
 }
 
@@ -384,14 +384,6 @@ func (s *served) pinnedOf(session string) []*inflight {
 		out = append(out, b)
 	}
 	return out
-}
-
-// truncate cuts s to at most n bytes, never inside a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }
 
 // scopedSession is the local pool's id of coordinator coord's session id:

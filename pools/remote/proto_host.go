@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slither-go/slither/internal/textcut"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/pools/process/wire"
 )
@@ -97,7 +98,7 @@ func (c *Codec) EncodeHostReply(v any, err error) []byte {
 	data, ferr := c.frame(hdr, atts, "host call result")
 	if ferr != nil {
 		if body.Err != "" {
-			body.Err = body.Err[:min(len(body.Err), 4096)]
+			body.Err = textcut.Bytes(body.Err, 4096)
 			hdr, _ = json.Marshal(hostReplyBody{Err: body.Err})
 			data, _ = c.frame(hdr, nil, "host call error")
 			return data
