@@ -25,6 +25,7 @@ import (
 
 	"github.com/slither-go/slither/dispatch"
 	"github.com/slither-go/slither/engine"
+	"github.com/slither-go/slither/internal/logbuf"
 	"github.com/slither-go/slither/internal/storetest"
 	"github.com/slither-go/slither/natsdev"
 	"github.com/slither-go/slither/natsdev/natsdevtest"
@@ -66,24 +67,7 @@ type nodeProc struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once Wait returned
 	err  error         // Wait's
-	out  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
+	out  *logbuf.Buffer
 }
 
 // nodeConfig writes a node's YAML: a process pool "work" with the given
@@ -116,7 +100,7 @@ func (c *cluster) startNode(ctx context.Context, config string, args ...string) 
 	id := fmt.Sprintf("e2e-%d-%d", len(c.nodes), time.Now().UnixNano()%1e6)
 	cmd := exec.Command(os.Args[0], append([]string{"node", "--nats", c.srv.URL(), "--config", config, "--id", id}, args...)...)
 	cmd.Env = append(os.Environ(), remoteChildEnv+"=1")
-	n := &nodeProc{id: id, cmd: cmd, done: make(chan struct{}), out: &syncBuffer{}}
+	n := &nodeProc{id: id, cmd: cmd, done: make(chan struct{}), out: &logbuf.Buffer{}}
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

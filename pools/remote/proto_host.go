@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,17 +133,12 @@ func (c *Codec) DecodeHostReply(data []byte) (any, error) {
 // frame frames a core-NATS body, which must fit one message.
 func (c *Codec) frame(hdr []byte, atts [][]byte, what string) ([]byte, error) {
 	limit := min(c.limit(), int(c.Conn.MaxPayload())-headerMargin)
-	var buf []byte
-	w := &sliceWriter{&buf}
-	if _, err := wire.WriteFrameLimit(w, nil, hdr, atts, limit); err != nil {
+	var buf bytes.Buffer
+	if _, err := wire.WriteFrameLimit(&buf, nil, hdr, atts, limit); err != nil {
 		return nil, fmt.Errorf("%w: %s does not fit a NATS message (limit %d bytes): %w", ErrPayloadTooLarge, what, limit, err)
 	}
-	return buf, nil
+	return buf.Bytes(), nil
 }
-
-type sliceWriter struct{ b *[]byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
 
 // Advert is what a node says of itself in the nodes bucket, refreshed
 // every heartbeat. It comes from another machine: ReadNodes and ParseAdvert
