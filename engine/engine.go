@@ -268,7 +268,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		}
 		for _, p := range all {
 			wg.Add(1)
-			go func() {
+			go func() { // wg.Wait below waits for each
 				defer wg.Done()
 				if err := p.Close(ctx); err != nil {
 					mu.Lock()

@@ -61,7 +61,7 @@ func (n *Node) take(s *served, c *consumer, m jetstream.Msg) {
 		}
 	}
 	n.batches.Add(1)
-	go func() {
+	go func() { // Shutdown waits for it: n.batches.Wait, in the drain
 		defer n.batches.Done()
 		defer func() { <-c.slots }()
 		if o.track != nil {
@@ -329,7 +329,7 @@ func (n *Node) undecodable(s *served, c *consumer, m jetstream.Msg, call remote.
 // renewing goroutine to end.
 func (n *Node) keepAlive(c *consumer, m jetstream.Msg) (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
+	go func() { // the returned stop waits for it (<-done)
 		defer close(done)
 		t := time.NewTimer(c.progressEvery())
 		defer t.Stop()

@@ -37,7 +37,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 	// is taken any more (and batches.Wait may begin).
 	n.loops.Wait()
 	idle := make(chan struct{})
-	go func() {
+	go func() { // both branches of the select below wait for it (<-idle)
 		n.batches.Wait()
 		close(idle)
 	}()

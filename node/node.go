@@ -193,11 +193,11 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.checkTTL(ctx)
-	go n.heartbeat()
+	go n.heartbeat() // Shutdown stops it (hbStop) and waits for it (<-hbDone)
 	for _, s := range n.served {
 		for _, c := range s.consumers() {
 			n.loops.Add(1)
-			go n.fetchLoop(s, c)
+			go n.fetchLoop(s, c) // Shutdown waits for them (n.loops.Wait) once the fetch context ends
 		}
 	}
 	ok = true

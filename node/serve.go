@@ -126,7 +126,7 @@ func (s *served) settings() remote.PoolSettings {
 	c := s.any.current().CachedInfo().Config
 	runs := c.MaxDeliver
 	if runs > 1 {
-		runs-- // PoolSettings counts runs; the consumer has the answering delivery too
+		runs-- // the consumer has the answering delivery too; PoolSettings adds it back
 	}
 	return remote.PoolSettings{AckWait: c.AckWait, MaxDeliver: runs, MaxAckPending: c.MaxAckPending}
 }

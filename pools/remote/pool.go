@@ -215,7 +215,7 @@ func (p *Pool) start(ctx context.Context) error {
 	if err := p.watchNodes(ctx, kv); err != nil {
 		return err
 	}
-	p.superviseOnce.Do(func() { go p.supervise() })
+	p.superviseOnce.Do(func() { go p.supervise() }) // teardown waits for it (<-p.supervised)
 	return nil
 }
 
@@ -342,7 +342,7 @@ func (p *Pool) goBackground(f func()) bool {
 		return false
 	}
 	p.bg.Add(1)
-	go func() {
+	go func() { // teardown waits for it: p.bg.Wait, after setting bgStop
 		defer p.bg.Done()
 		f()
 	}()

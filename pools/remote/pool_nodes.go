@@ -111,6 +111,8 @@ func (p *Pool) startWatch(kv jetstream.KeyValue, resync bool) (<-chan struct{}, 
 	}
 	p.watcher, p.watching, p.watchedCreated = w, make(chan struct{}), info.Created
 	loaded := make(chan struct{})
+	// teardown (after stopping w) and the supervisor (before watching
+	// again) wait for it: <-p.watching.
 	go p.watchLoop(w, p.watching, loaded, resync)
 	return loaded, nil
 }
