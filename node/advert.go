@@ -46,7 +46,7 @@ func (n *Node) advertise(ctx context.Context, draining bool) error {
 		return fmt.Errorf("node: encoding its advert: %w", err)
 	}
 	_, err = n.kv.Put(ctx, n.id, data)
-	if err != nil && bucketGone(err) {
+	if err != nil && missing(err) {
 		kv, kerr := remote.EnsureNodes(ctx, n.js, n.nodesTTL())
 		if kerr != nil {
 			return fmt.Errorf("node: advertising in %s: %w (making the bucket again: %w)", remote.NodesBucket, err, kerr)
@@ -62,11 +62,15 @@ func (n *Node) advertise(ctx context.Context, draining bool) error {
 	return nil
 }
 
-// bucketGone reports whether a put failed because the bucket's stream does
-// not exist (a publish that no stream answers).
-func bucketGone(err error) bool {
-	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrBucketNotFound) ||
-		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
+// missing reports whether a call failed because the JetStream object it
+// needs (a consumer, a stream, a bucket) is gone: the node makes it again.
+// No responders is among them: a pull on a consumer the server removed
+// (the node's own one after a minute cut off), or a put into a bucket
+// whose stream is gone, gets no answer at all.
+func missing(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // nodesTTL is the TTL of a nodes bucket this node makes: three heartbeats,

@@ -272,10 +272,7 @@ func (n *Node) fetchFailed(s *served, c *consumer, err error, fails int) {
 		n.fail(fmt.Errorf("node %s: pool %q: the NATS connection is closed: %w", n.id, s.name, err))
 		n.stopFetch()
 		return
-	// No responders: a pull on a consumer the server removed (the node's
-	// own one after a minute cut off) gets no answer at all.
-	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrNoStreamResponse):
+	case missing(err):
 		ctx, cancel := context.WithTimeout(n.fetchCtx, cleanupTimeout)
 		rerr := s.reensure(ctx, c)
 		cancel()
