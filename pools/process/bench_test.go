@@ -41,11 +41,35 @@ func BenchmarkNoop(b *testing.B) {
 // BenchmarkPayload1MB round-trips 1 MiB of bytes per call (sent and
 // returned, as raw frame attachments).
 func BenchmarkPayload1MB(b *testing.B) {
-	workers := runtime.GOMAXPROCS(0)
-	p := benchPool(b, workers)
-	payload := bytes.Repeat([]byte{'x'}, 1<<20)
-	b.SetBytes(2 << 20)
-	pooltest.Drive(b, p, pools.Batch{Module: mod, Function: "echo", Items: []any{payload}}, 2*workers)
+	benchPayload(b, opts(runtime.GOMAXPROCS(0)), 1<<20)
+}
+
+// BenchmarkPayload round-trips payloads of several sizes through shared
+// memory (the default) and through the pipe (Options.SharedMemory < 0), to
+// show where each pays.
+func BenchmarkPayload(b *testing.B) {
+	for _, size := range []int{64 << 10, 256 << 10, 1 << 20, 3 << 20} {
+		for _, path := range []string{"shm", "pipe"} {
+			b.Run(fmt.Sprintf("size=%dKiB/%s", size>>10, path), func(b *testing.B) {
+				o := opts(runtime.GOMAXPROCS(0))
+				if path == "pipe" {
+					o.SharedMemory = -1
+				}
+				benchPayload(b, o, size)
+			})
+		}
+	}
+}
+
+func benchPayload(b *testing.B, o process.Options, size int) {
+	p, err := process.New(context.Background(), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.Close(context.Background()) })
+	payload := bytes.Repeat([]byte{'x'}, size)
+	b.SetBytes(2 * int64(size))
+	pooltest.Drive(b, p, pools.Batch{Module: mod, Function: "echo", Items: []any{payload}}, 2*o.Workers)
 }
 
 // BenchmarkProcessPoolExecutor runs the same workloads through Python's

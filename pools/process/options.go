@@ -74,6 +74,16 @@ type Options struct {
 	// whole); 0 means wire.DefaultMaxFrame (256 MiB). A batch over it fails
 	// at once with an error matching wire.ErrFrameTooLarge.
 	MaxFrame int
+	// SharedMemory is the size of each half of the shared memory every
+	// worker gets for large byte strings (one half for calls, one for
+	// results): a byte string of 256 KiB or more is copied there instead
+	// of through the pipe when it fits, which saves a copy and the pipe's
+	// system calls and wake-ups. The memory is mapped once per worker and
+	// kept for its life, so it stays warm; the pages a worker has touched
+	// count in its resident memory (MaxRSSMB). 0 means 16 MiB; negative
+	// turns it off (everything goes through the pipe, as it does wherever
+	// memfd_create or mmap fails).
+	SharedMemory int
 	// Host serves slither.host_call(name, *args) from Python; nil makes
 	// every host call fail with a clear error. Its context is the calling
 	// batch's, and also ends when the worker is killed (by CallTimeout

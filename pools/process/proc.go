@@ -35,6 +35,8 @@ type proc struct {
 	cmu sync.Mutex // serializes cancel requests
 	cw  *os.File   // the cancel pipe, served by a thread of its own
 
+	arena *arena // its shared memory, or nil (spawn.go, shm.go)
+
 	rf        *os.File // the worker's frames to us
 	r         *bufio.Reader
 	spinUntil atomic.Int64 // unix ns: poll the worker's pipe until then before parking
@@ -90,6 +92,7 @@ type call struct {
 	timer    *time.Timer // set before the call is shared, never after
 	timedOut atomic.Bool
 	sendErr  error // the write that broke the worker's stream; guarded by proc.pmu
+	shared   []int // its byte strings' offsets in the worker's shared memory, freed when it ends
 }
 
 type result struct {
@@ -129,7 +132,14 @@ func (pr *proc) start(c *call) bool {
 		enc.Reset()
 		encoders.Put(enc)
 	}()
-	if err := enc.List(c.b.Items); err != nil {
+	if pr.arena != nil {
+		enc.Share = pr.arena
+	}
+	err := enc.List(c.b.Items)
+	// The worker copies them out as it reads the call: they are freed
+	// when the call ends, however it ends (finish).
+	c.shared = append(c.shared[:0], enc.Shared...)
+	if err != nil {
 		pr.p.finish(pr, c, result{err: err}, false)
 		return true
 	}
@@ -138,6 +148,10 @@ func (pr *proc) start(c *call) bool {
 		tr = wire.Trace{TraceID: sc.TraceID(), SpanID: sc.SpanID()}
 	}
 	hdr := wire.AppendCallTrace(make([]byte, 0, 112+len(enc.Buf)), c.id, c.b.Module, c.b.Function, c.b.Session, tr, enc.Buf)
+	if err := pr.checkShared(hdr, enc); err != nil {
+		pr.p.finish(pr, c, result{err: fmt.Errorf("the batch cannot be sent (Options.MaxFrame): %w", err)}, false)
+		return true
+	}
 	if d := pr.p.opts.CallTimeout; d > 0 {
 		c.timer = time.AfterFunc(d, func() {
 			c.timedOut.Store(true)
@@ -150,11 +164,12 @@ func (pr *proc) start(c *call) bool {
 		if c.timer != nil {
 			c.timer.Stop()
 		}
+		pr.freeShared(c)
 		return false
 	}
 	pr.pending[c.id] = c
 	pr.pmu.Unlock()
-	err := pr.write(hdr, enc.Atts)
+	err = pr.write(hdr, enc.Atts)
 	switch {
 	case err == nil:
 	case errors.Is(err, wire.ErrFrameTooLarge):
@@ -250,6 +265,9 @@ func (pr *proc) readLoop() {
 	pr.cmu.Lock()
 	_ = pr.cw.Close()
 	pr.cmu.Unlock()
+	if pr.arena != nil {
+		pr.arena.close() // calls being sent now fall back to the pipe, and fail with the crash
+	}
 
 	p.opts.Telemetry.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{Duration: time.Since(pr.started)}, telemetry.Metadata{
 		"pool": p.name, "kind": string(pools.KindProcess), "worker": pr.slot.id, "pid": pr.pid, "reason": crash.Reason,
@@ -321,6 +339,9 @@ func (pr *proc) result(m *wire.Inbound, atts [][]byte) {
 	delete(pr.pending, m.ID)
 	pr.pmu.Unlock()
 	if !ok {
+		if pr.arena != nil && m.E == nil {
+			_, _ = pr.decode(m.V, atts) // frees its pieces of shared memory
+		}
 		return
 	}
 	var r result
@@ -333,7 +354,7 @@ func (pr *proc) result(m *wire.Inbound, atts [][]byte) {
 	case m.E != nil:
 		r.err = &pools.PythonError{Type: m.E.Type, Message: m.E.Message, Traceback: m.E.Traceback}
 	default:
-		v, err := wire.Decode(m.V, atts)
+		v, err := pr.decode(m.V, atts)
 		if err != nil {
 			r.err = err
 			break
@@ -348,11 +369,63 @@ func (pr *proc) result(m *wire.Inbound, atts [][]byte) {
 	pr.p.finish(pr, c, r, true)
 }
 
+// checkShared refuses a message whose frame (hdr, enc.Atts) and byte
+// strings in shared memory together exceed the frame limit: MaxFrame
+// bounds a message however its bytes travel.
+func (pr *proc) checkShared(hdr []byte, enc *wire.Encoder) error {
+	if len(enc.Shared) == 0 {
+		return nil
+	}
+	total := 8 + 4*len(enc.Atts) + len(hdr) + enc.SharedBytes
+	for _, a := range enc.Atts {
+		total += len(a)
+	}
+	if total > pr.p.maxFrame {
+		return fmt.Errorf("%w: %d bytes (%d of them in shared memory) exceed the %d-byte limit",
+			wire.ErrFrameTooLarge, total, enc.SharedBytes, pr.p.maxFrame)
+	}
+	return nil
+}
+
+// decode decodes a value from the worker, copying its byte strings out of
+// its shared memory: no more of them than the frame limit allows one
+// message, whatever the references say.
+func (pr *proc) decode(v []byte, atts [][]byte) (any, error) {
+	if pr.arena == nil {
+		return wire.Decode(v, atts)
+	}
+	return wire.DecodeShared(v, atts, &budget{a: pr.arena, left: uint64(pr.p.maxFrame), limit: pr.p.maxFrame})
+}
+
+// budget loads from an arena up to a number of bytes.
+type budget struct {
+	a     *arena
+	left  uint64
+	limit int
+}
+
+func (b *budget) Load(slot, off, n uint64) ([]byte, error) {
+	if n > b.left {
+		return nil, fmt.Errorf("%w: the byte strings in shared memory exceed the %d-byte limit (Options.MaxFrame)", wire.ErrFrameTooLarge, b.limit)
+	}
+	b.left -= n
+	return b.a.Load(slot, off, n)
+}
+
+// freeShared frees call c's byte strings in the worker's shared memory.
+func (pr *proc) freeShared(c *call) {
+	for _, off := range c.shared {
+		pr.arena.free(off)
+	}
+	c.shared = nil
+}
+
 // finish records a call's end, frees its thread and delivers r.
 func (p *Pool) finish(pr *proc, c *call, r result, ran bool) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	pr.freeShared(c)
 	s := pr.slot
 	service := time.Since(c.start)
 	if ran {

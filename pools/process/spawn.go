@@ -82,20 +82,33 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (pr *proc, err error) {
 	cmd.Dir = p.opts.Dir
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{toWorkerR, fromWorkerW, cancelR} // fds 3, 4, 5
+	ar := p.newArena()
+	if ar != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, ar.f) // fd 6
+		cmd.Env = append(cmd.Env, fmt.Sprintf("SLITHER_WORKER_ARENA=6,%d,%d", ar.half, sharedMin))
+	} else {
+		cmd.Env = append(cmd.Env, "SLITHER_WORKER_ARENA=") // none, whatever Options.Env says
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	onSpawnerThread(func() { err = cmd.Start() })
 	// The child's ends: only the child may hold them, or its death would
 	// not close them.
 	closeAll(toWorkerR, fromWorkerW, cancelR, outW, errW)
+	if ar != nil {
+		ar.handedOver()
+	}
 	if err != nil {
 		closeAll(toWorkerW, fromWorkerR, cancelW, outR, errR)
+		if ar != nil {
+			ar.close()
+		}
 		return nil, fail("%v", err)
 	}
 	pid = cmd.Process.Pid
 	pr = &proc{
 		p: p, slot: s, cmd: cmd, pid: pid,
 		w: toWorkerW, cw: cancelW, rf: fromWorkerR, outR: outR, errR: errR,
-		pending: map[uint64]*call{}, started: time.Now(),
+		pending: map[uint64]*call{}, started: time.Now(), arena: ar,
 		stderr: tail{max: 8 << 10},
 		exited: make(chan struct{}),
 	}
@@ -139,7 +152,14 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (pr *proc, err error) {
 		pr.kill("its start failed", endStopped)
 		<-pr.exited
 		closeAll(toWorkerW, fromWorkerR, cancelW)
+		if ar != nil {
+			ar.close()
+		}
 		return nil, err
+	}
+	if ar != nil && !hello.Arena { // it could not map it: the pipe carries everything
+		ar.close()
+		pr.arena = nil
 	}
 	pr.info = Interpreter{Executable: hello.Executable, Version: hello.Version, FreeThreaded: hello.FreeThreaded,
 		GILEnabled: hello.GILEnabled, Protocol: hello.Proto}
@@ -151,6 +171,25 @@ func (p *Pool) spawn(ctx context.Context, s *slot) (pr *proc, err error) {
 	p.bg.Add(1)
 	go pr.readLoop()
 	return pr, nil
+}
+
+// newArena makes a worker's shared memory, or returns nil when it is
+// turned off or cannot be made (the pipe then carries everything).
+func (p *Pool) newArena() *arena {
+	half := p.opts.SharedMemory
+	switch {
+	case half < 0:
+		return nil
+	case half == 0:
+		half = defaultShared
+	}
+	half = max(half, sharedTable+sharedMin) &^ (sharedAlign - 1)
+	ar, err := newArena(half)
+	if err != nil {
+		p.log.Debug("slither worker shared memory unavailable; large byte strings go through the pipe", "error", err)
+		return nil
+	}
+	return ar
 }
 
 // startFailed emits the pool.worker.exit of a start of s that failed with

@@ -8,10 +8,11 @@ attachments, raw. The lengths must add up exactly and the frame must not
 exceed the limit (SLITHER_WORKER_MAX_FRAME, default 256 MiB, the same as
 the Go side's wire.DefaultMaxFrame).
 
-Values in a header are JSON with four tags, so that nothing is lost:
+Values in a header are JSON with five tags, so that nothing is lost:
 {"$b": i} is attachment i (bytes), {"$f": "nan"|"inf"|"-inf"} a float,
-{"$d": [[k, v], ...]} a dict whose own keys would look like a tag, and
-{"$i": "123..."} is never sent (JSON numbers carry big ints as they are).
+{"$d": [[k, v], ...]} a dict whose own keys would look like a tag,
+{"$a": [...]} bytes in shared memory (slither._shm), and {"$i": "123..."} is
+never sent (JSON numbers carry big ints as they are).
 """
 
 import array
@@ -34,11 +35,17 @@ MAX_FRAME_LIMIT = (1 << 32) - 1
 _HEAD = struct.Struct(">III")  # the frame's length, the header's, the number of attachments
 _LEN = struct.Struct(">I")
 _COUNTS = struct.Struct(">II")
-_TAGS = ("$b", "$f", "$d", "$i")
+_TAGS = ("$b", "$f", "$d", "$i", "$a")
 _SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-# os.read is asked for at most this much at a time, so that a frame's
-# claimed length costs no memory before its bytes arrive.
-_CHUNK = 1 << 20
+# A connection reads frames into one buffer of its own, reused from frame to
+# frame (warm memory: a fresh buffer per frame costs a page fault per 4 KiB
+# page). A frame up to _EAGER bytes gets room for all of it once its lengths
+# have arrived and add up; past that the buffer grows (doubling) with the
+# bytes that actually arrive, so a frame's claimed length costs no more
+# memory than that before its bytes are there. A buffer grown past _EAGER is
+# dropped once its frame has been read.
+_EAGER = 16 << 20
+_START = 1 << 16
 
 
 def _iov_max():
@@ -81,9 +88,10 @@ _PLAIN = frozenset((int, str, bool, type(None)))
 _PLAIN_OR_FLOAT = _PLAIN | {float}
 
 
-def encode(v, atts, path):
-    """Returns a JSON-able form of v, moving bytes into atts. Raises
-    EncodeError for a value with no Go mapping."""
+def encode(v, atts, path, share=None):
+    """Returns a JSON-able form of v, moving bytes into atts (or, large
+    ones, into shared memory when share, a slither._shm.Sharing, takes
+    them). Raises EncodeError for a value with no Go mapping."""
     t = type(v)
     if v is None or t is bool or t is str:
         return v
@@ -99,32 +107,40 @@ def encode(v, atts, path):
             return v
         if kinds <= _PLAIN_OR_FLOAT and all(map(math.isfinite, (x for x in v if type(x) is float))):
             return v
-        return [encode(x, atts, f"{path}[{i}]") for i, x in enumerate(v)]
+        return [encode(x, atts, f"{path}[{i}]", share) for i, x in enumerate(v)]
     if t is dict:
         out = {}
         for k, x in v.items():
             if type(k) is not str:
                 raise EncodeError(path, f"dict key {k!r} of type {type(k).__name__} is not a str")
-            out[k] = encode(x, atts, f"{path}[{k}]")
+            out[k] = encode(x, atts, f"{path}[{k}]", share)
         if len(out) == 1 and next(iter(out)) in _TAGS:
             return {"$d": [[k, x] for k, x in out.items()]}
         return out
     if t is bytes or t is bytearray or t is memoryview:
+        if share is not None:
+            ref = share.put(v)
+            if ref is not None:
+                return {"$a": ref}
         atts.append(bytes(v))
         return {"$b": len(atts) - 1}
     # Subclasses (IntEnum, OrderedDict, ...) map like their base.
     for base in (bool, int, float, str, list, tuple, dict, bytes, bytearray):
         if isinstance(v, base):
-            return encode(base(v), atts, path)
+            return encode(base(v), atts, path, share)
     raise EncodeError(path, f"Python type '{t.__name__}' has no Go mapping ({_SUPPORTED})")
 
 
-def _decoder(atts):
+def _decoder(atts, arena):
     n = len(atts)
 
     def hook(d):
         if len(d) == 1:
             (k, x), = d.items()
+            if k == "$a":
+                if arena is None:
+                    raise ValueError(f"shared-memory reference {x!r}, but no shared memory")
+                return arena.load(x)
             if k == "$b":
                 if type(x) is not int or not 0 <= x < n:
                     raise ValueError(f"attachment tag {x!r} is out of range ({n} attachments)")
@@ -202,49 +218,61 @@ class Conn:
     """Frames over two pipe fds. write() is safe from any thread; recv() is
     called by one thread at a time."""
 
-    def __init__(self, rfd, wfd, max_frame=DEFAULT_MAX_FRAME):
+    def __init__(self, rfd, wfd, max_frame=DEFAULT_MAX_FRAME, arena=None):
+        self.arena = arena  # byte strings of calls may be there
         self._rfd = rfd
-        self._buf = b""  # bytes read from the pipe and not yet consumed
-        self._pos = 0
+        self._rb = bytearray(_START)  # the read buffer: frames land here
+        self._mv = memoryview(self._rb)
+        self._pos = 0  # the next unconsumed byte in _rb
+        self._end = 0  # the end of the bytes read into _rb
         self._wfd = wfd
         self._wlock = threading.Lock()
         self._poll = None
         self.max_frame = max_frame
 
-    def _read(self, n):
-        """Returns exactly n bytes, or fewer at end of input."""
-        avail = len(self._buf) - self._pos
-        if avail >= n:
-            b = self._buf[self._pos:self._pos + n]
-            self._pos += n
-            return b
-        parts = [self._buf[self._pos:]]
-        self._buf, self._pos = b"", 0
-        need = n - avail
-        while need > 0:
-            chunk = os.read(self._rfd, min(max(need, 1 << 16), _CHUNK))
-            if not chunk:
-                break
-            if len(chunk) > need:  # keep the rest for the next frames
-                parts.append(chunk[:need])
-                self._buf = chunk[need:]
-                need = 0
-            else:
-                parts.append(chunk)
-                need -= len(chunk)
-        return b"".join(parts)
+    def _fill(self, k):
+        """Makes k bytes available at self._pos, reading as needed (as much
+        as the pipe holds, into the buffer's free room); returns False if
+        the input ends first."""
+        while self._end - self._pos < k:
+            if self._end == len(self._rb):
+                self._room(k)
+            n = os.readv(self._rfd, [self._mv[self._end:]])
+            if not n:
+                return False
+            self._end += n
+        return True
+
+    def _room(self, k):
+        """Makes room after the unconsumed bytes of a full buffer, for k
+        bytes in all: moves them to the front if k fits, else grows the
+        buffer (to k up to _EAGER, past it doubling)."""
+        have = self._end - self._pos
+        size = len(self._rb)
+        if k <= size:  # the buffer is full and _pos > 0: move the rest to the front
+            self._mv[:have] = self._mv[self._pos:self._end]
+        else:
+            size = k if k <= _EAGER else min(k, max(2 * size, _EAGER))
+            rb = bytearray(size)
+            mv = memoryview(rb)
+            mv[:have] = self._mv[self._pos:self._end]
+            self._rb, self._mv = rb, mv
+        self._pos, self._end = 0, have
 
     def _need(self, k, n):
-        b = self._read(k)
-        if len(b) < k:
+        """Returns the view of the next k bytes of an n-byte frame and
+        consumes them."""
+        if not self._fill(k):
             raise FrameError(f"input ended inside a {n}-byte frame")
-        return b
+        at = self._pos
+        self._pos += k
+        return self._mv[at:at + k]
 
     def wait(self, spin):
         """Polls for input for up to spin seconds without blocking, so that
         an answer expected within microseconds does not cost a sleep and a
         wake-up of this thread (tens of microseconds on a loaded VM)."""
-        if len(self._buf) > self._pos:
+        if self._end > self._pos:
             return
         if self._poll is None:
             self._poll = select.poll()
@@ -260,19 +288,21 @@ class Conn:
         before the bytes they announce are read) and OSError when reading
         fails. A call or reply whose values do not decode comes back with
         "$error" (the exception) in place of its values."""
-        if len(self._buf) - self._pos >= 12:  # the usual case: the head is here, whole
-            n, hl, na = _HEAD.unpack_from(self._buf, self._pos)
-            self._pos += 12
-            self._check_length(n)
-        else:  # the length first: one over the limit must not wait for more
-            b = self._read(4)
-            if not b:
+        if self._end == self._pos:  # nothing left over: start at the front
+            self._pos = self._end = 0
+            if len(self._rb) > _EAGER:
+                self._rb = bytearray(_START)
+                self._mv = memoryview(self._rb)
+        # The length first: one over the limit must not wait for more.
+        if not self._fill(4):
+            if self._end == self._pos:
                 return None
-            if len(b) < 4:
-                raise FrameError("input ended inside a frame's length")
-            n, = _LEN.unpack(b)
-            self._check_length(n)
-            hl, na = _COUNTS.unpack(self._need(8, n))
+            raise FrameError("input ended inside a frame's length")
+        n, = _LEN.unpack_from(self._rb, self._pos)
+        self._check_length(n)
+        start = self._pos
+        self._pos += 4
+        hl, na = _COUNTS.unpack(self._need(8, n))
         if 8 + 4 * na + hl > n:
             raise FrameError(f"a header of {hl} bytes and {na} attachment lengths overrun the {n}-byte frame")
         lens = _u32s(self._need(4 * na, n)) if na else ()
@@ -280,10 +310,13 @@ class Conn:
         if total != n:
             raise FrameError(f"the frame's parts (a header of {hl} bytes and {na} attachments) add up to {total} "
                              f"bytes, not the {n} it announces")
-        hdr = self._need(hl, n)
-        atts = [self._need(ln, n) for ln in lens]
+        # The rest of the frame, read into the buffer whole.
+        if not self._fill(start + 4 + n - self._pos):
+            raise FrameError(f"input ended inside a {n}-byte frame")
+        hdr = bytes(self._need(hl, n))
+        atts = [bytes(self._need(ln, n)) for ln in lens]
         try:
-            msg = json.loads(hdr, object_hook=_decoder(atts) if atts or b"$" in hdr else None)
+            msg = json.loads(hdr, object_hook=_decoder(atts, self.arena) if atts or b"$" in hdr else None)
         except Exception as exc:  # noqa: BLE001 - any failure to decode is reported, not raised through
             m = _ID_PREFIX.match(hdr)
             if m is None:
@@ -299,15 +332,17 @@ class Conn:
         if n > self.max_frame:
             raise FrameError(f"frame length {n} exceeds the {self.max_frame}-byte limit (SLITHER_WORKER_MAX_FRAME)")
 
-    def pack(self, msg, atts=()):
-        """Returns msg's frame as a list of buffers to write. Raises
-        UnicodeEncodeError for a str that is not valid UTF-8, ValueError for
-        what JSON cannot say, FrameTooLarge past the limit."""
+    def pack(self, msg, atts=(), shared=0):
+        """Returns msg's frame as a list of buffers to write; shared is the
+        size of its byte strings in shared memory, which count against the
+        limit too. Raises UnicodeEncodeError for a str that is not valid
+        UTF-8, ValueError for what JSON cannot say, FrameTooLarge past the
+        limit."""
         hdr = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
         na = len(atts)
         total = 8 + 4 * na + len(hdr) + sum(map(len, atts))
-        if total > self.max_frame:
-            raise FrameTooLarge(f"{total} bytes exceed the frame limit of {self.max_frame} bytes "
+        if total + shared > self.max_frame:
+            raise FrameTooLarge(f"{total + shared} bytes exceed the frame limit of {self.max_frame} bytes "
                                 f"(SLITHER_WORKER_MAX_FRAME)")
         head = _HEAD.pack(total, len(hdr), na)
         if na:

@@ -8,13 +8,20 @@ which a watcher thread serves so that the hot path never waits on it
 stdout and stderr). The three are made non-inheritable at once, so that a
 process the user's code starts can neither hold nor read them.
 
+When the pool also passes shared memory (SLITHER_WORKER_ARENA, a memfd and
+its size; see slither._shm), large byte strings of calls arrive
+there and those of results go there while it has room; the hello says
+whether it could be mapped. Everything else, and everything when it could
+not, goes through the pipes.
+
 With one thread per worker (SLITHER_WORKER_THREADS=1) the main thread reads
 and runs calls itself: handing each call to another thread would cost more
 than a small call (tens of microseconds). With more, the main thread reads
 and a pool of threads runs calls.
 
 Frames and values are described in slither._wire. Messages (header "t"):
-  worker -> Go  hello   {proto, pid, version, executable, free_threaded, gil_enabled, threads, max_frame}
+  worker -> Go  hello   {proto, pid, version, executable, free_threaded, gil_enabled, threads, max_frame,
+                         arena (it mapped the shared memory of SLITHER_WORKER_ARENA: results may use it)}
   Go -> worker  call    {id, m, f, s (session or null), tr, sp (trace and span ids, hex; when traced), v (items)}
   worker -> Go  result  {id, v} or {id, e: {type, message, traceback, kind}}
   worker -> Go  host    {h, id, n (name), v (args)}   a call into Go in mid-batch
@@ -48,6 +55,7 @@ from slither._wire import (
     DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, Conn, EncodeError, FrameError, FrameTooLarge, argument_name, conversion_error,
     describe, encode, utf8_text,
 )
+from slither._shm import Arena, Sharing
 
 PROTOCOL = 1
 # How long a thread waiting for a host call's answer polls before it sleeps.
@@ -255,14 +263,17 @@ class Worker:
 
     def send_result(self, cid, reply):
         status, val = reply
+        share = Sharing(self.conn.arena) if self.conn.arena is not None else None
         try:
             if status == "ok":
                 atts = []
-                v = encode(val, atts, "")
-                parts = self.conn.pack({"t": "result", "id": cid, "v": v}, atts)
+                v = encode(val, atts, "", share)
+                parts = self.conn.pack({"t": "result", "id": cid, "v": v}, atts, share.size if share else 0)
             else:
                 parts = self.conn.pack({"t": "result", "id": cid, "e": val})
         except BaseException as exc:  # noqa: BLE001 - a result that cannot go fails its call only
+            if share is not None:
+                share.drop()
             parts = self.conn.pack({"t": "result", "id": cid, "e": conversion_error(exc)})
         self.write(parts)
 
@@ -363,7 +374,7 @@ class Worker:
             "version": sys.version.split()[0], "executable": utf8_text(sys.executable or ""),
             "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
             "gil_enabled": bool(sys._is_gil_enabled()) if hasattr(sys, "_is_gil_enabled") else True,
-            "threads": self.threads, "max_frame": self.conn.max_frame,
+            "threads": self.threads, "max_frame": self.conn.max_frame, "arena": self.conn.arena is not None,
         }))
 
     def watch_cancels(self, fd):
@@ -475,6 +486,9 @@ def main():
                 os.set_inheritable(fd, False)
             except OSError as exc:
                 _fatal(EXIT_IO, f"protocol fd {fd} ({exc}): start it from the Go pool")
+    # Mapped (and its fd closed) before any user code runs: a process that
+    # code starts must not hold it.
+    arena = Arena.from_env(os.environ.get("SLITHER_WORKER_ARENA", ""))
     threads = max(1, _env_int("SLITHER_WORKER_THREADS", 1))
     worker_id = _env_int("SLITHER_WORKER_ID", 0)
     max_frame = _env_int("SLITHER_WORKER_MAX_FRAME", 0)
@@ -488,7 +502,7 @@ def main():
             traceback.print_exc()
             print(f"slither.worker: preloading {mod!r} failed", file=sys.stderr)
             sys.exit(3)
-    w = Worker(Conn(rfd, wfd, max_frame), worker_id, threads)
+    w = Worker(Conn(rfd, wfd, max_frame, arena), worker_id, threads)
     slither._host = w.host
     if cfd >= 0:
         threading.Thread(target=w.watch_cancels, args=(cfd,), name="slither-cancels", daemon=True).start()

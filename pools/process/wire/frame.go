@@ -81,6 +81,7 @@ type Inbound struct {
 	GILEnabled   bool   `json:"gil_enabled"`
 	Threads      int    `json:"threads"`
 	MaxFrame     int    `json:"max_frame"` // the frame limit the worker reads and writes with
+	Arena        bool   `json:"arena"`     // it mapped the shared memory the pool gave it
 }
 
 // PyError is a failed call as the worker reports it.
@@ -248,17 +249,20 @@ func ReadFrame(r *bufio.Reader) (hdr []byte, atts [][]byte, err error) {
 	return ReadFrameLimit(r, DefaultMaxFrame)
 }
 
-// eagerFrame is how much of a frame is allocated before its bytes arrive;
-// past it the buffer grows with what is actually read, so that a wrong
-// length costs no more memory than the bytes behind it.
-const eagerFrame = 1 << 20
+// eagerFrame is how much of a frame is allocated before its bytes arrive:
+// a frame up to this size is read into a buffer of its exact size, so a
+// large attachment costs one allocation and no copy in the reader. Past
+// it the buffer grows (doubling) with what is actually read, so that a
+// wrong length costs at most this much memory plus the bytes behind it.
+const eagerFrame = 16 << 20
 
 // ReadFrameLimit reads one frame of at most limit bytes (<= 0 means
-// [DefaultMaxFrame]); the header and the attachments share one new buffer.
-// It returns io.EOF when r ends cleanly before a frame, an error matching
-// io.ErrUnexpectedEOF when it ends inside one, an error matching [ErrFrame]
-// (and [ErrFrameTooLarge] for one over the limit) when the frame's parts do
-// not add up, and r's own errors wrapped. The lengths are checked as they
+// [DefaultMaxFrame]); the header and the attachments share one new buffer,
+// of the frame's exact size when it is at most 16 MiB. It returns io.EOF
+// when r ends cleanly before a frame, an error matching io.ErrUnexpectedEOF
+// when it ends inside one, an error matching [ErrFrame] (and
+// [ErrFrameTooLarge] for one over the limit) when the frame's parts do not
+// add up, and r's own errors wrapped. The lengths are checked as they
 // arrive, before the bytes they announce are read.
 func ReadFrameLimit(r io.Reader, limit int) (hdr []byte, atts [][]byte, err error) {
 	limit = frameLimit(limit)
@@ -286,7 +290,13 @@ func ReadFrameLimit(r io.Reader, limit int) (hdr []byte, atts [][]byte, err erro
 		return nil, nil, fmt.Errorf("%w: a header of %d bytes and %d attachment lengths overrun the %d-byte frame", ErrFrame, hl, na, n)
 	}
 	bodyLen := n - minFrame
-	body := make([]byte, 0, min(bodyLen, eagerFrame))
+	// The attachment lengths are as untrusted as the frame's: a long list
+	// of them is read as it arrives, into a buffer grown from 64 KiB.
+	eager := min(bodyLen, eagerFrame)
+	if lensEnd > 64<<10 && bodyLen > eagerFrame {
+		eager = 64 << 10
+	}
+	body := make([]byte, 0, eager)
 	if body, err = readGrow(r, body, lensEnd, n); err != nil {
 		return nil, nil, err
 	}

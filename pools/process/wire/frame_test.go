@@ -122,13 +122,14 @@ func allocated(f func()) uint64 {
 }
 
 // Four stray bytes that read as a length must not cost that length in
-// memory: a frame's buffer grows with the bytes that actually arrive.
+// memory: past the eager 16 MiB, a frame's buffer grows with the bytes that
+// actually arrive.
 func TestLyingLengthAllocatesLittle(t *testing.T) {
 	in := frame(200<<20, 200<<20-8, nil, []byte("{}"))
 	var err error
 	n := allocated(func() { _, _, err = wire.ReadFrameLimit(bytes.NewReader(in), 0) })
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
-	assert.Less(t, n, uint64(4<<20), "a 200 MiB claim backed by 2 bytes allocated %d bytes", n)
+	assert.Less(t, n, uint64(17<<20), "a 200 MiB claim backed by 2 bytes allocated %d bytes", n)
 
 	// Attachment lengths too are read as they arrive.
 	in = make([]byte, 1<<20)
@@ -137,6 +138,24 @@ func TestLyingLengthAllocatesLittle(t *testing.T) {
 	n = allocated(func() { _, _, err = wire.ReadFrameLimit(bytes.NewReader(in), 0) })
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	assert.Less(t, n, uint64(8<<20), "1 MiB of a 200 MiB frame allocated %d bytes", n)
+}
+
+// A frame of up to 16 MiB is read into one buffer of its exact size: a
+// large attachment costs one allocation, never a grown copy.
+func TestFrameReadAtExactSize(t *testing.T) {
+	for _, size := range []int{1 << 20, 3 << 20, 15 << 20} {
+		var buf bytes.Buffer
+		att := bytes.Repeat([]byte{3}, size)
+		_, err := wire.WriteFrame(&buf, nil, []byte(`{"t":"result","id":1,"v":[{"$b":0}]}`), [][]byte{att})
+		require.NoError(t, err)
+		frameLen := uint64(buf.Len())
+		var got [][]byte
+		n := allocated(func() { _, got, err = wire.ReadFrameLimit(&buf, 0) })
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(att, got[0]))
+		assert.Less(t, n, frameLen+16<<10, "a %d-byte frame allocated %d bytes", frameLen, n)
+		assert.Equal(t, size, cap(got[0]), "the attachment's slice ends where it does")
+	}
 }
 
 func TestLargeFrameRoundTrip(t *testing.T) {
@@ -178,9 +197,15 @@ func FuzzReadFrame(f *testing.F) {
 		var atts [][]byte
 		var err error
 		n := allocated(func() { hdr, atts, err = wire.ReadFrameLimit(r, 0) })
-		// The frame's buffer at most doubles past what arrived, plus the
-		// eager first MiB and the slice of attachments (one per 4 bytes).
-		if limit := uint64(1<<20) + 2*uint64(len(in)) + 8*uint64(len(in)) + 64<<10; n > limit {
+		// The frame's buffer is its exact size up to 16 MiB (once its
+		// lengths have arrived and add up); past that it at most doubles
+		// past what arrived, plus the eager 16 MiB, and the slice of
+		// attachments (one per 4 bytes).
+		eager := uint64(16 << 20)
+		if len(in) >= 4 {
+			eager = min(eager, uint64(binary.BigEndian.Uint32(in)))
+		}
+		if limit := eager + 2*uint64(len(in)) + 8*uint64(len(in)) + 64<<10; n > limit {
 			t.Fatalf("%d input bytes allocated %d bytes (limit %d)", len(in), n, limit)
 		}
 		if err != nil {

@@ -34,19 +34,29 @@ const (
 	tagFloat = "$f" // {"$f": "nan"|"inf"|"-inf"}
 	tagDict  = "$d" // {"$d": [[k, v], ...]}: a dict whose one key is a tag
 	tagInt   = "$i" // reserved
+	// tagShared ("$a"): a byte string in shared memory (shared.go).
 )
 
-func isTag(k string) bool { return k == tagBytes || k == tagFloat || k == tagDict || k == tagInt }
+func isTag(k string) bool {
+	return k == tagBytes || k == tagFloat || k == tagDict || k == tagInt || k == tagShared
+}
 
 // Encoder appends Go values as tagged JSON, moving byte strings into
-// attachments. The zero value is ready; Reset reuses its buffers. Which Go
-// values map to what is the shared walk's ([convert.Walker]), the same as
-// the embedded pool's; big integers of any size become JSON numbers.
+// attachments (or, with Share set, into shared memory when it takes them).
+// The zero value is ready; Reset reuses its buffers. Which Go values map to
+// what is the shared walk's ([convert.Walker]), the same as the embedded
+// pool's; big integers of any size become JSON numbers.
 type Encoder struct {
 	Buf  []byte
 	Atts [][]byte
-	walk convert.Walker
-	esc  []bool // for each dict being written, whether it is tag-escaped
+	// Share, when set, is offered every byte string first; Shared lists
+	// the offsets it took, for the caller to free once the receiver has
+	// copied them out, and SharedBytes counts their bytes.
+	Share       Sharer
+	Shared      []int
+	SharedBytes int
+	walk        convert.Walker
+	esc         []bool // for each dict being written, whether it is tag-escaped
 }
 
 // Reset empties the encoder, keeping its buffers.
@@ -54,6 +64,9 @@ func (e *Encoder) Reset() {
 	e.Buf = e.Buf[:0]
 	clear(e.Atts)
 	e.Atts = e.Atts[:0]
+	e.Share = nil
+	e.Shared = e.Shared[:0]
+	e.SharedBytes = 0
 	e.esc = e.esc[:0]
 }
 
@@ -94,6 +107,14 @@ func (e *emitter) Float(f float64) {
 func (e *emitter) String(s string) { e.Buf = AppendString(e.Buf, s) }
 
 func (e *emitter) Bytes(b []byte) {
+	if e.Share != nil {
+		if off, ok := e.Share.Share(b); ok {
+			e.Shared = append(e.Shared, off)
+			e.SharedBytes += len(b)
+			e.shared(off, len(b))
+			return
+		}
+	}
 	e.Buf = append(e.Buf, `{"$b":`...)
 	e.Buf = strconv.AppendInt(e.Buf, int64(len(e.Atts)), 10)
 	e.Buf = append(e.Buf, '}')
@@ -181,7 +202,9 @@ func AppendString(buf []byte, s string) []byte {
 // size, when it does not fit), float64, string, []byte, []any and
 // map[string]any. Values nested deeper than MaxDepth fail with a
 // [*ConversionError].
-func Decode(data []byte, atts [][]byte) (any, error) {
+func Decode(data []byte, atts [][]byte) (any, error) { return decode(data, atts, nil) }
+
+func decode(data []byte, atts [][]byte, ld Loader) (any, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
 	var v any
@@ -191,7 +214,7 @@ func Decode(data []byte, atts [][]byte) (any, error) {
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("wire: decoding value: data after the value")
 	}
-	v, t := resolve(v, atts, 0)
+	v, t := resolve(v, atts, 0, ld)
 	if t != nil {
 		return nil, t.Err(convert.PythonToGo)
 	}
@@ -200,7 +223,7 @@ func Decode(data []byte, atts [][]byte) (any, error) {
 
 // resolve turns numbers into int64, *big.Int or float64 and tagged objects
 // into what they stand for, in place.
-func resolve(v any, atts [][]byte, depth int) (any, *convert.Trace) {
+func resolve(v any, atts [][]byte, depth int, ld Loader) (any, *convert.Trace) {
 	if depth > MaxDepth {
 		return nil, convert.TooDeep()
 	}
@@ -209,7 +232,7 @@ func resolve(v any, atts [][]byte, depth int) (any, *convert.Trace) {
 		return number(string(x))
 	case []any:
 		for i, item := range x {
-			r, t := resolve(item, atts, depth+1)
+			r, t := resolve(item, atts, depth+1, ld)
 			if t != nil {
 				return nil, t.AtIndex(i)
 			}
@@ -220,12 +243,12 @@ func resolve(v any, atts [][]byte, depth int) (any, *convert.Trace) {
 		if len(x) == 1 {
 			for k, tv := range x {
 				if isTag(k) && k != tagInt {
-					return resolveTag(k, tv, atts, depth)
+					return resolveTag(k, tv, atts, depth, ld)
 				}
 			}
 		}
 		for k, item := range x {
-			r, t := resolve(item, atts, depth+1)
+			r, t := resolve(item, atts, depth+1, ld)
 			if t != nil {
 				return nil, t.AtKey(k)
 			}
@@ -256,7 +279,7 @@ func number(s string) (any, *convert.Trace) {
 }
 
 // resolveTag resolves {tag: tv}.
-func resolveTag(tag string, tv any, atts [][]byte, depth int) (any, *convert.Trace) {
+func resolveTag(tag string, tv any, atts [][]byte, depth int, ld Loader) (any, *convert.Trace) {
 	switch tag {
 	case tagBytes:
 		n, ok := tv.(json.Number)
@@ -265,6 +288,8 @@ func resolveTag(tag string, tv any, atts [][]byte, depth int) (any, *convert.Tra
 			return nil, convert.Failf("attachment %v out of range (%d attachments)", tv, len(atts))
 		}
 		return atts[i], nil
+	case tagShared:
+		return resolveShared(tv, ld)
 	case tagFloat:
 		switch tv {
 		case "nan":
@@ -291,7 +316,7 @@ func resolveTag(tag string, tv any, atts [][]byte, depth int) (any, *convert.Tra
 		if !ok {
 			return nil, convert.Failf("bad dict tag key")
 		}
-		r, t := resolve(kv[1], atts, depth+1)
+		r, t := resolve(kv[1], atts, depth+1, ld)
 		if t != nil {
 			return nil, t.AtKey(key)
 		}
