@@ -7,8 +7,10 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"runtime"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/slither-go/slither/internal/convert"
 )
@@ -28,7 +30,7 @@ var ErrConversion = convert.ErrConversion
 // top level. Both pools report conversion failures with this one type.
 type ConversionError = convert.ConversionError
 
-// Wire tags, shared with shim.c.
+// Wire tags, shared with codec.c.
 const (
 	tagNone   = 'N'
 	tagTrue   = 'T'
@@ -40,7 +42,13 @@ const (
 	tagBytes  = 'b'
 	tagList   = 'l'
 	tagMap    = 'm'
+	tagRef    = 'r' // u64 index into the table that travels beside the buffer
 )
+
+// refMin is the size from which a bytes value crosses by reference (shim.h
+// SLITHER_REF_MIN): copied once, by Python straight from the Go slice or by
+// Go straight from the Python object, never through a buffer.
+const refMin = 32 << 10
 
 // encoder appends Go values in the wire format. It is the
 // [convert.Emitter] of the shared walk, which does the type mapping and
@@ -48,6 +56,21 @@ const (
 type encoder struct {
 	buf  []byte
 	walk convert.Walker
+	// byRef lets Bytes pass large slices by reference: refs gets their
+	// (address, length) pairs, pinned by pin until unpin, after the call.
+	// Only a call's arguments do; a host call's result is copied.
+	byRef bool
+	refs  []uintptr
+	pin   runtime.Pinner
+}
+
+// unpin ends the call's references.
+func (e *encoder) unpin() {
+	if len(e.refs) > 0 {
+		e.pin.Unpin()
+		clear(e.refs)
+		e.refs = e.refs[:0]
+	}
 }
 
 // encodeList encodes items as one Python list, the top-level shape of every call.
@@ -98,6 +121,17 @@ func (e *encoder) Float(v float64) {
 func (e *encoder) String(s string) { e.str(tagStr, s) }
 
 func (e *encoder) Bytes(b []byte) {
+	if e.byRef && len(b) >= refMin {
+		// Pinned, the slice stays where it is and alive (even a temporary
+		// one of the walk's) until the call ends; the pair is only bytes to
+		// cgo's pointer check.
+		p := unsafe.SliceData(b)
+		e.pin.Pin(p)
+		e.buf = append(e.buf, tagRef)
+		e.u64(uint64(len(e.refs) / 2))
+		e.refs = append(e.refs, uintptr(unsafe.Pointer(p)), uintptr(len(b)))
+		return
+	}
 	e.buf = append(e.buf, tagBytes)
 	e.u64(uint64(len(b)))
 	e.buf = append(e.buf, b...)
@@ -123,10 +157,17 @@ func (e *encoder) Key(_ int, k string) {
 
 func (e *encoder) EndDict() {}
 
-// decoder reads values written by shim.c. It copies everything it keeps, so
+// decoder reads values written by codec.c. It copies everything it keeps, so
 // the buffer may be freed afterwards.
 type decoder struct {
 	b []byte
+	// alloc, when set, allocates bytes values of AllocThreshold bytes or
+	// more (SetAlloc).
+	alloc func(n int) []byte
+	// kept is the table 'r' values index: C memory of the call's result
+	// (bytes objects C keeps alive until the decoding is done); empty
+	// elsewhere, where 'r' is corrupt.
+	kept []keptRef
 	// intern, when set, dedupes map keys (few distinct ones, decoded over
 	// and over by host calls) so that they cost no allocation.
 	intern map[string]string
@@ -148,6 +189,31 @@ func (d *decoder) key() (string, error) {
 		d.intern[s] = s
 	}
 	return s, nil
+}
+
+// AllocThreshold is the size from which a bytes result is allocated by
+// the function given to SetAlloc ([Thread.SetAlloc], [Caller.SetAlloc]).
+const AllocThreshold = 64 << 10
+
+// clone copies s into memory of its own, from d.alloc when s is large.
+func (d *decoder) clone(s []byte) []byte {
+	if d.alloc == nil || len(s) < AllocThreshold {
+		return slices.Clone(s)
+	}
+	b := d.alloc(len(s))
+	if cap(b) < len(s) {
+		b = make([]byte, len(s))
+	}
+	b = b[:len(s)]
+	copy(b, s)
+	return b
+}
+
+// keptRef mirrors shim.h's slither_kept.
+type keptRef struct {
+	p   unsafe.Pointer // C memory: a bytes object's contents
+	n   uint64
+	obj unsafe.Pointer
 }
 
 var errCorrupt = errors.New("cpython: corrupt value buffer from C")
@@ -179,7 +245,7 @@ func (d *decoder) string() (string, error) {
 // decode reads one value. Nothing it allocates is larger than a small
 // multiple of the input it has left: every claimed length or count is
 // checked against the remaining bytes first, and nesting deeper than
-// MaxDepth (which shim.c never writes) is corrupt.
+// MaxDepth (which codec.c never writes) is corrupt.
 func (d *decoder) decode() (any, error) { return d.value(0) }
 
 // minMapEntry is the smallest encoding of a dict entry: a key length and a
@@ -212,7 +278,14 @@ func (d *decoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return slices.Clone(s), nil
+		return d.clone(s), nil
+	case tagRef:
+		i, err := d.u64()
+		if err != nil || i >= uint64(len(d.kept)) || d.kept[i].n > math.MaxInt {
+			return nil, errCorrupt
+		}
+		k := d.kept[i]
+		return d.clone(unsafe.Slice((*byte)(k.p), int(k.n))), nil // the one copy
 	case tagBigInt:
 		s, err := d.string()
 		if err != nil {

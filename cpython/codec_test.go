@@ -35,7 +35,7 @@ func TestEncodeCyclicValues(t *testing.T) {
 }
 
 // encodeDecode encodes items and decodes them with the Go decoder (the same
-// tags shim.c reads and writes).
+// tags codec.c reads and writes).
 func encodeDecode(t *testing.T, items []any) []any {
 	t.Helper()
 	var e encoder
@@ -91,6 +91,7 @@ func TestDecodeBounds(t *testing.T) {
 		"bad tag":         {'?'},
 		"empty":           {},
 		"bad big int":     cat([]byte{tagBigInt}, u64(3), []byte("1x3")),
+		"ref, no table":   cat([]byte{tagRef}, u64(0)), // only a call's result has one
 	} {
 		allocs := testing.AllocsPerRun(10, func() {
 			d := decoder{b: b}
@@ -107,7 +108,7 @@ func TestDecodeBounds(t *testing.T) {
 	}
 }
 
-// The decoder stops at MaxDepth, as shim.c's encoder does.
+// The decoder stops at MaxDepth, as codec.c's encoder does.
 func TestDecodeDepth(t *testing.T) {
 	nest := func(levels int) []byte {
 		var b []byte
@@ -145,6 +146,7 @@ func FuzzCpythonDecode(f *testing.F) {
 	}
 	f.Add(cat([]byte{tagList}, u64(1<<60)))
 	f.Add(cat([]byte{tagMap}, u64(1), u64(3), []byte("abc"), []byte{tagStr}, u64(2), []byte{0xff, 0xfe}))
+	f.Add(cat([]byte{tagList}, u64(2), []byte{tagRef}, u64(0), []byte{tagRef}, u64(1<<62)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := decoder{b: data, intern: map[string]string{}}
 		v, err := d.decode()

@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 
 func rt(t testing.TB) *cpython.Runtime {
 	t.Helper()
-	r, err := cpython.Init(cpython.Config{Paths: []string{"testdata"}})
+	cfg := cpython.Config{Paths: []string{"testdata"}}
+	if os.Getenv(gilOnEnv) != "" {
+		cfg.GIL = cpython.GILOn
+	}
+	r, err := cpython.Init(cfg)
 	require.NoError(t, err)
 	return r
 }

@@ -4,14 +4,29 @@
 // empty, and so is pools/thread: the rest of the module builds without it.
 //
 // One interpreter serves the whole process: [Init] starts it once, on an OS
-// thread reserved for the process's life, and it is never finalized. Work
-// runs on [Thread]s, each owning one persistent PyThreadState on one locked
-// OS thread, attached per call and detached after — so a call costs about a
-// tenth of a microsecond of binding overhead, not the hundreds of
-// microseconds that creating a thread state per call would.
+// thread reserved for the process's life, and it is never finalized.
+//
+// Each OS thread that runs calls has one persistent PyThreadState, made on
+// its first call, kept in C thread-local storage, attached per call and
+// detached after, and deleted by a pthread key destructor when the thread
+// exits: creating and destroying thread states never happens on the hot
+// path. Two kinds of callers use it:
+//
+//   - a [Caller] runs each call on the calling goroutine's own OS thread
+//     (locked for the call only): state and call in one cgo crossing, about
+//     a quarter of a microsecond of binding overhead, and no hand-off
+//     between goroutines. The default for pools.
+//   - a [Thread] keeps one OS thread for its whole life (the goroutine that
+//     made it stays locked to it): for Python code that must always run on
+//     the same thread (thread-affine libraries, threading.local state per
+//     worker). Handing work to such a locked goroutine costs microseconds.
 //
 // A call converts its whole argument list in one C crossing and its result
-// in one more, through a compact tagged encoding (codec.go, shim.c).
+// in one more, through a compact tagged encoding (codec.go, codec.c). Bytes
+// values of 32 KiB or more cross by reference and are copied once each way:
+// Python builds its bytes straight from the Go slice (pinned for the call),
+// Go copies a bytes result straight out of the Python object, into memory
+// from the SetAlloc function when one is set ([Caller.SetAlloc]).
 //
 // # The interpreter
 //

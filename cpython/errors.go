@@ -38,10 +38,10 @@ var ErrNotInitialized = errors.New("cpython: runtime not initialized")
 // than the one that created it.
 var ErrWrongThread = errors.New("cpython: thread state used from another OS thread")
 
-// ErrClosed is returned by a closed [Thread].
-var ErrClosed = errors.New("cpython: thread closed")
+// ErrClosed is returned by a closed [Thread] or [Caller].
+var ErrClosed = errors.New("cpython: closed")
 
-// errorRecord decodes the non-OK records written by shim.c.
+// errorRecord decodes the non-OK records written by codec.c.
 func errorRecord(status byte, d *decoder) error {
 	switch status {
 	case 1:

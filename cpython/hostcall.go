@@ -9,33 +9,56 @@ import "C"
 
 import (
 	"fmt"
-	"sync"
+	"runtime/cgo"
 	"unsafe"
 )
 
 // HostFunc serves _slither_host.call(name, args) — what slither.host_call
-// uses in the embedded interpreter — made by Python code running on a
-// [Thread]. It runs on that Thread's own goroutine, in the middle of the
-// Thread's call, with the Python thread state detached. A returned error
-// reaches Python as _slither_host.HostError carrying its text.
+// uses in the embedded interpreter — made by Python code running in a call
+// of a [Thread] or a [Caller]. It runs on the goroutine that made the call,
+// in the middle of it, with the Python thread state detached. A returned
+// error reaches Python as _slither_host.HostError carrying its text.
 type HostFunc func(name string, args []any) (any, error)
 
-// hostThreads maps a PyThreadState address to its Thread, for host calls.
-var hostThreads sync.Map
-
-// SetHost makes h serve host calls made on t (nil stops serving them).
-func (t *Thread) SetHost(h HostFunc) {
-	t.host = h
-	key := uintptr(unsafe.Pointer(t.ts))
-	if h == nil {
-		hostThreads.Delete(key)
-		return
-	}
-	hostThreads.Store(key, t)
+// hostServer serves the host calls of one Thread or Caller. C finds it
+// through a runtime/cgo handle kept in the C context of the call running on
+// the thread (saved and restored around nested calls), never by a lookup
+// keyed by the thread state.
+type hostServer struct {
+	fn     HostFunc
+	handle cgo.Handle // 0 until a host function is set
+	enc    encoder
+	keys   map[string]string // interned names and map keys of host calls
 }
 
+// set makes fn serve host calls and returns the handle C should call
+// through, 0 for none.
+func (s *hostServer) set(fn HostFunc) cgo.Handle {
+	s.fn = fn
+	if fn == nil {
+		return 0
+	}
+	if s.handle == 0 {
+		s.handle = cgo.NewHandle(s)
+	}
+	return s.handle
+}
+
+func (s *hostServer) close() {
+	s.fn = nil
+	if s.handle != 0 {
+		s.handle.Delete()
+		s.handle = 0
+	}
+}
+
+// SetHost makes h serve host calls made during t's calls (nil stops serving
+// them). For a call nested in another one on the same OS thread (a host
+// function calling in again), the innermost call's host function serves.
+func (t *Thread) SetHost(h HostFunc) { t.b.setHost(h) }
+
 //export slitherHostCall
-func slitherHostCall(ts C.uintptr_t, in *C.char, inlen C.size_t, out *C.slither_buf) (status C.int) {
+func slitherHostCall(host C.uintptr_t, in *C.char, inlen C.size_t, out *C.slither_buf) (status C.int) {
 	fail := func(msg string) C.int {
 		b := []byte(msg)
 		if len(b) == 0 {
@@ -49,17 +72,16 @@ func slitherHostCall(ts C.uintptr_t, in *C.char, inlen C.size_t, out *C.slither_
 			status = fail(fmt.Sprintf("the Go host function panicked: %v", r))
 		}
 	}()
-	v, ok := hostThreads.Load(uintptr(ts))
-	if !ok {
+	s, ok := cgo.Handle(host).Value().(*hostServer)
+	if !ok || s.fn == nil {
 		return fail("no Go host function serves this Python thread (host calls work inside pool workers)")
 	}
-	t := v.(*Thread)
-	if t.hostKeys == nil {
-		t.hostKeys = map[string]string{}
+	if s.keys == nil {
+		s.keys = map[string]string{}
 	}
 	// The call is the list [name, args]: read its frame by hand, so that
 	// the name is interned and no outer list is built.
-	d := decoder{b: unsafe.Slice((*byte)(unsafe.Pointer(in)), int(inlen)), intern: t.hostKeys}
+	d := decoder{b: unsafe.Slice((*byte)(unsafe.Pointer(in)), int(inlen)), intern: s.keys}
 	if len(d.b) < 1 || d.b[0] != tagList {
 		return fail("malformed host call")
 	}
@@ -77,20 +99,20 @@ func slitherHostCall(ts C.uintptr_t, in *C.char, inlen C.size_t, out *C.slither_
 	if err != nil || !ok {
 		return fail(fmt.Sprintf("malformed host call (%v)", err))
 	}
-	res, err := t.host(name, args)
+	res, err := s.fn(name, args)
 	if err != nil {
 		return fail(err.Error())
 	}
-	t.hostEnc.buf = t.hostEnc.buf[:0]
-	if err := t.hostEnc.encode(res, []string{"result"}, 1); err != nil {
+	s.enc.buf = s.enc.buf[:0]
+	if err := s.enc.encode(res, []string{"result"}, 1); err != nil {
 		return fail(err.Error())
 	}
-	b := t.hostEnc.buf
+	b := s.enc.buf
 	if C.slither_buf_set(out, (*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b))) != 0 {
 		return fail("out of memory")
 	}
 	if cap(b) > maxKeptBuffer {
-		t.hostEnc.buf = nil
+		s.enc.buf = nil
 	}
 	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -117,12 +118,15 @@ func TestMultiprocessingSpawns(t *testing.T) {
 	assert.Equal(t, []any{[]any{int64(49), r.Executable()}}, out, "a spawned child ran the real interpreter")
 }
 
+var countedRuns atomic.Int64
+
 // TestImportsCounts: the import counter moves when a module is imported,
 // and only then.
 func TestImportsCounts(t *testing.T) {
 	r := rt(t)
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "counted_mod.py"), []byte("def f(b):\n    return b\n"), 0o644))
+	mod := fmt.Sprintf("counted_mod_%d", countedRuns.Add(1)) // new in each run of the test
+	require.NoError(t, os.WriteFile(filepath.Join(dir, mod+".py"), []byte("def f(b):\n    return b\n"), 0o644))
 	require.NoError(t, r.AddPaths(dir))
 	th := thread(t)
 	_, err := th.CallBatch("cpytest", "echo", nil)
@@ -132,11 +136,11 @@ func TestImportsCounts(t *testing.T) {
 	_, err = th.CallBatch("cpytest", "echo", []any{1})
 	require.NoError(t, err)
 	assert.Equal(t, before, r.Imports(), "a call that imports nothing")
-	_, err = th.CallBatch("counted_mod", "f", []any{1})
+	_, err = th.CallBatch(mod, "f", []any{1})
 	require.NoError(t, err)
 	after := r.Imports()
 	assert.Greater(t, after, before, "importing a module counts")
-	_, err = th.CallBatch("counted_mod", "f", []any{1})
+	_, err = th.CallBatch(mod, "f", []any{1})
 	require.NoError(t, err)
 	assert.Equal(t, after, r.Imports(), "an imported module is not imported again")
 }

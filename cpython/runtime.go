@@ -384,11 +384,6 @@ func (rt *Runtime) exec(module, source string) error {
 	return err
 }
 
-// interrupt raises _slither_host.Cancelled in the Python thread tid.
-func (rt *Runtime) interrupt(tid C.ulong) {
-	rt.onMain(func() { C.slither_interrupt(rt.main, tid) })
-}
-
 // decodeError turns a non-OK record in out into a Go error.
 func decodeError(out *C.slither_buf) error {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(out.data)), int(out.len))

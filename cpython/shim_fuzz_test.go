@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// wireLen appends a tag and a little-endian u64, the framing of shim.c's
-// format (see the top of shim.c).
+// wireLen appends a tag and a little-endian u64, the framing of codec.c's
+// format (see the top of codec.c).
 func wireLen(tag byte, n uint64) []byte {
 	return binary.LittleEndian.AppendUint64([]byte{tag}, n)
 }
@@ -28,7 +28,7 @@ func wireList(items ...[]byte) []byte {
 	return b
 }
 
-// FuzzShimDecode feeds arbitrary bytes to shim.c's decoder (Go -> Python)
+// FuzzShimDecode feeds arbitrary bytes to codec.c's decoder (Go -> Python)
 // through a real call: it must refuse malformed input with an error and
 // never crash, over-allocate or recurse without bound, and the thread must
 // keep serving afterwards.
@@ -52,6 +52,10 @@ func FuzzShimDecode(f *testing.F) {
 	f.Add(append(deep, 'N'))
 	f.Add([]byte{})
 	f.Add([]byte{'x'})
+	// References name entries of a table only the Go encoder makes: raw
+	// input comes with none, so any 'r' is refused.
+	f.Add(wireList(wireLen('r', 0)))
+	f.Add(wireList(wireStr('b', "x"), wireLen('r', math.MaxUint64)))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		th := thread(t) // this goroutine's own: a fuzz input may run on any

@@ -8,108 +8,91 @@ package cpython
 import "C"
 
 import (
-	"fmt"
+	"errors"
 	"runtime"
 	"sync"
-	"syscall"
-	"unsafe"
 )
 
-// Thread owns one persistent PyThreadState bound to one OS thread. It
-// attaches the state for each call and detaches it afterwards, so creating
-// and destroying thread states never happens on the hot path.
+// Thread runs calls on one OS thread, which it keeps for its whole life:
+// [Runtime.NewThread] locks the calling goroutine to its OS thread until
+// [Thread.Close]. It uses that OS thread's persistent PyThreadState
+// (attached per call, detached after), so creating and destroying thread
+// states never happens on the hot path.
+//
+// Use a Thread where Python code must always run on the same OS thread
+// (thread-affine libraries, threading.local state per worker); a [Caller]
+// runs on whichever thread the calling goroutine is on and needs no
+// hand-off to a locked goroutine.
 //
 // A Thread is not safe for concurrent use: every method except Interrupt
-// must be called from the goroutine that created it, which [Runtime.NewThread]
-// locks to its OS thread until [Thread.Close].
+// must be called from the goroutine that created it. A call from another
+// OS thread fails with [ErrWrongThread] (checked in C: no system call).
 type Thread struct {
-	rt  *Runtime
-	ts  *C.PyThreadState
-	tid int // OS thread id, to catch use from another thread
-	fns map[fnKey]*C.PyObject
-	enc encoder
-	out C.slither_buf // reused between calls; C memory
-
-	host     HostFunc // serves host calls made on this thread
-	hostEnc  encoder
-	hostKeys map[string]string // interned names and map keys of host calls
+	rt    *Runtime
+	ts    *C.PyThreadState // this OS thread's state, shared with Callers that run here
+	ident uint64           // Python thread id, for interrupts
+	tid   int              // OS thread id
+	b     binding
+	calls int // calls running (a host function may call in again)
 
 	mu          sync.Mutex // guards interrupted, with Interrupt
 	interrupted bool
-
-	trace *C.slither_trace // this OS thread's trace slot (C thread-local memory)
 }
 
-type fnKey struct{ module, name string }
+// ErrBusy is returned by [Thread.Close] called during one of the
+// Thread's own calls (from its host function).
+var ErrBusy = errors.New("cpython: closed during its own call")
 
-// maxKeptBuffer bounds the result buffer a Thread keeps between calls.
-const maxKeptBuffer = 1 << 20
-
-// NewThread creates a thread state for the calling goroutine, which it locks
-// to its current OS thread until Close (the lock nests with any the caller
-// already holds).
+// NewThread locks the calling goroutine to its current OS thread until
+// Close (the lock nests with any the caller already holds) and takes that
+// thread's Python thread state, making it if the thread has none yet.
+//
+// An OS thread has one thread state, whoever uses it: a Thread and
+// [Caller] calls made on the same OS thread (a Thread's host function
+// calling a Caller) share it, so an interrupt hits exactly the call running
+// there and extensions' PyGILState_Ensure finds it. Close deletes the state
+// when no other Thread holds it and no call runs on the thread below, as
+// creating and closing a Thread always did (its threading.local values go
+// with it).
 func (rt *Runtime) NewThread() (*Thread, error) {
+	b, err := newBinding(false)
+	if err != nil {
+		return nil, err
+	}
 	runtime.LockOSThread()
-	ts := C.slither_thread_new()
+	var ident C.uint64_t
+	var tid C.int64_t
+	ts := C.slither_thread_new(&ident, &tid)
 	if ts == nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("cpython: PyThreadState_New failed")
+		b.release(nil)
+		return nil, errors.New("cpython: PyThreadState_New failed")
 	}
-	return &Thread{rt: rt, ts: ts, tid: syscall.Gettid(), fns: map[fnKey]*C.PyObject{}, trace: C.slither_trace_slot()}, nil
+	return &Thread{rt: rt, ts: ts, ident: uint64(ident), tid: int(tid), b: b}, nil
 }
 
-// TID is the id of the OS thread the Thread is bound to (gettid).
+// TID is the id of the OS thread the Thread is bound to (gettid, asked
+// once per OS thread).
 func (t *Thread) TID() int { return t.tid }
 
 // SetTrace makes Python's slither.context() show traceID and spanID
-// (as lowercase hex) for the calls that follow on this thread, until
-// ClearTrace. It writes this thread's C slot directly: no cgo call and no
-// Python call, so a traced batch costs nothing more than an untraced one
-// until Python asks. Like the other methods it must be called on the
-// Thread's own goroutine.
-func (t *Thread) SetTrace(traceID [16]byte, spanID [8]byte) {
-	if t.ts == nil { // closed: the OS thread may serve other goroutines now
-		return
-	}
-	t.trace.trace_id = *(*[16]C.uint8_t)(unsafe.Pointer(&traceID))
-	t.trace.span_id = *(*[8]C.uint8_t)(unsafe.Pointer(&spanID))
-	t.trace.valid = 1
-}
+// (as lowercase hex) during the calls that follow, until ClearTrace. It
+// writes the Thread's C context directly: no cgo call and no Python call,
+// so a traced batch costs nothing more than an untraced one until Python
+// asks. Like the other methods it must be called on the Thread's own
+// goroutine.
+func (t *Thread) SetTrace(traceID [16]byte, spanID [8]byte) { t.b.setTrace(traceID, spanID) }
 
 // ClearTrace undoes SetTrace: slither.context() shows no trace ids.
-func (t *Thread) ClearTrace() {
-	if t.ts != nil {
-		t.trace.valid = 0
-	}
-}
+func (t *Thread) ClearTrace() { t.b.clearTrace() }
 
-func (t *Thread) check() error {
-	if t.ts == nil {
-		return ErrClosed
-	}
-	if syscall.Gettid() != t.tid {
-		return ErrWrongThread
-	}
-	return nil
-}
-
-// lookup returns module.name, importing the module on first use and keeping
-// a reference to the callable for later calls.
-func (t *Thread) lookup(module, name string) (*C.PyObject, error) {
-	k := fnKey{module, name}
-	if fn, ok := t.fns[k]; ok {
-		return fn, nil
-	}
-	cm, cn := C.CString(module), C.CString(name)
-	defer C.free(unsafe.Pointer(cm))
-	defer C.free(unsafe.Pointer(cn))
-	fn := C.slither_lookup(t.ts, cm, cn, &t.out)
-	if fn == nil {
-		return nil, decodeError(&t.out)
-	}
-	t.fns[k] = fn
-	return fn, nil
-}
+// SetAlloc makes alloc allocate the []byte of each bytes (or bytearray)
+// result of at least [AllocThreshold] bytes, instead of make: a caller that
+// recycles its buffers gets warm memory (a fresh large allocation costs page
+// faults and GC work far above the copy itself). alloc(n) returns a slice of
+// length n (or capacity at least n; it is resliced to n); the caller then
+// owns it. nil restores make.
+func (t *Thread) SetAlloc(alloc func(n int) []byte) { t.b.alloc = alloc }
 
 // CallBatch calls module.name(items) with items as one Python list and
 // returns the list (or tuple) it returns. The whole batch is converted in a
@@ -129,72 +112,52 @@ func (t *Thread) Call(module, name string, args ...any) (any, error) {
 }
 
 func (t *Thread) call(module, name string, items []any, mode C.int) (any, error) {
-	if err := t.check(); err != nil {
-		return nil, err
+	if t.ts == nil {
+		return nil, ErrClosed
 	}
-	fn, err := t.lookup(module, name)
+	fn, err := t.b.lookup(t.ts, module, name)
 	if err != nil {
 		return nil, err
 	}
-	t.enc.buf = t.enc.buf[:0]
-	if err := t.enc.encodeList(items); err != nil {
+	in, err := t.b.encode(items)
+	if err != nil {
 		return nil, err
 	}
-	if t.enc.buf == nil || cap(t.enc.buf) > maxKeptBuffer {
-		defer func() { t.enc.buf = nil }()
-	}
-	return t.invoke(fn, t.enc.buf, mode)
+	v, err := t.invoke(fn, in, t.b.enc.refs, mode)
+	runtime.KeepAlive(items) // what refs point into
+	return v, err
 }
 
 // callRaw calls module.name(items) with in, the items as one encoded list,
-// taken as is: shim.c must refuse a malformed one cleanly (the fuzz tests
+// taken as is: codec.c must refuse a malformed one cleanly (the fuzz tests
 // feed it anything).
 func (t *Thread) callRaw(module, name string, in []byte) (any, error) {
-	if err := t.check(); err != nil {
-		return nil, err
+	if t.ts == nil {
+		return nil, ErrClosed
 	}
-	fn, err := t.lookup(module, name)
+	fn, err := t.b.lookup(t.ts, module, name)
 	if err != nil {
 		return nil, err
 	}
-	return t.invoke(fn, in, C.SLITHER_CALL_BATCH)
+	return t.invoke(fn, in, nil, C.SLITHER_CALL_BATCH) // no references: raw bytes name no memory
 }
 
-// invoke calls fn on the encoded list in and decodes its result.
-func (t *Thread) invoke(fn *C.PyObject, in []byte, mode C.int) (any, error) {
-	var p *C.char
-	if len(in) > 0 {
-		p = (*C.char)(unsafe.Pointer(&in[0]))
-	}
-	status := C.slither_call(t.ts, fn, p, C.size_t(len(in)), mode, C.int(MaxDepth), &t.out)
+func (t *Thread) invoke(fn *C.PyObject, in []byte, refList []uintptr, mode C.int) (any, error) {
+	t.calls++
+	refs, nrefs := crefs(refList)
+	status := C.slither_call(t.ts, t.b.ctx, fn, cbytes(in), C.size_t(len(in)), refs, nrefs, mode, C.int(MaxDepth))
+	t.calls--
 	runtime.KeepAlive(in)
-	defer t.trimOut()
-	b := unsafe.Slice((*byte)(unsafe.Pointer(t.out.data)), int(t.out.len))
-	if status != C.SLITHER_OK {
-		return nil, decodeError(&t.out)
-	}
-	d := decoder{b: b[1:]}
-	v, err := d.decode()
-	if err != nil {
-		return nil, err
-	}
-	if len(d.b) != 0 {
-		return nil, errCorrupt
-	}
-	return v, nil
-}
-
-func (t *Thread) trimOut() {
-	if t.out.cap > maxKeptBuffer {
-		C.slither_buf_free(&t.out)
-	}
+	return t.b.result(status)
 }
 
 // Interrupt raises _slither_host.Cancelled (slither.Cancelled in Python)
 // inside this thread's running Python code, at its next bytecode boundary.
 // Code blocked in C (a sleep, a read) sees it only once it returns to Python.
-// Safe to call from any goroutine; a pending interrupt that arrives after the
-// call ended is discarded by [Thread.ClearInterrupt].
+// Safe to call from any goroutine; it raises it from the calling
+// goroutine's own OS thread state (no hop to Python's main thread). A
+// pending interrupt that arrives after the call ended is discarded by
+// [Thread.ClearInterrupt].
 func (t *Thread) Interrupt() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -202,7 +165,7 @@ func (t *Thread) Interrupt() {
 		return
 	}
 	t.interrupted = true
-	t.rt.interrupt(C.slither_thread_id(t.ts))
+	interruptThread(t.ident)
 }
 
 // ClearInterrupt drops an interrupt that was raised too late to hit the call
@@ -217,22 +180,21 @@ func (t *Thread) ClearInterrupt() {
 	}
 }
 
-// Close drops the cached functions, destroys the thread state and unlocks
-// the goroutine from its OS thread. Further calls return ErrClosed.
+// Close drops the cached functions, lets go of the thread state (deleting
+// it unless another Thread or a call below still uses it) and unlocks the
+// goroutine from its OS thread. Further calls return ErrClosed. Closing from
+// the Thread's own host function, during its call, fails with [ErrBusy].
 func (t *Thread) Close() error {
 	if t.ts == nil {
 		return nil
 	}
-	if err := t.check(); err != nil {
-		return err
+	if C.slither_thread_check(t.ts) != 0 {
+		return ErrWrongThread
 	}
-	t.SetHost(nil)
-	for k, fn := range t.fns {
-		C.slither_decref(t.ts, fn)
-		delete(t.fns, k)
+	if t.calls > 0 {
+		return ErrBusy
 	}
-	C.slither_buf_free(&t.out)
-	t.ClearTrace() // the OS thread outlives the Thread
+	t.b.release(t.ts)
 	t.mu.Lock()
 	C.slither_thread_delete(t.ts)
 	t.ts = nil

@@ -184,3 +184,133 @@ def trace_ids(batch):
     """The trace ids Go set in this thread's slot, per item (or None)."""
     import _slither_host
     return [_slither_host.trace() for _ in batch]
+
+
+# ---- direct calls (Caller) ----
+
+import threading as _threading
+
+_tl = _threading.local()
+# What finalizers that make a host call saw, as their thread state was
+# deleted with the OS thread.
+fin_log = []
+
+
+class _HostOnFinalize:
+    def __del__(self):
+        import _slither_host
+        try:
+            _slither_host.call("fin", [])
+            fin_log.append("called")
+        except _slither_host.HostError as e:
+            fin_log.append("HostError: " + str(e))
+        except BaseException as e:  # anything else is a failure the test reports
+            fin_log.append("other: " + repr(e))
+
+
+def tlocal(batch):
+    """Keeps per-thread state (a threading.local) alive on this thread; with
+    "finalizer" first, an object whose finalizer makes a host call."""
+    _tl.x = [object() for _ in range(100)]
+    if batch and batch[0] == "finalizer":
+        _tl.fin = _HostOnFinalize()
+    return batch
+
+
+def fin_results(batch):
+    return list(fin_log)
+
+
+def gc_collect(batch):
+    import gc
+    gc.collect()
+    return batch
+
+
+def ident(batch):
+    """[threading.get_ident(), the value this thread's threading.local got
+    from mark (or None)] per item."""
+    return [[_threading.get_ident(), getattr(_tl, "mark", None)] for _ in batch]
+
+
+def mark(batch):
+    _tl.mark = batch[0]
+    return batch
+
+
+def ctx(batch):
+    """slither.context() as a list, per item."""
+    import slither
+    out = []
+    for _ in batch:
+        c = slither.context()
+        out.append([c.worker_id, c.pool, c.session_id, c.trace_id, c.span_id, c.in_pool])
+    return out
+
+
+def session_put(batch):
+    """Stores each [key, value] in slither.session(); returns the dict's items."""
+    import slither
+    s = slither.session()
+    for k, v in batch:
+        s[k] = v
+    return sorted(s.items())
+
+
+def ident_host(batch):
+    """[threading.get_ident(), the thread-local mark] followed by host(batch)."""
+    return [[_threading.get_ident(), getattr(_tl, "mark", None)]] + host(batch)
+
+
+def ctx_around_host(batch):
+    """[slither.context() as ctx gives it, host(batch), the same after]."""
+    before = ctx([0])[0]
+    mid = host(batch)
+    return [before, mid, ctx([0])[0]]
+
+
+def host_last(batch):
+    """Ends right after a host call (an interrupt sent from it may still be
+    pending when the call returns)."""
+    import _slither_host
+    return [_slither_host.call("last", [])]
+
+
+def started_then_spin(batch):
+    """Tells Go, by a host call, that it has begun; then spins."""
+    import _slither_host
+    _slither_host.call("started", [])
+    while True:
+        pass
+
+
+# ---- large bytes by reference ----
+
+_big = b"\x01" * (1 << 20)
+_kept = []
+
+
+def big_refcount(batch):
+    return sys.getrefcount(_big)
+
+
+def big_results(batch):
+    """kind "ok": [_big, _big, {"k": _big}]; "bad": [_big, {1}] (fails to
+    convert after _big was kept)."""
+    if batch[0] == "bad":
+        return [_big, {1}]
+    return [_big, _big, {"k": _big}]
+
+
+def keep_first(batch):
+    """Keeps the first item (bytes) in a global; returns its first bytes."""
+    _kept[:] = [batch[0]]
+    return [bytes(batch[0][:4])]
+
+
+def kept_head(batch):
+    return [bytes(_kept[0][:4])]
+
+
+def big_bytearray(batch):
+    return [bytearray(b"\x02" * batch[0])]

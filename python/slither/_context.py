@@ -38,6 +38,10 @@ try:  # the embedded pool's built-in module; absent in a subprocess or plain Pyt
     from _slither_host import trace as _native_trace
 except ImportError:
     _native_trace = None
+try:  # the context of a direct call (cpython.Caller), kept in C thread-local memory
+    from _slither_host import context as _native_context
+except ImportError:
+    _native_context = None
 
 # Whether a Slither host (the embedded pool or a worker process) runs in
 # this process: it binds each worker thread before any call. Without one
@@ -60,34 +64,63 @@ def _none() -> Context:
     return Context(None, "none", None, os.getpid())  # the pid now: a fork changes it
 
 
+def _direct() -> Optional[Context]:
+    """The context of the direct call running on this thread, or None.
+
+    A direct call (the embedded pool's default mode) runs on whichever
+    thread its Go caller is on: its worker and session ids travel with the
+    call in C memory, read here only when asked, so no batch pays a Python
+    call for them."""
+    if _native_context is None:
+        return None
+    n = _native_context()
+    if n is None:
+        return None
+    worker_id, session_id, trace_id, span_id = n
+    pool = "thread" if worker_id is not None or session_id is not None else "none"
+    return Context(worker_id, pool, session_id, os.getpid(), trace_id, span_id)
+
+
 def context() -> Context:
     """Returns the context of the batch this thread is running.
 
     Outside a pool it is Context(None, "none", None, pid), whose in_pool is
     False.
     """
+    d = _direct()
+    if d is not None:
+        return d
     c = getattr(_local, "ctx", None)
     if c is None:
         return _none()
     if c.pool == "thread" and _native_trace is not None:
-        # The embedded pool keeps the batch's trace ids in a C thread-local
-        # slot that Go writes per batch: read only when asked, so batches
-        # pay nothing for tracing.
+        # The embedded pool keeps the batch's trace ids in C memory that Go
+        # writes per batch: read only when asked, so batches pay nothing
+        # for tracing.
         ids = _native_trace()
         if ids is not None:
             return c._replace(trace_id=ids[0], span_id=ids[1])
     return c
 
 
-def _raw() -> Context:
-    """This thread's context as the host set it (no native trace ids)."""
+def _bound() -> Context:
+    """This thread's context as the host bound it in Python (_bind,
+    _set_session, _set_trace): a worker thread's own, never a direct call's."""
     c = getattr(_local, "ctx", None)
     return c if c is not None else _none()
 
 
+def _raw() -> Context:
+    """This thread's context: the direct call's running here (trace ids
+    included), else the one the host bound (without the native trace ids)."""
+    d = _direct()
+    return d if d is not None else _bound()
+
+
 def _plain() -> bool:
     """Whether this call runs outside any pool, with no session."""
-    return not _hosted and _raw().session_id is None
+    c = _raw()
+    return not _hosted and c.pool == "none" and c.session_id is None
 
 
 def _plain_state() -> dict:
@@ -138,7 +171,7 @@ def _bind(worker_id, pool):
 
 def _set_session(session_id):
     """Called by the host before a batch whose session differs from the last."""
-    c = _raw()
+    c = _bound()
     _local.ctx = c._replace(session_id=session_id or None)
 
 
@@ -160,7 +193,7 @@ def _set_trace(trace_id, span_id):
     t, s = _hex_id(trace_id, 32), _hex_id(span_id, 16)
     if t is None or s is None:
         t = s = None
-    c = _raw()
+    c = _bound()
     if c.trace_id != t or c.span_id != s:
         _local.ctx = c._replace(trace_id=t, span_id=s)
 
