@@ -19,7 +19,10 @@ import (
 	"github.com/slither-go/slither/telemetry"
 )
 
-const gilChildEnv = "SLITHER_TEST_THREAD_GIL_DIR"
+const (
+	gilChildEnv = "SLITHER_TEST_THREAD_GIL_DIR"
+	gilModeEnv  = "SLITHER_TEST_THREAD_GIL_MODE" // the child's pool mode
+)
 
 // TestLateImportTurningGILOnIsSeenAtOnce: a module that imports a
 // GIL-enabling extension on its second call only: the pool sees the GIL
@@ -28,21 +31,27 @@ const gilChildEnv = "SLITHER_TEST_THREAD_GIL_DIR"
 // the GIL cannot be turned off again in a process.
 func TestLateImportTurningGILOnIsSeenAtOnce(t *testing.T) {
 	if dir := os.Getenv(gilChildEnv); dir != "" {
-		lateImportChild(t, dir)
+		lateImportChild(t, dir, os.Getenv(gilModeEnv))
 		return
 	}
-	python := newPool(t, 1).Runtime().Executable() // the headers of the embedded interpreter itself
+	python := newPool(t, thread.Direct, 1).Runtime().Executable() // the headers of the embedded interpreter itself
 	dir := t.TempDir()
 	gilext.Build(t, python, dir)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLateImportTurningGILOnIsSeenAtOnce$", "-test.count=1", "-test.v", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), gilChildEnv+"="+dir)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "child:\n%s", out)
-	assert.Contains(t, string(out), "--- PASS: TestLateImportTurningGILOnIsSeenAtOnce")
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLateImportTurningGILOnIsSeenAtOnce$", "-test.count=1", "-test.v", "-test.timeout=2m")
+		cmd.Env = append(os.Environ(), gilChildEnv+"="+dir, gilModeEnv+"="+mode.String())
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "child:\n%s", out)
+		assert.Contains(t, string(out), "--- PASS: TestLateImportTurningGILOnIsSeenAtOnce")
+	})
 }
 
-func lateImportChild(t *testing.T, dir string) {
+func lateImportChild(t *testing.T, dir, modeName string) {
+	mode := thread.Direct
+	if modeName == thread.Dedicated.String() {
+		mode = thread.Dedicated
+	}
 	bus := telemetry.New(nil)
 	var p *thread.Pool
 	var mu sync.Mutex
@@ -56,7 +65,7 @@ func lateImportChild(t *testing.T, dir string) {
 		mu.Unlock()
 	}, telemetry.RuntimeGILChanged))
 	var err error
-	p, err = thread.New(thread.Options{Workers: 2, Paths: []string{"testdata", dir}, Telemetry: bus})
+	p, err = thread.New(thread.Options{Mode: mode, Workers: 2, Paths: []string{"testdata", dir}, Telemetry: bus})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, p.Close(context.Background())) }()
 	require.False(t, p.GILEnabled(), "the child starts with the GIL off")

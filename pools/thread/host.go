@@ -39,13 +39,13 @@ func (p *Pool) reentrant(b pools.Batch, chain pools.HostChain, only *worker) err
 		"(the chain of host calls holds workers %v): %w", b.Module, b.Function, b.Session, only.id, p.held(chain), pools.ErrReentrant)
 }
 
-// hostCall serves a host call from Python on worker w: during a batch,
-// with that batch's context, or from Python code run between batches (a
-// finalizer, say) with a background one.
+// hostCall serves a host call from Python on worker w (on the goroutine
+// running w's batch): during a batch, with that batch's context, or from
+// Python code run between batches (a finalizer, say) with a background one.
 func (p *Pool) hostCall(w *worker, name string, args []any) (any, error) {
 	parent, session := context.Background(), ""
-	if j := w.job; j != nil {
-		parent, session = j.ctx, j.b.Session
+	if w.ctx != nil {
+		parent, session = w.ctx, w.session
 	}
 	if w.hostCtx == nil { // one per batch: host calls can be many
 		w.hostCtx = pools.HostChain{}.With(parent, w)

@@ -19,7 +19,8 @@ func (p *Pool) Name() string { return poolName }
 // metadata "pool").
 const poolName = string(pools.KindThread)
 
-// Stats returns a snapshot of the workers' counters.
+// Stats returns a snapshot of the workers' (Direct: slots') counters. A
+// Direct slot's Thread is the OS thread running its batch, 0 when idle.
 func (p *Pool) Stats() pools.Stats {
 	s := pools.Stats{Name: poolName, Kind: pools.KindThread, Waiting: int(p.waiting.Load())}
 	for _, w := range p.workers {
@@ -41,11 +42,14 @@ func (p *Pool) Stats() pools.Stats {
 		switch {
 		case w.exited:
 			ws.State = pools.WorkerStopped
-		case w.th == nil:
+		case w.py == nil:
 			ws.State = pools.WorkerStarting
 		case w.cur != 0:
 			ws.State, ws.Since = pools.WorkerBusy, w.since
 			ws.Current = w.curMod + "." + w.curFn
+			if w.cl != nil { // Direct: the thread of the goroutine holding the slot
+				ws.Thread = w.cl.TID()
+			}
 		default:
 			ws.State = pools.WorkerIdle
 		}

@@ -19,13 +19,16 @@ var ErrTooManySessions = errors.New("pools/thread: too many open sessions")
 
 // session is what the pool knows of one open session.
 //
-// Its state lives in Python, one dict per worker that ran its batches
-// (slither.session(): a pinned session has one, an unpinned session's
-// batches each use their worker's), made on that worker's thread. It is
-// dropped on that same thread: on a free-threaded build (biased reference
+// Its state lives in Python, one dict per worker (slot) that ran its
+// batches (slither.session(): a pinned session has one, an unpinned
+// session's batches each use their worker's). A Dedicated worker makes and
+// drops it on its own thread: on a free-threaded build (biased reference
 // counting) an object released by another thread is only queued for the
-// thread that made it, and freed when that thread next runs Python — in an
-// idle pool, never.
+// thread that made it, and freed when that thread next runs Python. A
+// Direct slot runs on whichever thread holds it, so its dict may be made
+// on one OS thread and dropped on another: objects of the first are then
+// freed when it next runs Python, or at the next cyclic garbage
+// collection, or when the thread exits — late, never leaked.
 //
 // Late batches: a session's state is released once the session is closed
 // and none of its batches is in flight (submitted, not yet finished). A
@@ -36,7 +39,7 @@ var ErrTooManySessions = errors.New("pools/thread: too many open sessions")
 // empty state, to be closed in its turn.
 type session struct {
 	id       string
-	pinned   *worker   // the worker of its pinned batches; nil before the first
+	pinned   *worker   // the worker (slot) of its pinned batches; nil before the first
 	holders  []*worker // the workers that ran a batch of it, so may hold state
 	inflight int       // batches submitted and not yet finished
 	closed   bool      // CloseSession was called: release when inflight is 0
@@ -99,19 +102,26 @@ func (p *Pool) leastPinned(chain pools.HostChain) *worker {
 
 // finish ends one in-flight batch of s (nothing when s is nil); ran is the
 // worker that ran it, nil if it did not run. The session's state is
-// released if it is closed and this was its last batch in flight.
+// released if it is closed and this was its last batch in flight. In
+// Direct mode the caller holds ran's slot: ran drops its part when the
+// slot is released, the free slots' parts are dropped here, on this
+// thread.
 func (p *Pool) finish(s *session, ran *worker) {
 	if s == nil {
 		return
 	}
 	p.sessMu.Lock()
-	defer p.sessMu.Unlock()
 	if ran != nil && !slices.Contains(s.holders, ran) {
 		s.holders = append(s.holders, ran)
 	}
 	s.inflight--
-	if s.closed && s.inflight == 0 {
+	released := s.closed && s.inflight == 0
+	if released {
 		p.release(s)
+	}
+	p.sessMu.Unlock()
+	if released && p.mode == Direct {
+		p.dropFree(s.holders)
 	}
 }
 
@@ -137,24 +147,44 @@ func (p *Pool) forget(s *session) {
 }
 
 // CloseSession closes session id; see [pools.Pool.CloseSession]. It never
-// waits: each worker that holds state of the session drops it on its own
-// thread before it runs another batch (at once when idle), once the
-// session's batches still in flight have finished. So it may be called
+// waits for a batch: once the session's batches still in flight have
+// finished, the state each worker holds of it is dropped — by a Dedicated
+// worker on its own thread before its next batch (at once when idle); for
+// a Direct slot by whichever goroutine finishes the session's last batch,
+// or here, on the calling thread, when none is in flight (a slot busy
+// with another batch drops it when that batch ends). So it may be called
 // from anywhere, a host call of the session's own batch included.
 func (p *Pool) CloseSession(id string) {
 	p.sessMu.Lock()
-	defer p.sessMu.Unlock()
 	s := p.sessions[id]
 	if s == nil || s.closed {
+		p.sessMu.Unlock()
 		return
 	}
 	s.closed = true
-	if s.inflight == 0 {
+	released := s.inflight == 0
+	if released {
 		p.release(s)
 	}
+	p.sessMu.Unlock()
+	if !released || p.mode != Direct {
+		return
+	}
+	// Counted as a submit, so that Close waits for the drops before it
+	// closes the Callers; once closed, Close drops every state itself.
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return
+	}
+	p.submits.Add(1)
+	p.mu.RUnlock()
+	defer p.submits.Done()
+	p.dropFree(s.holders)
 }
 
-// queueRelease has w drop session id's state, and wakes it if idle.
+// queueRelease has w drop session id's state, and wakes it if idle
+// (Dedicated; a Direct slot has no wake channel: see dropFree).
 func (w *worker) queueRelease(id string) {
 	w.relMu.Lock()
 	w.releases = append(w.releases, id)
@@ -167,7 +197,7 @@ func (w *worker) queueRelease(id string) {
 }
 
 // dropReleased drops the session states queued for w, on w's thread.
-// Cheap when there are none. Worker goroutine only.
+// Cheap when there are none. Worker goroutine, or slot holder, only.
 func (w *worker) dropReleased() {
 	if !w.pending.Load() {
 		return
@@ -181,12 +211,13 @@ func (w *worker) dropReleased() {
 		// Nothing waits for the answer, and an exception raised by a
 		// finalizer of the state is reported by Python itself (as
 		// unraisable); _drop_session has no failure of its own to report.
-		_, _ = w.th.Call("slither._context", "_drop_session", id, w.id)
+		_, _ = w.py.Call("slither._context", "_drop_session", id, w.id)
 	}
 }
 
 // releaseAll drops, as the pool closes, every session state w holds: the
-// interpreter outlives the pool. Worker goroutine only.
+// interpreter outlives the pool. Worker goroutine, or Close once every
+// slot is free, only.
 func (w *worker) releaseAll() {
 	p := w.pool
 	p.sessMu.Lock()

@@ -12,22 +12,70 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/slither-go/slither/cpython"
 	"github.com/slither-go/slither/pools"
 	"github.com/slither-go/slither/python"
 	"github.com/slither-go/slither/telemetry"
 )
 
-// LowLatencySpin is a good [Options.Spin] for a pool whose callers wait on
-// small, unbatched calls while cores are spare: measured here, it cuts a
-// one-item round trip from tens of microseconds to one or two.
+// LowLatencySpin is a good [Options.Spin] for a [Dedicated] pool whose
+// callers wait on small, unbatched calls while cores are spare: measured
+// here, it cuts a one-item round trip from tens of microseconds to one or
+// two.
 const LowLatencySpin = 20 * time.Microsecond
+
+// Mode is how a pool runs its batches: on the submitting goroutine's own
+// OS thread ([Direct]) or on worker threads of its own ([Dedicated]).
+type Mode int
+
+const (
+	// Direct (the default) runs each batch on the goroutine that submits
+	// it: the goroutine is locked to its OS thread for the call, which
+	// runs on the Python thread state kept for that OS thread (made on
+	// its first call, deleted when the thread exits). Workers are slots,
+	// a concurrency limit: a batch waits for a free slot, never for a
+	// hand-off to another thread, so a small call costs about a
+	// microsecond instead of tens.
+	//
+	// Cancelling a running batch raises slither.Cancelled in it at its
+	// next bytecode boundary, and Submit returns once the call has
+	// stopped: the submitting goroutine is the one running it. Code
+	// blocked in C (time.sleep, a socket read) notices only when it
+	// returns to Python, and Submit waits for that.
+	Direct Mode = iota
+	// Dedicated runs batches on worker goroutines locked to their OS
+	// threads for the pool's life, each with one Python thread state; a
+	// batch is handed to a free worker and its result handed back.
+	// Cancelling a running batch raises slither.Cancelled in it just the
+	// same, but Submit returns at once, while the call may still run.
+	//
+	// Choose it for thread-affine Python: libraries whose objects must be
+	// used on the thread that made them (sqlite3 connections with
+	// check_same_thread, GUI, OpenGL and some driver or CUDA contexts),
+	// code that keeps threading.local caches it expects one per worker,
+	// sessions whose state holds such objects; and for callers that must
+	// get control back at once on cancellation while Python is blocked
+	// in C.
+	Dedicated
+)
+
+// String returns "direct" or "dedicated".
+func (m Mode) String() string {
+	switch m {
+	case Direct:
+		return "direct"
+	case Dedicated:
+		return "dedicated"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
 
 // Options configure a [Pool]. The zero value is valid.
 type Options struct {
-	// Workers is the number of Python threads. Zero means
+	// Mode is [Direct] (the zero value) or [Dedicated].
+	Mode Mode
+	// Workers is the number of batches that may run at once: worker
+	// threads in [Dedicated] mode, slots in [Direct] mode. Zero means
 	// runtime.GOMAXPROCS(0); negative is an error.
 	Workers int
 	// Paths are directories to add to sys.path (process-wide), e.g. where
@@ -38,11 +86,11 @@ type Options struct {
 	// [cpython.Init]).
 	Python cpython.Config
 	// Host serves slither.host_call (and so slither.view) from Python:
-	// a direct call back into Go on the worker's own goroutine, no
+	// a direct call back into Go on the goroutine running the batch, no
 	// serialization through a pipe. Nil makes host calls fail clearly.
 	Host pools.HostFunc
-	// Telemetry receives pool.worker.start and pool.worker.exit events;
-	// nil sends none.
+	// Telemetry receives pool.worker.start and pool.worker.exit events
+	// (one per worker or slot, at New and Close); nil sends none.
 	Telemetry *telemetry.Bus
 	// MaxSessions bounds the sessions the pool keeps track of at once: those
 	// with batches in flight or state on a worker, until CloseSession (or
@@ -50,23 +98,33 @@ type Options struct {
 	// more fails with [ErrTooManySessions]. Zero means 65,536; negative is
 	// an error.
 	MaxSessions int
-	// Spin is how long an idle worker polls for its next batch, and a
-	// caller for its result, before parking. Parking and waking a locked OS
-	// thread costs microseconds each way (golang/go#18023), more than a
-	// small Python call; spinning avoids it but burns a core, so it happens
-	// only while cores are spare (spinners plus running workers at most
-	// GOMAXPROCS). Zero or negative: never spin, best for throughput when
-	// the pool has as many workers as cores (see the package benchmarks).
+	// Spin ([Dedicated] mode only) is how long an idle worker polls for its
+	// next batch, and a caller for its result, before parking. Parking and
+	// waking a locked OS thread costs microseconds each way
+	// (golang/go#18023), more than a small Python call; spinning avoids it
+	// but burns a core, so it happens only while cores are spare (spinners
+	// plus running workers at most GOMAXPROCS). Zero or negative: never
+	// spin, best for throughput when the pool has as many workers as cores
+	// (see the package benchmarks). Direct mode has no hand-off to spin
+	// for.
 	Spin time.Duration
+	// Alloc, if set, allocates the Go memory of large bytes results (64 KiB
+	// and more; see [cpython.Caller.SetAlloc]), so that a caller that
+	// recycles its buffers gets warm memory instead of fresh pages. It is
+	// called on the thread running the batch, concurrently from several;
+	// nil means make.
+	Alloc func(n int) []byte
 }
 
 // Pool is a [pools.Pool] of embedded Python threads. Its methods are safe
 // for concurrent use.
 type Pool struct {
-	rt   *cpython.Runtime
-	tel  *telemetry.Bus
-	host pools.HostFunc
-	spin time.Duration
+	rt    *cpython.Runtime
+	mode  Mode
+	tel   *telemetry.Bus
+	host  pools.HostFunc
+	alloc func(n int) []byte
+	spin  time.Duration
 
 	sessMu      sync.Mutex
 	sessions    map[string]*session // open sessions (see session.go)
@@ -76,24 +134,33 @@ type Pool struct {
 	gil        atomic.Bool
 	gilMu      sync.Mutex
 	gilChanges []GILChange
+	imports    atomic.Uint64 // Direct: the import count at the last GIL check (gil.go)
 
-	// Spinning pays only on a spare core: a goroutine polling on the last
-	// free P starves the very goroutine that would hand it work. So
-	// spinners + workers running Python stay within procs (GOMAXPROCS).
+	active  atomic.Int32 // workers running a batch
+	workers []*worker    // the worker threads (Dedicated) or slots (Direct)
+
+	// Dedicated: the hand-off (dedicated.go, handoff.go). Spinning pays
+	// only on a spare core: a goroutine polling on the last free P starves
+	// the very goroutine that would hand it work. So spinners + workers
+	// running Python stay within procs (GOMAXPROCS).
 	spinners atomic.Int32
-	active   atomic.Int32 // workers running a batch
 	procs    int32
 	jobs     chan *job // buffered (one per worker): a send need not wake a spinning worker
-	workers  []*worker
+	running  sync.WaitGroup
+
+	// Direct: the slots (direct.go).
+	slotMu  sync.Mutex
+	free    []*worker // free slots, the last released last (so reused first)
+	queue   []*waiter // batches waiting for any slot, oldest first
+	stopped bool      // Close has taken the slots
 
 	mu      sync.RWMutex // guards closed against new submits
 	closed  bool
-	submits sync.WaitGroup // admitted Submit calls still handing off
+	submits sync.WaitGroup // admitted Submit calls (and Direct session drops) not yet returned
 	waiting atomic.Int64
 
-	running   sync.WaitGroup // worker goroutines
-	done      chan struct{}  // closed when every worker has exited
-	abort     chan struct{}  // closed when Close gives up waiting
+	done      chan struct{} // closed when every worker has exited (every slot closed)
+	abort     chan struct{} // closed when Close gives up waiting
 	abortOnce sync.Once
 }
 
@@ -102,63 +169,65 @@ var (
 	_ pools.Runtime = (*Pool)(nil)
 )
 
-// Job states: a queued job is taken by a worker or withdrawn by its
-// caller, whichever comes first.
-const (
-	jobQueued int32 = iota
-	jobTaken
-	jobWithdrawn
-)
-
-type job struct {
-	state atomic.Int32
-	ctx   context.Context
-	b     pools.Batch
-	sess  *session    // b's session, nil without one; see Pool.finish
-	res   chan result // buffered(1): the worker never blocks on a caller that left
+// pyThread is what a worker runs Python on: a [cpython.Thread] of its own
+// (Dedicated) or a [cpython.Caller] on the submitting goroutine's thread
+// (Direct).
+type pyThread interface {
+	Call(module, name string, args ...any) (any, error)
+	Interrupt()
+	ClearInterrupt()
 }
 
-type result struct {
-	out []any
-	err error
-}
-
-var jobPool = sync.Pool{New: func() any { return &job{res: make(chan result, 1)} }}
-
+// worker is one unit of the pool's concurrency: a goroutine locked to its
+// own OS thread (Dedicated), or a slot that whichever goroutine holds it
+// runs batches with (Direct). Its id is slither.context().worker_id.
 type worker struct {
-	pool   *Pool
-	id     int
-	th     *cpython.Thread
-	pinned chan *job // batches of the sessions pinned to this worker
-	pins   int       // sessions pinned here; guarded by Pool.sessMu
+	pool *Pool
+	id   int
+	py   pyThread        // set once started; guarded by mu until then
+	th   *cpython.Thread // Dedicated
+	cl   *cpython.Caller // Direct
+	pins int             // sessions pinned here; guarded by Pool.sessMu
+
+	// Dedicated: the worker's queues.
+	pinned chan *job     // batches of the sessions pinned to this worker
+	wake   chan struct{} // buffered(1): wakes an idle worker for releases
+
+	// Direct: guarded by Pool.slotMu.
+	held    bool      // a goroutine holds the slot
+	waiters []*waiter // batches of sessions pinned here waiting for it, oldest first
 
 	// mu guards cur against interrupts from other goroutines, and what
-	// Stats reads of the running call; the worker takes it twice per batch
-	// anyway (for cur), so Stats costs the hot path nothing more.
+	// Stats reads of the running call; run takes it twice per batch anyway
+	// (for cur), so Stats costs the hot path nothing more.
 	mu            sync.Mutex
 	cur           uint64    // sequence number of the running call; 0 when idle
 	curMod, curFn string    // the running call's batch, while cur != 0
 	since         time.Time // when the running call started, while cur != 0
-	tid           int       // the locked OS thread's id; 0 until started
-	exited        bool      // the worker goroutine has ended
-	seq           uint64    // last sequence number used (worker goroutine only)
+	tid           int       // Dedicated: the locked OS thread's id; 0 until started
+	exited        bool      // the worker goroutine has ended (the slot is closed)
+	exit          func()    // Direct: emits the slot's pool.worker.exit
+
+	// The rest belongs to the worker goroutine (Dedicated) or to the
+	// goroutine holding the slot (Direct).
+	seq     uint64          // last sequence number used
+	imports uint64          // Dedicated: the import count at this worker's last GIL check
+	ctx     context.Context // the running batch's context, for host calls; nil between batches
+	session string          // the running batch's session
+	hostCtx context.Context // ctx marked as this worker's, made on the batch's first host call
 
 	// Session states this worker must drop, on its own thread (session.go).
 	relMu    sync.Mutex
 	releases []string
-	pending  atomic.Bool   // releases is not empty
-	wake     chan struct{} // buffered(1): wakes an idle worker for releases
+	pending  atomic.Bool // releases is not empty
 
-	imports            uint64          // the interpreter's import count at this worker's last GIL check (worker goroutine only)
-	job                *job            // the running batch, for host calls (worker goroutine only)
-	hostCtx            context.Context // job's context marked as this worker's, made on its first host call (worker goroutine only)
 	calls, items, errs atomic.Uint64
 	busy               atomic.Int64
 	active             atomic.Bool
 }
 
-// New starts a pool; it returns once every worker has its thread state and
-// the slither Python package is importable.
+// New starts a pool; it returns once every worker has its thread state (or
+// every slot its Caller) and the slither Python package is importable.
 func New(opts Options) (*Pool, error) {
 	n := opts.Workers
 	if n < 0 {
@@ -166,6 +235,9 @@ func New(opts Options) (*Pool, error) {
 	}
 	if n == 0 {
 		n = runtime.GOMAXPROCS(0)
+	}
+	if opts.Mode != Direct && opts.Mode != Dedicated {
+		return nil, fmt.Errorf("pools/thread: Options.Mode is %v; it must be Direct or Dedicated", opts.Mode)
 	}
 	maxSessions := opts.MaxSessions
 	if maxSessions < 0 {
@@ -184,40 +256,33 @@ func New(opts Options) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pools/thread: %w", err)
 	}
-	spin := max(opts.Spin, 0)
 	p := &Pool{
 		rt:          rt,
+		mode:        opts.Mode,
 		tel:         opts.Telemetry,
 		host:        opts.Host,
-		spin:        spin,
+		alloc:       opts.Alloc,
+		spin:        max(opts.Spin, 0),
 		procs:       int32(runtime.GOMAXPROCS(0)),
-		jobs:        make(chan *job, n),
 		sessions:    map[string]*session{},
 		maxSessions: maxSessions,
 		done:        make(chan struct{}),
 		abort:       make(chan struct{}),
 	}
-	ready := make(chan error, n)
-	for i := range n {
-		w := &worker{pool: p, id: i, pinned: make(chan *job, 1), wake: make(chan struct{}, 1)}
-		p.workers = append(p.workers, w)
-		p.running.Add(1)
-		go p.work(w, ready)
+	if p.mode == Direct {
+		err = p.startSlots(n)
+	} else {
+		err = p.startWorkers(n)
 	}
-	var startErr error
-	for range n {
-		if err := <-ready; err != nil && startErr == nil {
-			startErr = err
-		}
-	}
-	if startErr != nil {
+	if err != nil {
 		_ = p.Close(context.Background())
-		return nil, startErr
+		return nil, err
 	}
 	if err := rt.Exec("import slither._gil\nslither._gil.install()\n"); err != nil {
 		_ = p.Close(context.Background())
 		return nil, fmt.Errorf("pools/thread: installing the GIL watch: %w", err)
 	}
+	p.imports.Store(rt.Imports())
 	p.gil.Store(rt.GILEnabled())
 	return p, nil
 }
@@ -225,19 +290,30 @@ func New(opts Options) (*Pool, error) {
 // Runtime is the interpreter the pool's threads run on.
 func (p *Pool) Runtime() *cpython.Runtime { return p.rt }
 
+// Mode is the pool's [Mode].
+func (p *Pool) Mode() Mode { return p.mode }
+
 // Kind returns [pools.KindThread].
 func (p *Pool) Kind() pools.Kind { return pools.KindThread }
 
-// Capacity is the number of workers.
+// Capacity is the number of workers (slots in [Direct] mode).
 func (p *Pool) Capacity() int { return len(p.workers) }
 
 // Submit runs b on the next free worker; see [pools.Pool.Submit]. The
 // Python function sees slither.context() with this worker's id, pool
-// "thread" and b.Session. Cancelling ctx while the batch runs raises
-// slither.Cancelled inside it at its next bytecode boundary (code blocked in
-// C notices when it returns); Submit returns at once either way, so the
-// batch may still be running — and its effects may still happen — after
-// Submit returned (a retry can then run it twice: at-least-once).
+// "thread" and b.Session.
+//
+// In [Direct] mode the calling goroutine runs b itself, once it holds a
+// free slot (the slot of b's session if it is pinned). Cancelling ctx
+// while b waits for a slot withdraws it; while it runs, it raises
+// slither.Cancelled inside it at its next bytecode boundary (code blocked
+// in C notices when it returns), and Submit returns once the call has
+// stopped.
+//
+// In [Dedicated] mode b is handed to a worker thread. Cancelling ctx
+// raises slither.Cancelled the same way, but Submit returns at once, so
+// the batch may still be running — and its effects may still happen —
+// after Submit returned (a retry can then run it twice: at-least-once).
 //
 // Submitted from a host call (or view) of this pool's batch, with the host
 // call's context, a batch that could only run on workers busy with that
@@ -246,7 +322,9 @@ func (p *Pool) Capacity() int { return len(p.workers) }
 // with an error wrapping [pools.ErrReentrant]: a batch of a session pinned
 // to one of them, or any batch when they are all the pool's workers.
 // Waiting for them would deadlock. A new session submitted so is pinned to
-// a worker outside the chain.
+// a worker outside the chain. (In Direct mode a batch that may run on
+// another slot runs nested on the host call's own thread, once it holds
+// that slot.)
 func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
@@ -266,59 +344,18 @@ func (p *Pool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 	if p.allHeld(chain) {
 		return nil, p.reentrant(b, chain, nil)
 	}
-	queue := p.jobs
 	var s *session
+	var pin *worker
 	if b.Session != "" {
-		var pin *worker
 		var err error
 		if s, pin, err = p.admit(b, chain); err != nil {
 			return nil, err
 		}
-		if pin != nil {
-			queue = pin.pinned
-		}
 	}
-
-	j := jobPool.Get().(*job)
-	j.ctx, j.b, j.sess = ctx, b, s
-	p.waiting.Add(1)
-	select {
-	case queue <- j: // still waiting until a worker takes it
-	case <-ctx.Done():
-		p.waiting.Add(-1)
-		p.recycle(j)
-		p.finish(s, nil)
-		return nil, cancelled(b, ctx)
-	case <-p.abort:
-		p.waiting.Add(-1)
-		p.recycle(j)
-		p.finish(s, nil)
-		return nil, withdrawn(b)
+	if p.mode == Direct {
+		return p.submitDirect(ctx, b, s, pin)
 	}
-	if r, _, got := tryRecv(p, j.res); got {
-		p.recycle(j)
-		return r.out, r.err
-	}
-	select {
-	case r := <-j.res:
-		p.recycle(j)
-		return r.out, r.err
-	case <-ctx.Done():
-		// Still queued: withdraw it, and the worker drops it unrun.
-		// Running: the worker interrupts the call. Either way the worker
-		// holds j, so it is not recycled here.
-		if j.state.CompareAndSwap(jobQueued, jobWithdrawn) {
-			p.waiting.Add(-1)
-			p.finish(s, nil)
-		}
-		return nil, cancelled(b, ctx)
-	}
-}
-
-func (p *Pool) recycle(j *job) {
-	j.ctx, j.b, j.sess = nil, pools.Batch{}, nil
-	j.state.Store(jobQueued)
-	jobPool.Put(j)
+	return p.submitDedicated(ctx, b, s, pin)
 }
 
 func withdrawn(b pools.Batch) error {
@@ -329,22 +366,20 @@ func cancelled(b pools.Batch, ctx context.Context) error {
 	return fmt.Errorf("pools/thread: %s.%s: %w", b.Module, b.Function, context.Cause(ctx))
 }
 
-// Close stops the pool; see [pools.Pool.Close]. Workers finish what was
-// submitted before Close, drop the session state they hold, then release
-// their thread states.
+// Close stops the pool; see [pools.Pool.Close]. Batches submitted before
+// Close finish first; then the session state the workers hold is dropped
+// and their thread states (Callers) released. If ctx ends first, running
+// batches are interrupted, waiting ones withdrawn, and Close returns; a
+// later Close waits for the rest.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
-		go func() {
-			p.submits.Wait() // no Submit is still handing off: jobs can close
-			close(p.jobs)
-			for _, w := range p.workers {
-				close(w.pinned)
-			}
-			p.running.Wait()
-			close(p.done)
-		}()
+		if p.mode == Direct {
+			go p.stopSlots()
+		} else {
+			go p.stopWorkers()
+		}
 	}
 	p.mu.Unlock()
 	select {
@@ -361,151 +396,63 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 }
 
-// work is a worker's whole life: one locked OS thread, one thread state.
-func (p *Pool) work(w *worker, ready chan<- error) {
-	defer p.running.Done()
-	defer func() {
-		w.mu.Lock()
-		w.exited = true
-		w.mu.Unlock()
-	}()
-	th, err := p.rt.NewThread()
-	if err != nil {
-		ready <- fmt.Errorf("pools/thread: worker %d: %w", w.id, err)
-		return
-	}
-	defer th.Close()
-	if _, err := th.Call("slither._context", "_bind", w.id, string(pools.KindThread)); err != nil {
-		ready <- fmt.Errorf("pools/thread: worker %d: binding slither.context: %w", w.id, err)
-		return
-	}
-	w.mu.Lock()
-	w.th = th
-	w.tid = th.TID()
-	w.mu.Unlock()
-	w.imports = p.rt.Imports()
-	th.SetHost(func(name string, args []any) (any, error) { return p.hostCall(w, name, args) })
-	ready <- nil
-	md := telemetry.Metadata{"pool": poolName, "kind": string(pools.KindThread), "worker": w.id, "pid": pid,
-		"thread": w.tid}
-	p.tel.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{}, md)
-	defer p.tel.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{}, telemetry.Metadata{
-		"pool": poolName, "kind": string(pools.KindThread), "worker": w.id, "pid": pid, "thread": w.tid,
-		"reason": "pool closed", "class": pools.ExitClosed})
-
-	defer w.releaseAll() // last: the session state this worker holds goes with it
-
-	session := ""
-	jobs, pinned := p.jobs, w.pinned
-	for {
-		j, ok := p.next(w, &jobs, &pinned)
-		// Released states go before the next batch runs: a session closed
-		// and then opened again under its id must not lose the new state.
-		w.dropReleased()
-		if !ok {
-			return
-		}
-		if j == nil { // woken for releases only
-			continue
-		}
-		if !j.state.CompareAndSwap(jobQueued, jobTaken) {
-			p.recycle(j) // withdrawn: its caller has gone and will not touch j
-			continue
-		}
-		p.waiting.Add(-1)
-		if err := j.ctx.Err(); err != nil {
-			p.finish(j.sess, nil)
-			j.res <- result{err: cancelled(j.b, j.ctx)}
-			continue
-		}
-		select {
-		case <-p.abort: // Close gave up: queued batches are withdrawn, not run
-			p.finish(j.sess, nil)
-			j.res <- result{err: withdrawn(j.b)}
-			continue
-		default:
-		}
-		if j.b.Session != session {
-			if _, err := th.Call("slither._context", "_set_session", j.b.Session); err != nil {
-				p.finish(j.sess, nil)
-				j.res <- result{err: fmt.Errorf("pools/thread: worker %d: setting session: %w", w.id, err)}
-				continue
-			}
-			session = j.b.Session
-		}
-		// Without tracing this costs a context lookup and nothing else.
-		sc := trace.SpanContextFromContext(j.ctx)
-		if sc.IsValid() {
-			w.th.SetTrace(sc.TraceID(), sc.SpanID())
-		}
-		p.active.Add(1)
-		w.job, w.hostCtx = j, nil
-		r, service := w.run(j)
-		if sc.IsValid() {
-			// Cleared at once: a finalizer run between batches must not
-			// see this batch's ids (a write to the slot, no call).
-			w.th.ClearTrace()
-		}
-		w.job, w.hostCtx = nil, nil
-		if ci := pools.CallInfoFrom(j.ctx); ci != nil {
-			ci.Worker, ci.Pid, ci.Service, ci.Pool = w.id, pid, service, poolName
-		}
-		p.active.Add(-1) // before the reply, so this worker may spin for the next batch
-		// An import can turn the GIL back on: check after any batch during
-		// which (or since this worker's last check) the interpreter imported
-		// something, so that the caller sees the change when Submit returns.
-		if n := p.rt.Imports(); n != w.imports {
-			w.imports = n
-			p.checkGIL(w.th, j.b.Module)
-		}
-		p.finish(j.sess, w)
-		j.res <- r
-	}
+type result struct {
+	out []any
+	err error
 }
 
-// run runs j's batch and returns its result and how long it took.
-func (w *worker) run(j *job) (result, time.Duration) {
-	// Calls are told apart by sequence number, not by *job: job structs are
-	// reused, and a late interrupt must never hit a later call.
+// run runs b on w's Python thread and returns its result and how long it
+// took. ctx cancels it: a running call is interrupted.
+func (w *worker) run(ctx context.Context, b pools.Batch) (result, time.Duration) {
+	// Calls are told apart by sequence number: a late interrupt must never
+	// hit a later call.
 	w.seq++
 	seq := w.seq
 	start := time.Now()
 	w.mu.Lock()
-	w.cur, w.since, w.curMod, w.curFn = seq, start, j.b.Module, j.b.Function
+	w.cur, w.since, w.curMod, w.curFn = seq, start, b.Module, b.Function
 	w.mu.Unlock()
-	var stop func() bool
-	if j.ctx.Done() != nil {
-		stop = context.AfterFunc(j.ctx, func() { w.interrupt(seq) })
-	}
-
 	w.active.Store(true)
-	out, err := w.th.CallBatch(j.b.Module, j.b.Function, j.b.Items)
+	var out []any
+	var err error
+	if w.cl != nil {
+		// Direct: the Caller interrupts the call when ctx ends, with no
+		// window before the call starts in which a cancellation is missed,
+		// and drops an interrupt that comes too late before it returns.
+		out, err = w.cl.CallBatchContext(ctx, b.Module, b.Function, b.Items)
+	} else {
+		var stop func() bool
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, func() { w.interrupt(seq) })
+		}
+		out, err = w.th.CallBatch(b.Module, b.Function, b.Items)
+		if stop != nil {
+			stop()
+		}
+	}
 	elapsed := time.Since(start)
 	w.active.Store(false)
 
-	if stop != nil {
-		stop()
-	}
 	w.mu.Lock()
 	w.cur = 0
 	w.mu.Unlock()
 	// An interrupt that raced with the end of the call must not hit the next one.
-	w.th.ClearInterrupt()
+	w.py.ClearInterrupt()
 
 	if err == nil {
-		out, err = pools.CheckResults(j.b, out)
+		out, err = pools.CheckResults(b, out)
 	} else {
 		var exc *cpython.Exception
 		if errors.As(err, &exc) {
 			err = &pools.PythonError{Type: exc.Type, Message: exc.Message, Traceback: exc.Traceback, Err: err}
 		}
-		if errors.Is(err, cpython.ErrCancelled) && j.ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", context.Cause(j.ctx), err)
+		if errors.Is(err, cpython.ErrCancelled) && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
 		}
-		err = fmt.Errorf("pools/thread: %s.%s: %w", j.b.Module, j.b.Function, err)
+		err = fmt.Errorf("pools/thread: %s.%s: %w", b.Module, b.Function, err)
 	}
 	w.calls.Add(1)
-	w.items.Add(uint64(len(j.b.Items)))
+	w.items.Add(uint64(len(b.Items)))
 	w.busy.Add(int64(elapsed))
 	if err != nil {
 		w.errs.Add(1)
@@ -523,6 +470,24 @@ func (w *worker) interrupt(seq uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cur != 0 && (seq == 0 || w.cur == seq) {
-		w.th.Interrupt()
+		w.py.Interrupt()
+	}
+}
+
+// events emits pool.worker.start for w and returns the pool.worker.exit
+// to emit when it stops.
+func (p *Pool) events(w *worker, thread int) func() {
+	md := telemetry.Metadata{"pool": poolName, "kind": string(pools.KindThread), "worker": w.id, "pid": pid,
+		"mode": p.mode.String()}
+	if thread != 0 {
+		md["thread"] = thread
+	}
+	p.tel.Emit(telemetry.PoolWorkerStart, telemetry.Measurements{}, md)
+	return func() {
+		exit := telemetry.Metadata{"reason": "pool closed", "class": pools.ExitClosed}
+		for k, v := range md {
+			exit[k] = v
+		}
+		p.tel.Emit(telemetry.PoolWorkerExit, telemetry.Measurements{}, exit)
 	}
 }

@@ -4,7 +4,6 @@ package thread_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,9 +28,21 @@ func TestMain(m *testing.M) {
 
 const mod = "threadtest"
 
-func newPool(t testing.TB, workers int) *thread.Pool {
+// modes are the pool's modes: the tests of behaviour they share run in
+// both.
+var modes = []thread.Mode{thread.Direct, thread.Dedicated}
+
+// eachMode runs f as a subtest per mode.
+func eachMode(t *testing.T, f func(t *testing.T, mode thread.Mode)) {
 	t.Helper()
-	p, err := thread.New(thread.Options{Workers: workers, Paths: []string{"testdata"}})
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) { f(t, m) })
+	}
+}
+
+func newPool(t testing.TB, mode thread.Mode, workers int) *thread.Pool {
+	t.Helper()
+	p, err := thread.New(thread.Options{Mode: mode, Workers: workers, Paths: []string{"testdata"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
 	return p
@@ -48,56 +59,60 @@ func execPy(t testing.TB, p *thread.Pool, src string) {
 }
 
 func TestSubmitReturnsResultsInOrder(t *testing.T) {
-	p := newPool(t, 2)
-	assert.Equal(t, pools.KindThread, p.Kind())
-	assert.Equal(t, 2, p.Capacity())
-	out, err := p.Submit(context.Background(), batch("echo", "a", int64(2), 3.5, nil, []byte("b")))
-	require.NoError(t, err)
-	assert.Equal(t, []any{"a", int64(2), 3.5, nil, []byte("b")}, out)
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 2)
+		assert.Equal(t, pools.KindThread, p.Kind())
+		assert.Equal(t, 2, p.Capacity())
+		out, err := p.Submit(context.Background(), batch("echo", "a", int64(2), 3.5, nil, []byte("b")))
+		require.NoError(t, err)
+		assert.Equal(t, []any{"a", int64(2), 3.5, nil, []byte("b")}, out)
 
-	out, err = p.Submit(context.Background(), pools.Batch{Module: mod, Function: "echo"})
-	require.NoError(t, err)
-	assert.Empty(t, out, "an empty batch returns no results")
+		out, err = p.Submit(context.Background(), pools.Batch{Module: mod, Function: "echo"})
+		require.NoError(t, err)
+		assert.Empty(t, out, "an empty batch returns no results")
+	})
 }
 
 func TestEightGoroutinesThousandBatches(t *testing.T) {
-	p := newPool(t, 4)
-	const goroutines, batches = 8, 1000
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range batches {
-				items := []any{[]any{g, i}, []any{g, i + 1}, []any{g, -i}}
-				out, err := p.Submit(context.Background(), batch("tagged", items...))
-				if err != nil {
-					errs <- err
-					return
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 4)
+		const goroutines, batches = 8, 1000
+		var wg sync.WaitGroup
+		errs := make(chan error, goroutines)
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range batches {
+					items := []any{[]any{g, i}, []any{g, i + 1}, []any{g, -i}}
+					out, err := p.Submit(context.Background(), batch("tagged", items...))
+					if err != nil {
+						errs <- err
+						return
+					}
+					want := []any{
+						fmt.Sprintf("%d:%d:%d", g, i, i*i),
+						fmt.Sprintf("%d:%d:%d", g, i+1, (i+1)*(i+1)),
+						fmt.Sprintf("%d:%d:%d", g, -i, i*i),
+					}
+					if !assert.ObjectsAreEqual(want, out) {
+						errs <- fmt.Errorf("goroutine %d batch %d: got %v, want %v", g, i, out, want)
+						return
+					}
 				}
-				want := []any{
-					fmt.Sprintf("%d:%d:%d", g, i, i*i),
-					fmt.Sprintf("%d:%d:%d", g, i+1, (i+1)*(i+1)),
-					fmt.Sprintf("%d:%d:%d", g, -i, i*i),
-				}
-				if !assert.ObjectsAreEqual(want, out) {
-					errs <- fmt.Errorf("goroutine %d batch %d: got %v, want %v", g, i, out, want)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	tot := p.Stats().Totals()
-	assert.Equal(t, uint64(goroutines*batches), tot.Calls)
-	assert.Equal(t, uint64(goroutines*batches*3), tot.Items)
-	assert.Zero(t, tot.Errors)
-	assert.Positive(t, tot.Busy)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		tot := p.Stats().Totals()
+		assert.Equal(t, uint64(goroutines*batches), tot.Calls)
+		assert.Equal(t, uint64(goroutines*batches*3), tot.Items)
+		assert.Zero(t, tot.Errors)
+		assert.Positive(t, tot.Busy)
+	})
 }
 
 // TestTwoWorkersRunAtOnce proves parallelism structurally: the Python
@@ -105,37 +120,39 @@ func TestEightGoroutinesThousandBatches(t *testing.T) {
 // spinning in bytecode (see threadtest.meet). It cannot pass with the GIL
 // on, and says so when it fails.
 func TestTwoWorkersRunAtOnce(t *testing.T) {
-	p := newPool(t, 2)
-	gil := p.Runtime().GILEnabled()
-	// A long switch interval: a GIL build would never hand over the GIL
-	// while one call spins. Free-threaded builds ignore it.
-	execPy(t, p, "import sys; _old_switch = sys.getswitchinterval(); sys.setswitchinterval(60)")
-	defer execPy(t, p, "import sys; sys.setswitchinterval(_old_switch)")
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 2)
+		gil := p.Runtime().GILEnabled()
+		// A long switch interval: a GIL build would never hand over the GIL
+		// while one call spins. Free-threaded builds ignore it.
+		execPy(t, p, "import sys; _old_switch = sys.getswitchinterval(); sys.setswitchinterval(60)")
+		defer execPy(t, p, "import sys; sys.setswitchinterval(_old_switch)")
 
-	name := fmt.Sprintf("meet-%d", time.Now().UnixNano())
-	var wg sync.WaitGroup
-	results := make([][]any, 2)
-	errs := make([]error, 2)
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = p.Submit(context.Background(), batch("meet", name, 5.0))
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			if gil {
-				t.Fatalf("the GIL is enabled in this interpreter, so two workers cannot run Python at once: %v", err)
-			}
-			t.Fatalf("two workers did not run Python at once although the GIL is off: %v", err)
+		name := fmt.Sprintf("meet-%d", time.Now().UnixNano())
+		var wg sync.WaitGroup
+		results := make([][]any, 2)
+		errs := make([]error, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], errs[i] = p.Submit(context.Background(), batch("meet", name, 5.0))
+			}()
 		}
-	}
-	w0 := results[0][0].(map[string]any)["worker"]
-	w1 := results[1][0].(map[string]any)["worker"]
-	assert.NotEqual(t, w0, w1, "the two calls ran on different workers")
-	assert.Equal(t, false, results[0][0].(map[string]any)["gil"])
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				if gil {
+					t.Fatalf("the GIL is enabled in this interpreter, so two workers cannot run Python at once: %v", err)
+				}
+				t.Fatalf("two workers did not run Python at once although the GIL is off: %v", err)
+			}
+		}
+		w0 := results[0][0].(map[string]any)["worker"]
+		w1 := results[1][0].(map[string]any)["worker"]
+		assert.NotEqual(t, w0, w1, "the two calls ran on different workers")
+		assert.Equal(t, false, results[0][0].(map[string]any)["gil"])
+	})
 }
 
 // TestParallelismReportsGIL runs TestTwoWorkersRunAtOnce in a child process
@@ -155,239 +172,99 @@ func TestParallelismReportsGIL(t *testing.T) {
 }
 
 func TestContextAndStatsAgree(t *testing.T) {
-	p := newPool(t, 3)
-	const n = 60
-	var mu sync.Mutex
-	perWorker := map[int64]uint64{}
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			session := fmt.Sprintf("s%d", i%4)
-			if i%5 == 0 {
-				session = ""
-			}
-			out, err := p.Submit(context.Background(), pools.Batch{Module: mod, Function: "context", Items: []any{i, i}, Session: session})
-			if !assert.NoError(t, err) {
-				return
-			}
-			require.Len(t, out, 2)
-			for k, r := range out {
-				m := r.(map[string]any)
-				assert.Equal(t, "thread", m["pool"])
-				assert.Equal(t, session, m["session"], "session of batch %d", i)
-				assert.Equal(t, int64(i), m["item"])
-				if k == 0 {
-					mu.Lock()
-					perWorker[m["worker"].(int64)]++
-					mu.Unlock()
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 3)
+		const n = 60
+		var mu sync.Mutex
+		perWorker := map[int64]uint64{}
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				session := fmt.Sprintf("s%d", i%4)
+				if i%5 == 0 {
+					session = ""
 				}
-			}
-		}()
-	}
-	wg.Wait()
-	st := p.Stats()
-	require.Len(t, st.Workers, 3)
-	var total uint64
-	for _, w := range st.Workers {
-		assert.Equal(t, perWorker[int64(w.ID)], w.Calls, "worker %d: calls Python saw vs stats", w.ID)
-		assert.Equal(t, 2*w.Calls, w.Items)
-		total += w.Calls
-	}
-	assert.Equal(t, uint64(n), total)
-	assert.Zero(t, st.Waiting)
+				out, err := p.Submit(context.Background(), pools.Batch{Module: mod, Function: "context", Items: []any{i, i}, Session: session})
+				if !assert.NoError(t, err) {
+					return
+				}
+				require.Len(t, out, 2)
+				for k, r := range out {
+					m := r.(map[string]any)
+					assert.Equal(t, "thread", m["pool"])
+					assert.Equal(t, session, m["session"], "session of batch %d", i)
+					assert.Equal(t, int64(i), m["item"])
+					if k == 0 {
+						mu.Lock()
+						perWorker[m["worker"].(int64)]++
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		st := p.Stats()
+		require.Len(t, st.Workers, 3)
+		var total uint64
+		for _, w := range st.Workers {
+			assert.Equal(t, perWorker[int64(w.ID)], w.Calls, "worker %d: calls Python saw vs stats", w.ID)
+			assert.Equal(t, 2*w.Calls, w.Items)
+			total += w.Calls
+		}
+		assert.Equal(t, uint64(n), total)
+		assert.Zero(t, st.Waiting)
+	})
 }
 
 func TestErrors(t *testing.T) {
-	p := newPool(t, 1)
-	ctx := context.Background()
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 1)
+		ctx := context.Background()
 
-	_, err := p.Submit(ctx, batch("short", 1, 2, 3))
-	var rc *pools.ResultCountError
-	require.ErrorAs(t, err, &rc)
-	assert.Equal(t, pools.ResultCountError{Module: mod, Function: "short", Items: 3, Results: 2}, *rc)
-	assert.ErrorIs(t, err, pools.ErrResultCount)
-	assert.Contains(t, err.Error(), "threadtest.short returned 2 results for 3 items")
+		_, err := p.Submit(ctx, batch("short", 1, 2, 3))
+		var rc *pools.ResultCountError
+		require.ErrorAs(t, err, &rc)
+		assert.Equal(t, pools.ResultCountError{Module: mod, Function: "short", Items: 3, Results: 2}, *rc)
+		assert.ErrorIs(t, err, pools.ErrResultCount)
+		assert.Contains(t, err.Error(), "threadtest.short returned 2 results for 3 items")
 
-	_, err = p.Submit(ctx, batch("fail", 1, 2))
-	var pe *pools.PythonError
-	require.ErrorAs(t, err, &pe)
-	assert.Equal(t, "ValueError", pe.Type)
-	var exc *cpython.Exception
-	require.ErrorAs(t, err, &exc)
-	assert.Equal(t, "ValueError", exc.Type)
-	assert.Equal(t, "cannot handle 2 items", exc.Message)
-	assert.Contains(t, exc.Traceback, "in fail")
-	assert.Contains(t, err.Error(), "pools/thread: threadtest.fail: python: ValueError")
+		_, err = p.Submit(ctx, batch("fail", 1, 2))
+		var pe *pools.PythonError
+		require.ErrorAs(t, err, &pe)
+		assert.Equal(t, "ValueError", pe.Type)
+		var exc *cpython.Exception
+		require.ErrorAs(t, err, &exc)
+		assert.Equal(t, "ValueError", exc.Type)
+		assert.Equal(t, "cannot handle 2 items", exc.Message)
+		assert.Contains(t, exc.Traceback, "in fail")
+		assert.Contains(t, err.Error(), "pools/thread: threadtest.fail: python: ValueError")
 
-	_, err = p.Submit(ctx, batch("echo", make(chan int)))
-	assert.ErrorIs(t, err, cpython.ErrConversion)
-	assert.ErrorIs(t, err, pools.ErrConversion)
+		_, err = p.Submit(ctx, batch("echo", make(chan int)))
+		assert.ErrorIs(t, err, cpython.ErrConversion)
+		assert.ErrorIs(t, err, pools.ErrConversion)
 
-	_, err = p.Submit(ctx, pools.Batch{Function: "f"})
-	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
-	_, err = p.Submit(ctx, pools.Batch{Module: "m"})
-	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
-	assert.ErrorContains(t, err, "empty function name for module m")
+		_, err = p.Submit(ctx, pools.Batch{Function: "f"})
+		assert.ErrorIs(t, err, pools.ErrInvalidBatch)
+		_, err = p.Submit(ctx, pools.Batch{Module: "m"})
+		assert.ErrorIs(t, err, pools.ErrInvalidBatch)
+		assert.ErrorContains(t, err, "empty function name for module m")
 
-	tot := p.Stats().Totals()
-	assert.Equal(t, uint64(3), tot.Calls, "invalid batches never reach a worker")
-	assert.Equal(t, uint64(3), tot.Errors)
+		tot := p.Stats().Totals()
+		assert.Equal(t, uint64(3), tot.Calls, "invalid batches never reach a worker")
+		assert.Equal(t, uint64(3), tot.Errors)
 
-	// The worker is still fine.
-	out, err := p.Submit(ctx, batch("echo", "ok"))
-	require.NoError(t, err)
-	assert.Equal(t, []any{"ok"}, out)
-
-	_, err = thread.New(thread.Options{Workers: -1})
-	assert.ErrorContains(t, err, "Options.Workers is -1")
-}
-
-func TestCancelRunningBatchInterruptsPython(t *testing.T) {
-	p := newPool(t, 2)
-	before, err := p.Submit(context.Background(), batch("cancelled_count", 0))
-	require.NoError(t, err)
-
-	// Cancelled once it runs (not on a clock: a batch cancelled before a
-	// worker took it would never reach Python).
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	spun := make(chan error, 1)
-	go func() {
-		_, err := p.Submit(ctx, batch("spin_forever", 1))
-		spun <- err
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Running == 1 }, 10*time.Second, time.Millisecond)
-	cancel()
-	err = <-spun
-	require.Error(t, err)
-	assert.ErrorIs(t, err, context.Canceled)
-
-	// Python saw slither.Cancelled: the worker is free again and counted it.
-	require.Eventually(t, func() bool {
-		after, err := p.Submit(context.Background(), batch("cancelled_count", 0))
-		return err == nil && after[0].(int64) == before[0].(int64)+1
-	}, 10*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return p.Stats().Totals().Errors == 1 }, 10*time.Second, 10*time.Millisecond)
-
-	// Both workers serve later batches normally (no stray interrupt left behind).
-	for i := range 20 {
-		out, err := p.Submit(context.Background(), batch("echo", i))
+		// The worker is still fine.
+		out, err := p.Submit(ctx, batch("echo", "ok"))
 		require.NoError(t, err)
-		assert.Equal(t, []any{int64(i)}, out)
-	}
-}
+		assert.Equal(t, []any{"ok"}, out)
 
-func TestCancelQueuedBatch(t *testing.T) {
-	p := newPool(t, 1)
-	execPy(t, p, "import threadtest; threadtest._rearm()")
-	held := make(chan error, 1)
-	go func() {
-		_, err := p.Submit(context.Background(), batch("hold", 1))
-		held <- err
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
-	assert.True(t, p.Stats().Workers[0].Running)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	queued := make(chan error, 1)
-	go func() {
-		_, err := p.Submit(ctx, batch("echo", "never"))
-		queued <- err
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
-	cancel()
-	assert.ErrorIs(t, <-queued, context.Canceled)
-	assert.Zero(t, p.Stats().Waiting)
-
-	execPy(t, p, "import threadtest; threadtest._release()")
-	require.NoError(t, <-held)
-	assert.Equal(t, uint64(1), p.Stats().Totals().Calls, "the withdrawn batch never ran")
-}
-
-// closedProbe reports whether p refuses new batches; it never waits for a
-// worker.
-func closedProbe(p *thread.Pool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-	defer cancel()
-	_, err := p.Submit(ctx, batch("echo", "probe"))
-	return errors.Is(err, pools.ErrClosed)
-}
-
-func TestCloseDrainsSubmittedBatches(t *testing.T) {
-	p, err := thread.New(thread.Options{Workers: 2, Paths: []string{"testdata"}})
-	require.NoError(t, err)
-	execPy(t, p, "import threadtest; threadtest._rearm()")
-
-	const n = 4 // two run, two wait for a worker
-	results := make(chan error, n)
-	for i := range n {
-		go func() {
-			out, err := p.Submit(context.Background(), batch("hold", i))
-			if err == nil && out[0] != int64(i) {
-				err = fmt.Errorf("got %v for %d", out, i)
-			}
-			results <- err
-		}()
-	}
-	require.Eventually(t, func() bool { return p.Stats().Waiting == n-2 }, 5*time.Second, time.Millisecond)
-
-	// Close reports how many batches had run when it returned: every
-	// batch is held in Python until _release, so a Close that does not
-	// wait for them returns with fewer than n.
-	type closeResult struct {
-		err   error
-		calls uint64
-	}
-	closed := make(chan closeResult, 1)
-	go func() {
-		err := p.Close(context.Background())
-		closed <- closeResult{err, p.Stats().Totals().Calls}
-	}()
-	require.Eventually(t, func() bool { return closedProbe(p) }, 5*time.Second, time.Millisecond,
-		"Submit after Close fails with ErrClosed")
-	select {
-	case r := <-closed:
-		t.Fatalf("Close returned (%v) while the submitted batches were held, %d of %d run", r.err, r.calls, n)
-	default:
-	}
-
-	execPy(t, p, "import threadtest; threadtest._release()")
-	for range n {
-		require.NoError(t, <-results)
-	}
-	r := <-closed
-	require.NoError(t, r.err)
-	assert.Equal(t, uint64(n), r.calls, "Close returned only once every submitted batch had run")
-	require.NoError(t, p.Close(context.Background()), "Close is idempotent")
-}
-
-func TestCloseGivesUpAndInterrupts(t *testing.T) {
-	p, err := thread.New(thread.Options{Workers: 1, Paths: []string{"testdata"}})
-	require.NoError(t, err)
-	running := make(chan error, 1)
-	go func() {
-		_, err := p.Submit(context.Background(), batch("spin_forever", 1))
-		running <- err
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
-	queued := make(chan error, 1)
-	go func() {
-		_, err := p.Submit(context.Background(), batch("echo", 1))
-		queued <- err
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	err = p.Close(ctx)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-
-	err = <-running
-	assert.ErrorIs(t, err, cpython.ErrCancelled, "the running batch was interrupted")
-	assert.ErrorIs(t, <-queued, pools.ErrClosed, "the queued batch was withdrawn")
-	require.NoError(t, p.Close(context.Background()), "a second Close waits for the workers to exit")
+		_, err = thread.New(thread.Options{Mode: mode, Workers: -1})
+		assert.ErrorContains(t, err, "Options.Workers is -1")
+		_, err = thread.New(thread.Options{Mode: 7})
+		assert.ErrorContains(t, err, "Options.Mode is Mode(7); it must be Direct or Dedicated")
+	})
 }
 
 func ExamplePool() {
@@ -403,67 +280,71 @@ func ExamplePool() {
 }
 
 func TestSessionsPinToOneWorkerWithOwnState(t *testing.T) {
-	p := newPool(t, 2)
-	ctx := context.Background()
-	base, err := p.Submit(ctx, batch("session_count", 1))
-	require.NoError(t, err)
-	a, b := pools.NewSession(ctx, p), pools.NewSession(ctx, p)
-	var wg sync.WaitGroup
-	for _, s := range []*pools.Session{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var worker any
-			for i := 1; i <= 50; i++ {
-				out, err := s.Submit(ctx, batch("bump", 1))
-				if !assert.NoError(t, err) {
-					return
-				}
-				pair := out[0].([]any)
-				assert.Equal(t, int64(i), pair[1], "session %s counts only its own calls", s.ID())
-				if i == 1 {
-					worker = pair[0]
-				}
-				assert.Equal(t, worker, pair[0], "session %s stays on one worker", s.ID())
-			}
-		}()
-	}
-	wg.Wait()
-	count := func() int64 {
-		out, err := p.Submit(ctx, batch("session_count", 1))
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 2)
+		ctx := context.Background()
+		base, err := p.Submit(ctx, batch("session_count", 1))
 		require.NoError(t, err)
-		return out[0].(int64)
-	}
-	assert.Equal(t, base[0].(int64)+2, count())
-	a.Close()
-	everyWorkerRan(t, p) // each drops what it holds of a before taking a batch
-	assert.Equal(t, base[0].(int64)+1, count(), "closing a session frees its state")
-	b.Close()
-	b.Close() // idempotent
-	everyWorkerRan(t, p)
-	assert.Equal(t, base[0].(int64), count())
+		a, b := pools.NewSession(ctx, p), pools.NewSession(ctx, p)
+		var wg sync.WaitGroup
+		for _, s := range []*pools.Session{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var worker any
+				for i := 1; i <= 50; i++ {
+					out, err := s.Submit(ctx, batch("bump", 1))
+					if !assert.NoError(t, err) {
+						return
+					}
+					pair := out[0].([]any)
+					assert.Equal(t, int64(i), pair[1], "session %s counts only its own calls", s.ID())
+					if i == 1 {
+						worker = pair[0]
+					}
+					assert.Equal(t, worker, pair[0], "session %s stays on one worker", s.ID())
+				}
+			}()
+		}
+		wg.Wait()
+		count := func() int64 {
+			out, err := p.Submit(ctx, batch("session_count", 1))
+			require.NoError(t, err)
+			return out[0].(int64)
+		}
+		assert.Equal(t, base[0].(int64)+2, count())
+		a.Close()
+		everyWorkerRan(t, p) // each drops what it holds of a before taking a batch
+		assert.Equal(t, base[0].(int64)+1, count(), "closing a session frees its state")
+		b.Close()
+		b.Close() // idempotent
+		everyWorkerRan(t, p)
+		assert.Equal(t, base[0].(int64), count())
+	})
 }
 
 func TestWorkerEvents(t *testing.T) {
-	bus := telemetry.New(nil)
-	var mu sync.Mutex
-	var got []string
-	require.NoError(t, bus.Attach("t", func(ev telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		bus := telemetry.New(nil)
+		var mu sync.Mutex
+		var got []string
+		require.NoError(t, bus.Attach("t", func(ev telemetry.Event, _ telemetry.Measurements, md telemetry.Metadata) {
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%s %v %v/%v %v", ev, md["worker"], md["pool"], md["kind"], md["class"]))
+			mu.Unlock()
+		}))
+		p, err := thread.New(thread.Options{Mode: mode, Workers: 2, Telemetry: bus})
+		require.NoError(t, err)
+		var ci pools.CallInfo
+		_, err = p.Submit(pools.WithCallInfo(context.Background(), &ci), pools.Batch{Module: "slither._demo", Function: "count_primes"})
+		require.NoError(t, err)
+		assert.Contains(t, []int{0, 1}, ci.Worker)
+		assert.Equal(t, os.Getpid(), ci.Pid)
+		assert.Equal(t, "thread", ci.Pool)
+		require.NoError(t, p.Close(context.Background()))
 		mu.Lock()
-		got = append(got, fmt.Sprintf("%s %v %v/%v %v", ev, md["worker"], md["pool"], md["kind"], md["class"]))
-		mu.Unlock()
-	}))
-	p, err := thread.New(thread.Options{Workers: 2, Telemetry: bus})
-	require.NoError(t, err)
-	var ci pools.CallInfo
-	_, err = p.Submit(pools.WithCallInfo(context.Background(), &ci), pools.Batch{Module: "slither._demo", Function: "count_primes"})
-	require.NoError(t, err)
-	assert.Contains(t, []int{0, 1}, ci.Worker)
-	assert.Equal(t, os.Getpid(), ci.Pid)
-	assert.Equal(t, "thread", ci.Pool)
-	require.NoError(t, p.Close(context.Background()))
-	mu.Lock()
-	defer mu.Unlock()
-	assert.ElementsMatch(t, []string{"pool.worker.start 0 thread/thread <nil>", "pool.worker.start 1 thread/thread <nil>",
-		"pool.worker.exit 0 thread/thread closed", "pool.worker.exit 1 thread/thread closed"}, got)
+		defer mu.Unlock()
+		assert.ElementsMatch(t, []string{"pool.worker.start 0 thread/thread <nil>", "pool.worker.start 1 thread/thread <nil>",
+			"pool.worker.exit 0 thread/thread closed", "pool.worker.exit 1 thread/thread closed"}, got)
+	})
 }

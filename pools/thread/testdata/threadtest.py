@@ -260,3 +260,47 @@ def enter_and_hold(batch):
     blocks like hold until _release()."""
     slither.host_call("entered", threading.get_native_id())
     return hold(batch)
+
+
+_inside = [0, 0]  # calls of enter_count_hold running now, and the most at once
+
+
+def enter_count_hold(batch):
+    """enter_and_hold, counting how many such calls run at once."""
+    with _lock:
+        _inside[0] += 1
+        _inside[1] = max(_inside[1], _inside[0])
+    try:
+        return enter_and_hold(batch)
+    finally:
+        with _lock:
+            _inside[0] -= 1
+
+
+def _reset_inside():
+    _inside[0] = _inside[1] = 0
+
+
+def host_then_context(batch):
+    """Each item [name, *args] -> [slither.host_call(name, *args), this
+    call's context after it returned]."""
+    out = []
+    for name, *args in batch:
+        inner = slither.host_call(name, *args)
+        c = slither.context()
+        out.append([inner, {"worker": c.worker_id, "pool": c.pool, "session": c.session_id or ""}])
+    return out
+
+
+def freed_collecting(tag, timeout):
+    """freed, collecting garbage meanwhile: in Direct mode an object made on
+    one OS thread and released on another is freed when the first next runs
+    Python or at the next collection."""
+    import gc
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        if _freed_event(tag).wait(0.01):
+            return True
+        if time.monotonic() > deadline:
+            return False
