@@ -21,6 +21,11 @@ type Measured struct {
 	Winners map[string]string `json:"winners"`
 	// CallOverhead is each executor's median no-op call (batch of 1).
 	CallOverhead map[string]time.Duration `json:"call_overhead_ns"`
+	// Costs maps a Python function ("module.function", e.g.
+	// "slither._bench.cpu") to each executor's measured cost per item of
+	// it, in nanoseconds, by executor name ("thread", "process-gil",
+	// "process-ft", ...): the seeds of Auto's cost model (pools.Router).
+	Costs map[string]map[string]float64 `json:"costs_ns_per_item,omitempty"`
 }
 
 // MeasuredPath is where bench saves, and doctor reads, the measurements:

@@ -51,6 +51,13 @@ type Config struct {
 	// ThreadSafe declares Python functions safe for the thread pool from Go
 	// (as @slither.thread_safe does in Python).
 	ThreadSafe []Function `yaml:"thread_safe"`
+	// Routes fixes where Auto sends a function, by "module.function":
+	// "thread", "process" or "auto" (the default: the faster safe pool, as
+	// measured). It wins over the measured costs, not over safety: "thread"
+	// is followed only while the function may run on threads (declared
+	// thread-safe, GIL off); see pools.Router.Prefer. A batch's own Route
+	// wins over it.
+	Routes map[string]string `yaml:"routes"`
 	// HTTP serves the engine's monitor (Prometheus metrics, the dashboard
 	// page, its JSON state) on an address of its own; off by default.
 	// Engine.Handler serves the same for a program that mounts it on its
@@ -224,10 +231,28 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("thread_safe entry %+v needs a module and a function", f))
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.Routes)) {
+		if _, _, err := c.route(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("engine: invalid config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// route reads one entry of Routes: its function and route.
+func (c Config) route(name string) (Function, pools.Route, error) {
+	i := strings.LastIndexByte(name, '.')
+	if i <= 0 || i == len(name)-1 {
+		return Function{}, pools.Auto, fmt.Errorf("routes: %q is not module.function", name)
+	}
+	r, err := pools.ParseRoute(c.Routes[name])
+	if err != nil {
+		return Function{}, pools.Auto, fmt.Errorf("routes: %s: %q is not a route (auto, thread or process)", name, c.Routes[name])
+	}
+	return Function{Module: name[:i], Function: name[i+1:]}, r, nil
 }
 
 // MaxConfigSize bounds a configuration file: a config is a few lines, and a

@@ -137,6 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if len(procs) == 0 {
 		procs = map[string]ProcessConfig{DefaultPool: {}}
 	}
+	seeds := e.costSeeds()
 	for _, name := range slices.Sorted(maps.Keys(procs)) {
 		pc := procs[name]
 		workers := pc.Workers
@@ -155,9 +156,13 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		e.procs[name] = p
 		// Marks are read where the thread pool would import: its paths.
 		r := &pools.Router{Thread: e.thread, Process: p, Telemetry: e.tel, Logger: e.log(),
-			Paths: append(slices.Clone(cfg.Paths), cfg.Thread.Paths...)}
+			Paths: append(slices.Clone(cfg.Paths), cfg.Thread.Paths...), CostSeeds: seeds}
 		for _, d := range cfg.ThreadSafe {
 			r.DeclareThreadSafe(d.Module, d.Function)
+		}
+		for fn := range cfg.Routes {
+			f, route, _ := cfg.route(fn) // validated
+			r.Prefer(f.Module, f.Function, route)
 		}
 		e.routers[name] = r
 	}
@@ -171,6 +176,40 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	ok = true
 	return e, nil
+}
+
+// costSeeds are the costs per function `slither bench` saved on this
+// machine, which seed Auto's cost model until it has measured its own. A
+// missing file means none; an unreadable one is logged and ignored (the
+// router then measures from scratch).
+func (e *Engine) costSeeds() map[string]map[string]float64 {
+	path, err := capacity.MeasuredPath()
+	if err != nil {
+		e.log().Debug("slither engine: no slither bench measurements to seed Auto's costs", "err", err)
+		return nil
+	}
+	m, ok, err := capacity.LoadMeasured(path)
+	if err != nil {
+		e.log().Warn("slither engine: ignoring slither bench's measurements (Auto measures its costs from scratch)",
+			"path", path, "err", err)
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	return m.Costs
+}
+
+// Costs is Auto's cost table of each process pool's router, by pool name
+// (see [pools.Router.Costs]): what each function costs per item on the
+// thread pool and on that process pool, measured or seeded, and where it
+// goes.
+func (e *Engine) Costs() map[string][]pools.FunctionCost {
+	out := make(map[string][]pools.FunctionCost, len(e.routers))
+	for name, r := range e.routers {
+		out[name] = r.Costs()
+	}
+	return out
 }
 
 // serve starts the monitor's server on Config.HTTP.Addr.

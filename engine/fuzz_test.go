@@ -26,6 +26,7 @@ func FuzzConfig(f *testing.F) {
 		"thread: {workers: 3}\n---\nthread: {workers: 4}\n",
 		"a: &a [*a]\n",
 		"process: {x: {call_timeout: 5}}\n",
+		"routes: {feats.extract: thread, pkg.mod.f: process}\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,6 +37,7 @@ type fakePool struct {
 	t            *testing.T        // set on a thread pool: it must never import to read a mark
 
 	mu        sync.Mutex
+	perItem   time.Duration // the service time per item it reports (CallInfo.Service); 0 reports none
 	inspected int
 	submitted []pools.Batch
 	closed    []string
@@ -65,7 +67,14 @@ func (f *fakePool) Submit(ctx context.Context, b pools.Batch) ([]any, error) {
 		return []any{res}, nil
 	}
 	f.submitted = append(f.submitted, b)
-	return []any{string(f.kind)}, nil
+	if ci := pools.CallInfoFrom(ctx); ci != nil && f.perItem > 0 {
+		ci.Service = f.perItem * time.Duration(len(b.Items))
+	}
+	out := make([]any, max(1, len(b.Items))) // one result per item (and one for the tests' item-less batches)
+	for i := range out {
+		out[i] = string(f.kind)
+	}
+	return out, nil
 }
 func (f *fakePool) Capacity() int { return 2 }
 func (f *fakePool) Stats() pools.Stats {

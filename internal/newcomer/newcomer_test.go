@@ -271,9 +271,13 @@ func TestInitQuickstart(t *testing.T) {
 	require.Contains(t, testOut, "ok  \texample.com/quick", "the template's own Go tests pass in the new module")
 
 	out := f.run(filepath.Join(f.dir, "app"))
-	require.Contains(t, out, "auto: 300 sentences scored, batches ran on thread (", "Auto runs the @slither.thread_safe function on the embedded pool")
+	// Auto runs the @slither.thread_safe function on the embedded pool; it
+	// may measure the process pool with a few batches (pools.Router's cost
+	// model), as the template's own test allows.
+	auto := strings.SplitN(out, "\n", 2)[0]
+	require.Contains(t, auto, "auto: 300 sentences scored, batches ran on ")
+	require.Contains(t, auto, "thread (")
 	require.Contains(t, out, "process: 300 sentences scored, batches ran on process (")
-	require.NotContains(t, strings.SplitN(out, "\n", 2)[0], "process (", "no Auto batch went to a process")
 
 	// unittest reports on stderr.
 	py := f.run("sh", "-c", `"$0" -m unittest -v test_mymod 2>&1`, f.py)
