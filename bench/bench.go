@@ -1,12 +1,15 @@
 // Package bench runs the thread-versus-process benchmark matrix behind
 // `slither bench`: the same workloads (python/slither/_bench.py) through
 // the embedded thread pool, process pools on the free-threaded build and on
-// a GIL build, Python's own ThreadPoolExecutor and ProcessPoolExecutor, and
-// serial Python, with the same worker count, on this machine.
+// a GIL build, the engine's router on Route Auto, Python's own
+// ThreadPoolExecutor and ProcessPoolExecutor, and serial Python, with the
+// same worker count, on this machine.
 //
 // Each cell reports items/s, per-batch latency (p50, p99), the peak RSS of
 // the whole process tree, and correctness: wrong results, lost updates,
-// and for the failure-domain row what survived a segfault.
+// and for the failure-domain row what survived a segfault. Payload rows
+// also get the machine's memory-copy floor (see [Floor]), and the report
+// computes the ratios the project tracks (see [Ratio]).
 package bench
 
 import (
@@ -23,8 +26,38 @@ import (
 	"github.com/slither-go/slither/capacity"
 )
 
-// Executors, in table order.
-var Executors = []string{"thread", "process-ft", "process-gil", "py-threads", "py-processes", "serial"}
+// Executors, in table order (also the order they run in: auto comes after
+// the pools whose measurements can seed it).
+//
+//   - thread: the embedded pool (pools/thread), the run's worker count.
+//   - thread-1: the same with one worker, for the CPU row only (the
+//     2-workers-vs-1 ratio).
+//   - thread-dedicated: the embedded pool in Dedicated mode (batches
+//     handed to worker threads of its own, as before Direct mode), for the
+//     no-op rows only: what the hand-off costs.
+//   - process-ft, process-gil: process pools on the free-threaded and on
+//     the GIL interpreter.
+//   - auto: the engine (package engine, as a Go service starts it) with its
+//     embedded pool and a process pool on the GIL interpreter, every batch
+//     on Route Auto; only the rows where its choice matters (see
+//     [Measures]). The cell's note says where the router sent the batches.
+//   - py-threads, py-processes, serial: Python's ThreadPoolExecutor,
+//     ProcessPoolExecutor, and a plain loop.
+var Executors = []string{"thread", "thread-1", "thread-dedicated", "process-ft", "process-gil", "auto", "py-threads", "py-processes", "serial"}
+
+// executorRows limits an executor to some workloads; absent means all.
+var executorRows = map[string][]string{
+	"thread-1":         {"cpu"},
+	"thread-dedicated": {"noop-b1", "noop-b64"},
+	"auto":             {"noop-b1", "noop-b64", "cpu", "hash-1mb", "io-1ms", "payload-1mb"},
+}
+
+// Measures reports whether executor runs workload at all; a cell it does not
+// run is absent from [Report.Cells] (and blank in the table).
+func Measures(executor, workload string) bool {
+	rows, ok := executorRows[executor]
+	return !ok || slices.Contains(rows, workload)
+}
 
 // Options configure a run. The zero value runs everything at full size.
 type Options struct {
@@ -44,40 +77,72 @@ type Options struct {
 
 // Cell is one workload on one executor.
 type Cell struct {
-	Workload    string        `json:"workload"`
-	Executor    string        `json:"executor"`
+	Workload string `json:"workload"`
+	Executor string `json:"executor"`
+	// Function is the Python function the cell called, "module.function"
+	// (the rmw row calls a different one per executor).
+	Function string `json:"function,omitempty"`
+	// Batch is the row's items per batch.
+	Batch       int           `json:"batch,omitempty"`
 	Items       int           `json:"items"`
 	Seconds     float64       `json:"seconds"`
 	ItemsPerSec float64       `json:"items_per_sec"`
 	P50         time.Duration `json:"p50_ns"`
 	P99         time.Duration `json:"p99_ns"`
-	PeakRSS     uint64        `json:"peak_rss_bytes"`
+	// ServicePerItem, for the Slither pools, is the median over the
+	// cell's batches of the time a worker spent on a batch (without the
+	// wait for a worker: pools.CallInfo.Service) per item: what Auto's
+	// cost model measures. Zero where the executor reports none.
+	ServicePerItem time.Duration `json:"service_ns_per_item,omitempty"`
+	// P50Solo, on the no-op batch-1 row of the pools, is the median round
+	// trip with one caller and nothing else in flight (P50 is under the
+	// row's 2 x workers callers, queueing included).
+	P50Solo time.Duration `json:"p50_one_caller_ns,omitempty"`
+	PeakRSS uint64        `json:"peak_rss_bytes"`
 	// Correct: every result right and no update lost; for the failure
 	// row, the executor kept serving after the crash.
 	Correct bool   `json:"correct"`
 	Lost    int64  `json:"lost_updates,omitempty"`
 	Note    string `json:"note,omitempty"`
 	Skipped bool   `json:"skipped,omitempty"`
+	// Routes, for the auto column, counts the router's decisions for the
+	// timed batches by "route/class" (e.g. "thread/thread-safe"; classes
+	// are pools.Route* constants).
+	Routes map[string]int `json:"routes,omitempty"`
+	// XFloor, on a payload row, is how many times slower than the row's
+	// warm copy floor this cell ran (floor items/s / items/s; 1 = at the
+	// floor). Zero elsewhere.
+	XFloor float64 `json:"x_floor,omitempty"`
 }
 
 // Report is a whole run.
 type Report struct {
-	Date            time.Time         `json:"date"`
-	Machine         string            `json:"machine"`
-	Workers         int               `json:"workers"`
-	Quick           bool              `json:"quick"`
-	Pythons         map[string]string `json:"pythons"`
-	Workloads       []string          `json:"workloads"`
-	Cells           []Cell            `json:"cells"`
-	Ratios          []Ratio           `json:"ratios"`
-	Recommendations []string          `json:"recommendations"`
+	Date      time.Time         `json:"date"`
+	Machine   string            `json:"machine"`
+	Workers   int               `json:"workers"`
+	Quick     bool              `json:"quick"`
+	Pythons   map[string]string `json:"pythons"`
+	Workloads []string          `json:"workloads"`
+	Cells     []Cell            `json:"cells"`
+	// Floors are the memory-copy floors of the payload rows.
+	Floors          []Floor  `json:"floors,omitempty"`
+	Ratios          []Ratio  `json:"ratios"`
+	Recommendations []string `json:"recommendations"`
 }
 
-// Ratio is one of the comparisons the project tracks.
+// Ratio is one of the comparisons the project tracks: a ratio ("x"), or
+// a measured value in the unit Unit names.
 type Ratio struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
-	Note  string  `json:"note"`
+	// Unit is "x" for a ratio ("x floor": times below a copy floor), else
+	// the unit of Value ("us", "ns").
+	Unit string `json:"unit,omitempty"`
+	Note string `json:"note"`
+	// Target is the goal issue #18 set, e.g. ">= 5x" (empty: none), and
+	// Met whether this run reached it (false where there is no target).
+	Target string `json:"target,omitempty"`
+	Met    bool   `json:"met"`
 }
 
 // Cell returns the cell for workload and executor.
@@ -136,7 +201,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Pythons[p] = fmt.Sprintf("%s (free-threaded build: %v)", in.Version, in.FreeThreaded)
 	}
-	total := len(wls) * len(Executors)
+	rep.Floors = measureFloors(wls, o)
+	total := 0
+	for _, ex := range Executors {
+		for _, w := range wls {
+			if Measures(ex, w.name) {
+				total++
+			}
+		}
+	}
 	done := 0
 	progress := func(label string) {
 		done++
@@ -150,21 +223,25 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	for _, ex := range Executors {
-		run, closeFn, err := executor(ctx, ex, o)
+		rows := slices.DeleteFunc(slices.Clone(wls), func(w workload) bool { return !Measures(ex, w.name) })
+		if len(rows) == 0 {
+			continue
+		}
+		run, closeFn, err := executor(ctx, ex, o, rep)
 		if err != nil {
-			for _, w := range wls {
+			for _, w := range rows {
 				rep.Cells = append(rep.Cells, Cell{Workload: w.name, Executor: ex, Skipped: true, Note: err.Error()})
 				progress(ex + " unavailable")
 			}
 			continue
 		}
-		for _, w := range wls {
+		for _, w := range rows {
 			if err := ctx.Err(); err != nil {
 				closeFn()
 				return nil, err
 			}
 			c := run(ctx, w)
-			c.Workload, c.Executor = w.name, ex
+			c.Workload, c.Executor, c.Batch = w.name, ex, w.batch
 			rep.Cells = append(rep.Cells, c)
 			progress(ex + " / " + w.name)
 		}

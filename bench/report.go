@@ -18,72 +18,6 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-var pyExecutors = []string{"py-threads", "py-processes"}
-
-// analyze computes the tracked ratios and the recommendations.
-func (r *Report) analyze() {
-	per := func(w, ex string) float64 { // ns per item, 0 if unknown
-		c, ok := r.Cell(w, ex)
-		if !ok || c.Skipped || c.ItemsPerSec == 0 || !c.Correct {
-			return 0
-		}
-		return 1e9 / c.ItemsPerSec
-	}
-	ratio := func(name, note string, a, b float64) {
-		if a > 0 && b > 0 {
-			r.Ratios = append(r.Ratios, Ratio{Name: name, Value: b / a, Note: note})
-		}
-	}
-	ratio("thread pool vs ThreadPoolExecutor, no-op batch 64 (overhead per item)",
-		fmt.Sprintf("%.0f ns vs %.0f ns per item", per("noop-b64", "thread"), per("noop-b64", "py-threads")),
-		per("noop-b64", "thread"), per("noop-b64", "py-threads"))
-	ratio("process pool vs ProcessPoolExecutor, no-op batch 64 (chunks of 64)",
-		fmt.Sprintf("%.0f ns vs %.0f ns per item", per("noop-b64", "process-ft"), per("noop-b64", "py-processes")),
-		per("noop-b64", "process-ft"), per("noop-b64", "py-processes"))
-	ratio("CPU-bound: thread pool vs serial", "items/s ratio", per("cpu", "thread"), per("cpu", "serial"))
-	ratio("CPU-bound: thread pool vs ProcessPoolExecutor", "items/s ratio", per("cpu", "thread"), per("cpu", "py-processes"))
-
-	for _, w := range r.Workloads {
-		if w == "segfault" {
-			var survivors []string
-			for _, ex := range Executors {
-				if c, ok := r.Cell(w, ex); ok && c.Correct {
-					survivors = append(survivors, ex)
-				}
-			}
-			r.Recommendations = append(r.Recommendations, fmt.Sprintf("%s: only %s survive a crash in one call: route crash-prone code there",
-				w, strings.Join(survivors, " and ")))
-			continue
-		}
-		best, bestRate := "", 0.0
-		for _, ex := range Executors {
-			if ex == "serial" { // the baseline, not a way to run work in parallel
-				continue
-			}
-			if c, ok := r.Cell(w, ex); ok && c.Correct && c.ItemsPerSec > bestRate {
-				best, bestRate = ex, c.ItemsPerSec
-			}
-		}
-		if best == "" {
-			continue
-		}
-		line := fmt.Sprintf("%s: %s (%s items/s", w, best, rate(bestRate))
-		if s, ok := r.Cell(w, "serial"); ok && s.Correct && s.ItemsPerSec > 0 {
-			line += fmt.Sprintf(", %.2fx serial", bestRate/s.ItemsPerSec)
-		}
-		pyBest := 0.0
-		for _, ex := range pyExecutors {
-			if c, ok := r.Cell(w, ex); ok && c.Correct {
-				pyBest = math.Max(pyBest, c.ItemsPerSec)
-			}
-		}
-		if pyBest > 0 && best != "py-threads" && best != "py-processes" {
-			line += fmt.Sprintf(", %.2fx the best Python executor", bestRate/pyBest)
-		}
-		r.Recommendations = append(r.Recommendations, line+")")
-	}
-}
-
 func rate(v float64) string {
 	switch {
 	case v >= 1e6:
@@ -109,18 +43,35 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, p := range slices.Sorted(maps.Keys(r.Pythons)) {
 		fmt.Fprintf(&b, "  %s: %s\n", p, r.Pythons[p])
 	}
-	b.WriteString("\nitems/s (! = wrong results or lost updates; segfault row: survives?)\n")
+	execs := r.executors()
+	b.WriteString("\nitems/s (! = wrong results or lost updates; segfault row: survives?; blank = not run there)\n")
+	if len(r.Floors) > 0 {
+		b.WriteString("payload rows: floor = a warm copy each way per item on this machine (fresh allocation + copy in\n" +
+			"parentheses), as items/s with the same number of goroutines; (Nx) after a cell = N times below that floor\n")
+	}
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "workload\t")
-	for _, ex := range Executors {
+	if len(r.Floors) > 0 {
+		fmt.Fprint(tw, "floor\t")
+	}
+	for _, ex := range execs {
 		fmt.Fprintf(tw, "%s\t", ex)
 	}
 	fmt.Fprintln(tw)
 	for _, wl := range r.Workloads {
 		fmt.Fprintf(tw, "%s\t", wl)
-		for _, ex := range Executors {
-			c, _ := r.Cell(wl, ex)
+		if len(r.Floors) > 0 {
+			if f, ok := r.floor(wl); ok {
+				fmt.Fprintf(tw, "%s (%s)\t", rate(f.WarmItemsPerSec), rate(f.FreshItemsPerSec))
+			} else {
+				fmt.Fprint(tw, "\t")
+			}
+		}
+		for _, ex := range execs {
+			c, ok := r.Cell(wl, ex)
 			switch {
+			case !ok:
+				fmt.Fprint(tw, "\t")
 			case c.Skipped:
 				fmt.Fprint(tw, "-\t")
 			case wl == "segfault":
@@ -129,6 +80,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 				fmt.Fprint(tw, "error\t")
 			case !c.Correct:
 				fmt.Fprintf(tw, "%s !\t", rate(c.ItemsPerSec))
+			case c.XFloor > 0:
+				fmt.Fprintf(tw, "%s (%.1fx)\t", rate(c.ItemsPerSec), c.XFloor)
 			default:
 				fmt.Fprintf(tw, "%s\t", rate(c.ItemsPerSec))
 			}
@@ -140,7 +93,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	b.WriteString("\nper batch p50 / p99, and peak RSS of the process tree\n")
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprint(tw, "workload\t")
-	for _, ex := range Executors {
+	for _, ex := range execs {
 		fmt.Fprintf(tw, "%s\t", ex)
 	}
 	fmt.Fprintln(tw)
@@ -149,8 +102,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t", wl)
-		for _, ex := range Executors {
-			c, _ := r.Cell(wl, ex)
+		for _, ex := range execs {
+			c, ok := r.Cell(wl, ex)
+			if !ok {
+				fmt.Fprint(tw, "\t")
+				continue
+			}
 			if c.Skipped || c.ItemsPerSec == 0 {
 				fmt.Fprint(tw, "-\t")
 				continue
@@ -161,16 +118,46 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	tw.Flush()
 
+	var solo []string
+	for _, ex := range execs {
+		if c, ok := r.Cell("noop-b1", ex); ok && c.P50Solo > 0 {
+			solo = append(solo, fmt.Sprintf("%s %s", ex, dur(c.P50Solo)))
+		}
+	}
+	if len(solo) > 0 {
+		fmt.Fprintf(&b, "no-op batch 1, p50 with one caller alone: %s\n", strings.Join(solo, ", "))
+	}
+
+	if len(r.Floors) > 0 {
+		b.WriteString("\ncopy floors (Go, measured now, no binding or Python: the least a copy each way can cost)\n")
+		for _, f := range r.Floors {
+			fmt.Fprintf(&b, "  %-12s %s each way, %d goroutines: warm %s items/s (%s per item per goroutine); "+
+				"fresh allocation + copy %s items/s (%s): page faults, zeroing and GC\n",
+				f.Workload, size(f.Bytes), f.Workers, rate(f.WarmItemsPerSec), dur(f.WarmPerItem),
+				rate(f.FreshItemsPerSec), dur(f.FreshPerItem))
+		}
+	}
+
 	b.WriteString("\nnotes\n")
 	for _, c := range r.Cells {
-		if c.Note != "" && (c.Workload == "segfault" || c.Workload == "shared-rmw" || !c.Correct || c.Skipped) {
+		_, payload := r.floor(c.Workload)
+		if c.Note != "" && (c.Workload == "segfault" || c.Workload == "shared-rmw" || c.Executor == "auto" ||
+			payload || !c.Correct || c.Skipped) {
 			fmt.Fprintf(&b, "  %-12s %-13s %s\n", c.Workload, c.Executor, c.Note)
 		}
 	}
 	if len(r.Ratios) > 0 {
-		b.WriteString("\nratios\n")
+		b.WriteString("\nratios (target from issue #18: met / MISSED)\n")
 		for _, q := range r.Ratios {
-			fmt.Fprintf(&b, "  %.2fx  %s (%s)\n", q.Value, q.Name, q.Note)
+			v := fmt.Sprintf("%.2f%s", q.Value, q.Unit)
+			if !strings.HasPrefix(q.Unit, "x") {
+				v = fmt.Sprintf("%.2f %s", q.Value, q.Unit)
+			}
+			target := ""
+			if q.Target != "" {
+				target = fmt.Sprintf(" [target %s: %s]", q.Target, map[bool]string{true: "met", false: "MISSED"}[q.Met])
+			}
+			fmt.Fprintf(&b, "  %-13s %s (%s)%s\n", v, q.Name, q.Note, target)
 		}
 	}
 	b.WriteString("\nrecommendations (fastest correct parallel executor per workload on this machine)\n")
@@ -179,6 +166,27 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// executors are the columns that have at least one cell.
+func (r *Report) executors() []string {
+	var out []string
+	for _, ex := range Executors {
+		if slices.ContainsFunc(r.Cells, func(c Cell) bool { return c.Executor == ex }) {
+			out = append(out, ex)
+		}
+	}
+	return out
+}
+
+func size(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	if n >= 1<<10 && n%(1<<10) == 0 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func dur(d time.Duration) string {
@@ -204,9 +212,11 @@ func (r *Report) Plot(path string) error {
 			wls = append(wls, w)
 		}
 	}
-	colors := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255}, {127, 127, 127, 255}}
-	width := vg.Points(9)
-	for i, ex := range Executors {
+	colors := []color.RGBA{{31, 119, 180, 255}, {174, 199, 232, 255}, {255, 127, 14, 255}, {44, 160, 44, 255},
+		{23, 190, 207, 255}, {214, 39, 40, 255}, {148, 103, 189, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}}
+	width := vg.Points(7)
+	execs := r.executors()
+	for i, ex := range execs {
 		vals := make(plotter.Values, len(wls))
 		for j, w := range wls {
 			c, _ := r.Cell(w, ex)
@@ -218,7 +228,7 @@ func (r *Report) Plot(path string) error {
 		}
 		bars.Color = colors[i%len(colors)]
 		bars.LineStyle.Width = 0
-		bars.Offset = width * vg.Length(float64(i)-float64(len(Executors)-1)/2)
+		bars.Offset = width * vg.Length(float64(i)-float64(len(execs)-1)/2)
 		p.Add(bars)
 		p.Legend.Add(ex, bars)
 	}
@@ -228,29 +238,58 @@ func (r *Report) Plot(path string) error {
 	return p.Save(26*vg.Centimeter, 13*vg.Centimeter, path)
 }
 
+// costExecutors are the pools whose per-item costs seed Auto.
+var costExecutors = []string{"thread", "process-ft", "process-gil"}
+
+// cost is c's cost per item for Auto's seeds, in nanoseconds.
+func cost(c Cell, workers int) float64 {
+	if c.ServicePerItem > 0 {
+		return float64(c.ServicePerItem)
+	}
+	return c.Seconds * 1e9 * float64(workers) / float64(c.Items)
+}
+
 // Measured distils the run for the capacity model (see capacity.Measured):
-// the fastest correct parallel executor per workload and each executor's
-// median no-op call.
+// the fastest correct parallel executor per workload, each executor's
+// median no-op call, and the cost per item of every function on each pool
+// (Costs, the seeds of Auto's cost model).
+//
+// A cost is the cell's ServicePerItem, the measure the router takes of
+// its own batches (a worker's time on a batch per item, without the wait
+// for a worker), or where a pool reported none, the worker time per item
+// (the cell's wall time x the run's workers / items: with every worker
+// busy, as the bench keeps them, about the same). Where two rows call the
+// same function (no-op at batch 1 and 64), the larger batch's row gives it.
 func (r *Report) Measured() capacity.Measured {
-	m := capacity.Measured{Date: r.Date, Machine: r.Machine, Winners: map[string]string{}, CallOverhead: map[string]time.Duration{}}
+	m := capacity.Measured{Date: r.Date, Machine: r.Machine, Winners: map[string]string{}, CallOverhead: map[string]time.Duration{},
+		Costs: map[string]map[string]float64{}}
 	for _, w := range r.Workloads {
-		best, rate := "", 0.0
-		for _, ex := range Executors {
-			if c, ok := r.Cell(w, ex); ok && ex != "serial" && c.Correct && c.ItemsPerSec > rate {
-				best, rate = ex, c.ItemsPerSec
-			}
-		}
 		if w == "segfault" {
 			continue
 		}
-		if best != "" {
+		if best, _ := r.fastest(w, ranked...); best != "" {
 			m.Winners[w] = best
 		}
 	}
-	for _, ex := range Executors {
-		if c, ok := r.Cell("noop-b1", ex); ok && c.Correct && ex != "serial" {
+	for _, ex := range ranked {
+		if c, ok := r.Cell("noop-b1", ex); ok && c.Correct {
 			m.CallOverhead[ex] = c.P50
 		}
+	}
+	batch := map[[2]string]int{}
+	for _, c := range r.Cells {
+		if !slices.Contains(costExecutors, c.Executor) || !c.Correct || c.Skipped || c.Items == 0 || c.Seconds <= 0 || c.Function == "" {
+			continue
+		}
+		k := [2]string{c.Function, c.Executor}
+		if b, seen := batch[k]; seen && b >= c.Batch {
+			continue
+		}
+		batch[k] = c.Batch
+		if m.Costs[c.Function] == nil {
+			m.Costs[c.Function] = map[string]float64{}
+		}
+		m.Costs[c.Function][c.Executor] = cost(c, r.Workers)
 	}
 	return m
 }

@@ -8,6 +8,9 @@ import (
 	"github.com/slither-go/slither/pools"
 )
 
-func newThreadPool(int, pools.HostFunc) (pools.Pool, error) {
+// embedded says whether this binary has the embedded thread pool.
+const embedded = false
+
+func newThreadPool(int, pools.HostFunc, bool) (pools.Pool, error) {
 	return nil, errors.New("no embedded pool: built with CGO_ENABLED=0")
 }

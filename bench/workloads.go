@@ -26,6 +26,11 @@ type workload struct {
 	items          []any
 	batch          int
 	kind           kind
+	// payload is the bytes each item carries each way (a payload row: it
+	// gets a copy floor), or 0.
+	payload int
+	// solo rows also time calls from one caller alone (Cell.P50Solo).
+	solo bool
 	// want is the expected result of item i (nil: results not checked).
 	want func(i int, item any) any
 }
@@ -49,7 +54,7 @@ func workloads(quick bool) []workload {
 	const cpuN = 60_000
 	cpuWant := expectedCPU(cpuN)
 	return []workload{
-		{name: "noop-b1", function: "noop", desc: "no-op, batch 1 (pure overhead)", batch: 1,
+		{name: "noop-b1", function: "noop", desc: "no-op, batch 1 (pure overhead)", batch: 1, solo: true,
 			items: ints(size(20_000, 400), func(i int) any { return i }), want: func(i int, _ any) any { return int64(i) }},
 		{name: "noop-b64", function: "noop", desc: "no-op, batch 64", batch: 64,
 			items: ints(size(256_000, 12_800), func(i int) any { return i }), want: func(i int, _ any) any { return int64(i) }},
@@ -61,7 +66,7 @@ func workloads(quick bool) []workload {
 			items: ints(size(1000, 80), func(i int) any { return i }), want: func(i int, _ any) any { return int64(i) }},
 		{name: "shared-rmw", function: "incr", desc: "increment one shared counter (store view / Python dict)", batch: 100, kind: rmw,
 			items: ints(size(50_000, 2_000), func(i int) any { return i })},
-		{name: "payload-1mb", function: "echo", desc: "1 MiB of bytes each way", batch: 1,
+		{name: "payload-1mb", function: "echo", desc: "1 MiB of bytes each way", batch: 1, payload: len(mb),
 			items: ints(size(400, 40), func(int) any { return mb }), want: func(int, any) any { return mb }},
 		{name: "model", function: "model", desc: "stateful model built once per session, then used", batch: 50, kind: session,
 			items: ints(size(20_000, 500), func(i int) any { return i }), want: func(i int, _ any) any { return expectedModel(i) }},

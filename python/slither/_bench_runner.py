@@ -6,8 +6,17 @@ EXECUTOR is threads (ThreadPoolExecutor), processes (ProcessPoolExecutor)
 or serial. The workload JSON gives the function, the batches and the number
 of workers. Prints one JSON line: seconds, per-batch latencies, results (or
 an error), and what survived a crash.
+
+A payload row ("make_bytes": N) gives every item the same N-byte source, as
+the Go side does. The Slither pools copy at their boundary: the function
+gets a bytes object of its own and its result is copied into a new one.
+ProcessPoolExecutor copies the same way (pickle and a pipe); for threads and
+serial, which share memory and would copy nothing, the call is wrapped in
+the same two copies (_own_bytes), timed with the rest, in the worker thread
+as the embedded pool's copies run in its calling thread.
 """
 
+import functools
 import json
 import sys
 import time
@@ -16,14 +25,25 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait, FI
 from slither import _bench
 
 
+def _own_bytes(fn, batch):
+    """Calls fn with bytes of its own and returns new copies of its results:
+    one copy each way, as a call through the embedded pool makes."""
+    out = fn([bytes(memoryview(x)) for x in batch])
+    return [bytes(memoryview(x)) for x in out]
+
+
 def main():
     kind = sys.argv[1]
     w = json.loads(sys.stdin.read())
     fn = getattr(_bench, w["function"])
     batches = w["batches"]
+    src = None
     if w.get("make_bytes"):
-        mb = _bench._megabyte()
-        batches = [[bytes(mb) for _ in b] for b in batches]
+        n = w["make_bytes"]
+        src = (_bench._megabyte() * (n // (1 << 20) + 1))[:n]
+        batches = [[src for _ in b] for b in batches]
+        if kind != "processes":
+            fn = functools.partial(_own_bytes, fn)
     workers = w["workers"]
     inflight = 2 * workers
     lat = []
@@ -68,7 +88,9 @@ def main():
         out["counter"] = _bench.counter()[0]
     out["latencies"] = lat
     if w.get("make_bytes") and results:
-        results = [[len(x) for x in r] if r else r for r in results]
+        # The length of each result, or -1 for one that is the source
+        # itself: nothing was copied, and the row would not be what it says.
+        results = [[-1 if x is src else len(x) for x in r] if r else r for r in results]
     out["results"] = results if w.get("return_results") else None
     print(json.dumps(out))
 
