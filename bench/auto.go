@@ -49,7 +49,7 @@ func autoExecutor(ctx context.Context, o Options, rep *Report) (runner, func(), 
 	}
 	run := func(ctx context.Context, w workload) Cell {
 		// Batch.Route is left at its zero value, Auto, as a service's is.
-		c := drive(ctx, p, w, w.function, "", o.Workers, &rt)
+		c := drive(ctx, p, w, w.function, "", o.Workers, &rt, nil)
 		c.Routes, c.Note = rt.summary(c.Note)
 		return c
 	}

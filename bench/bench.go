@@ -35,6 +35,12 @@ import (
 //   - thread-dedicated: the embedded pool in Dedicated mode (batches
 //     handed to worker threads of its own, as before Direct mode), for the
 //     no-op rows only: what the hand-off costs.
+//   - thread-recycle: the embedded pool with thread.Options.Alloc handing
+//     out recycled buffers for large bytes results, which the bench gives
+//     back once it has checked them, as a service that reuses its buffers
+//     would; for the payload row only. The thread column allocates each
+//     result afresh (make), so the difference is this machine's cost of
+//     fresh memory (page faults, GC).
 //   - process-ft, process-gil: process pools on the free-threaded and on
 //     the GIL interpreter.
 //   - auto: the engine (package engine, as a Go service starts it) with its
@@ -43,12 +49,13 @@ import (
 //     [Measures]). The cell's note says where the router sent the batches.
 //   - py-threads, py-processes, serial: Python's ThreadPoolExecutor,
 //     ProcessPoolExecutor, and a plain loop.
-var Executors = []string{"thread", "thread-1", "thread-dedicated", "process-ft", "process-gil", "auto", "py-threads", "py-processes", "serial"}
+var Executors = []string{"thread", "thread-1", "thread-dedicated", "thread-recycle", "process-ft", "process-gil", "auto", "py-threads", "py-processes", "serial"}
 
 // executorRows limits an executor to some workloads; absent means all.
 var executorRows = map[string][]string{
 	"thread-1":         {"cpu"},
 	"thread-dedicated": {"noop-b1", "noop-b64"},
+	"thread-recycle":   {"payload-1mb"},
 	"auto":             {"noop-b1", "noop-b64", "cpu", "hash-1mb", "io-1ms", "payload-1mb"},
 }
 

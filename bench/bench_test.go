@@ -171,19 +171,21 @@ func checkRatios(t *testing.T, rep *bench.Report) {
 	}
 	if cgoBuild {
 		for n, target := range map[string]bool{
-			"no-op batch 1: thread pool vs ThreadPoolExecutor":                                     true,
-			"no-op batch 1: thread pool round trip p50, one caller":                                true,
-			"no-op batch 64: thread pool vs ThreadPoolExecutor":                                    true,
-			"no-op batch 64: thread pool time per item":                                            true,
-			"payload-1mb: thread pool vs the warm copy floor":                                      true,
-			"payload-1mb: thread pool vs issue #18's starting point (1.4k/s, full run 2026-11-23)": true,
-			"cpu: Auto vs the faster of its pools (thread, process-gil)":                           true,
-			"hash-1mb: Auto vs the faster of its pools (thread, process-gil)":                      true,
-			"pure-Python CPU: thread pool, 2 workers vs 1":                                         true,
-			"pure-Python CPU: thread pool vs serial":                                               false,
-			"no-op batch 1: thread pool, Direct vs Dedicated (hand-off)":                           false,
-			"no-op batch 64: thread pool, Direct vs Dedicated (hand-off)":                          false,
-			"pure-Python CPU: thread pool vs ProcessPoolExecutor":                                  false,
+			"no-op batch 1: thread pool vs ThreadPoolExecutor":                                             true,
+			"no-op batch 1: thread pool round trip p50, one caller":                                        true,
+			"no-op batch 64: thread pool vs ThreadPoolExecutor":                                            true,
+			"no-op batch 64: thread pool time per item":                                                    true,
+			"payload-1mb: thread pool vs the warm copy floor":                                              true,
+			"payload-1mb: thread pool vs issue #18's starting point (1.4k/s, full run 2026-11-23)":         true,
+			"cpu: Auto vs the faster of its pools (thread, process-gil)":                                   true,
+			"hash-1mb: Auto vs the faster of its pools (thread, process-gil)":                              true,
+			"pure-Python CPU: thread pool, 2 workers vs 1":                                                 true,
+			"pure-Python CPU: thread pool vs serial":                                                       false,
+			"no-op batch 1: thread pool, Direct vs Dedicated (hand-off)":                                   false,
+			"payload-1mb: thread pool with recycled result buffers vs the warm copy floor":                 true,
+			"payload-1mb: thread pool with recycled result buffers vs issue #18's starting point (1.4k/s)": true,
+			"no-op batch 64: thread pool, Direct vs Dedicated (hand-off)":                                  false,
+			"pure-Python CPU: thread pool vs ProcessPoolExecutor":                                          false,
 		} {
 			names[n] = target
 		}

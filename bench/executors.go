@@ -29,7 +29,7 @@ const benchModule = "slither._bench"
 // far (auto's seeds).
 func executor(ctx context.Context, name string, o Options, rep *Report) (runner, func(), error) {
 	switch name {
-	case "thread", "thread-dedicated", "process-ft", "process-gil":
+	case "thread", "thread-dedicated", "thread-recycle", "process-ft", "process-gil":
 		return poolExecutor(ctx, name, o)
 	case "thread-1":
 		o.Workers = 1
@@ -75,9 +75,14 @@ func poolExecutor(ctx context.Context, name string, o Options) (runner, func(), 
 		return reg.HostCall(ctx, c.Name, c.Args, c.Session)
 	}
 	var p pools.Pool
+	var settle func([]any) []any // see drive
 	switch name {
 	case "thread", "thread-dedicated":
-		p, err = newThreadPool(o.Workers, host, name == "thread-dedicated")
+		p, err = newThreadPool(o.Workers, host, name == "thread-dedicated", nil)
+	case "thread-recycle":
+		var rc recycler
+		p, err = newThreadPool(o.Workers, host, false, rc.alloc)
+		settle = rc.settle
 	case "process-ft":
 		p, err = process.New(ctx, process.Options{Workers: o.Workers, Python: o.FreeThreaded, Host: host, Logger: o.Logger})
 	case "process-gil":
@@ -95,7 +100,7 @@ func poolExecutor(ctx context.Context, name string, o Options) (runner, func(), 
 			return c
 		case rmw:
 			_ = st.Delete(ctx, "counters", "c")
-			c := drive(ctx, p, w, "incr_view", "", o.Workers, nil)
+			c := drive(ctx, p, w, "incr_view", "", o.Workers, nil, nil)
 			v, _, _ := st.Get("counters", "c")
 			got, _ := v.(int64)
 			c.Lost = int64(len(w.items)) - got
@@ -107,9 +112,9 @@ func poolExecutor(ctx context.Context, name string, o Options) (runner, func(), 
 		case session:
 			s := pools.NewSession(ctx, p)
 			defer s.Close()
-			return drive(ctx, p, w, w.function, s.ID(), o.Workers, nil)
+			return drive(ctx, p, w, w.function, s.ID(), o.Workers, nil, nil)
 		}
-		return drive(ctx, p, w, w.function, "", o.Workers, nil)
+		return drive(ctx, p, w, w.function, "", o.Workers, nil, settle)
 	}
 	return run, closeFn, nil
 }
@@ -122,7 +127,10 @@ type timing interface {
 }
 
 // drive submits w's batches from 2 x workers goroutines and measures.
-func drive(ctx context.Context, p pools.Pool, w workload, function, sess string, workers int, tm timing) Cell {
+// settle, when not nil, is handed each batch's results as they arrive and
+// returns what drive keeps of them for the check at the end (the recycling
+// executor checks and gives back its buffers there).
+func drive(ctx context.Context, p pools.Pool, w workload, function, sess string, workers int, tm timing, settle func([]any) []any) Cell {
 	var batches [][]any
 	for i := 0; i < len(w.items); i += w.batch {
 		batches = append(batches, w.items[i:min(i+w.batch, len(w.items))])
@@ -169,6 +177,9 @@ func drive(ctx context.Context, p pools.Pool, w workload, function, sess string,
 				if err != nil {
 					firstErr.CompareAndSwap(nil, &err)
 					return
+				}
+				if settle != nil {
+					out = settle(out)
 				}
 				results[i] = out
 			}
@@ -254,7 +265,7 @@ func CrashChild() {
 	if os.Getenv(crashChildEnv) == "" {
 		return
 	}
-	p, err := newThreadPool(1, nil, false)
+	p, err := newThreadPool(1, nil, false, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		os.Exit(2)

@@ -104,6 +104,13 @@ func (r *Report) ratios() {
 			vs("payload-1mb: thread pool vs issue #18's starting point (1.4k/s, full run 2026-11-23)",
 				c.ItemsPerSec, baseline1MiB, 5, items(c.ItemsPerSec, baseline1MiB))
 		}
+		if rc, ok := r.Cell(f.Workload, "thread-recycle"); ok && rc.Correct && rc.XFloor > 0 {
+			add(Ratio{Name: f.Workload + ": thread pool with recycled result buffers vs the warm copy floor", Unit: "x floor",
+				Value: rc.XFloor, Note: fmt.Sprintf("%s items/s (thread.Options.Alloc); floor %s items/s warm",
+					rate(rc.ItemsPerSec), rate(f.WarmItemsPerSec)), Target: "<= 2x floor", Met: rc.XFloor <= 2}, true)
+			vs(f.Workload+": thread pool with recycled result buffers vs issue #18's starting point (1.4k/s)",
+				rc.ItemsPerSec, baseline1MiB, 5, items(rc.ItemsPerSec, baseline1MiB))
+		}
 	}
 
 	for _, w := range []string{"cpu", "hash-1mb", "noop-b64"} {

@@ -11,9 +11,10 @@ import (
 const embedded = true
 
 // newThreadPool starts an embedded pool in Direct mode (the default), or
-// in Dedicated mode: batches handed to worker threads of its own.
-func newThreadPool(workers int, host pools.HostFunc, dedicated bool) (pools.Pool, error) {
-	o := thread.Options{Workers: workers, Host: host}
+// in Dedicated mode: batches handed to worker threads of its own; alloc,
+// when not nil, allocates its large bytes results (thread.Options.Alloc).
+func newThreadPool(workers int, host pools.HostFunc, dedicated bool, alloc func(int) []byte) (pools.Pool, error) {
+	o := thread.Options{Workers: workers, Host: host, Alloc: alloc}
 	if dedicated {
 		o.Mode = thread.Dedicated
 	}

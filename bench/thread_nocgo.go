@@ -11,6 +11,6 @@ import (
 // embedded says whether this binary has the embedded thread pool.
 const embedded = false
 
-func newThreadPool(int, pools.HostFunc, bool) (pools.Pool, error) {
+func newThreadPool(int, pools.HostFunc, bool, func(int) []byte) (pools.Pool, error) {
 	return nil, errors.New("no embedded pool: built with CGO_ENABLED=0")
 }

@@ -43,6 +43,9 @@ func ints(n int, f func(i int) any) []any {
 	return out
 }
 
+// payload1MiB is what each item of the payload row carries each way.
+var payload1MiB = bytes.Repeat([]byte{'x'}, 1<<20)
+
 func workloads(quick bool) []workload {
 	size := func(full, small int) int {
 		if quick {
@@ -50,7 +53,7 @@ func workloads(quick bool) []workload {
 		}
 		return full
 	}
-	mb := bytes.Repeat([]byte{'x'}, 1<<20)
+	mb := payload1MiB
 	const cpuN = 60_000
 	cpuWant := expectedCPU(cpuN)
 	return []workload{
