@@ -180,6 +180,7 @@ func (b *binding) release(ts *C.PyThreadState) {
 	}
 	b.last, b.lastF = fnKey{}, nil
 	b.host.close()
+	C.slither_ctx_drop_spares(ts, b.ctx)
 	C.slither_ctx_free(b.ctx) // and the result buffer in it
 	b.ctx, b.out = nil, nil
 	b.enc.buf = nil

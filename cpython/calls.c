@@ -239,6 +239,17 @@ PyObject *slither_lookup(PyThreadState *ts, const char *module, const char *name
     return fn;
 }
 
+void slither_ctx_drop_spares(PyThreadState *ts, slither_ctx *c) {
+    int any = 0;
+    for (int i = 0; i < SLITHER_SPARES; i++) any |= c->spares[i] != NULL;
+    if (!any) return;
+    if (!ts && !(ts = tls_state())) return; // leaks them rather than touch them unattached
+    if (ts != tls.ts) return;
+    PyEval_RestoreThread(ts);
+    for (int i = 0; i < SLITHER_SPARES; i++) Py_CLEAR(c->spares[i]);
+    PyEval_SaveThread();
+}
+
 void slither_decref(PyThreadState *ts, PyObject *obj) {
     if (!ts && !(ts = tls_state())) return; // leaks obj rather than touch it unattached
     if (ts != tls.ts) return;
@@ -250,8 +261,8 @@ void slither_decref(PyThreadState *ts, PyObject *obj) {
 // run decodes the arguments, calls fn and encodes the outcome into out;
 // the thread state is attached.
 static int run(PyObject *fn, const char *in, size_t inlen, const slither_ref *refs, size_t nrefs,
-               int mode, int max_depth, slither_buf *out, slither_keep *keep) {
-    PyObject *args = slither_decode_args(in, inlen, refs, nrefs, max_depth);
+               int mode, int max_depth, slither_buf *out, slither_keep *keep, PyObject **spares) {
+    PyObject *args = slither_decode_args(in, inlen, refs, nrefs, spares, max_depth);
     if (!args) {
         slither_encode_pyerr(out);
         return SLITHER_PYERR;
@@ -281,7 +292,7 @@ int slither_call(PyThreadState *ts, slither_ctx *ctx, PyObject *fn, const char *
     slither_ctx *prev = tls.ctx;
     tls.ctx = ctx;
     tls.depth++;
-    int status = run(fn, in, inlen, refs, nrefs, mode, max_depth, out, &ctx->keep);
+    int status = run(fn, in, inlen, refs, nrefs, mode, max_depth, out, &ctx->keep, ctx->spares);
     tls.depth--;
     tls.ctx = prev;
     PyEval_SaveThread();
@@ -312,7 +323,7 @@ int slither_direct_call(slither_ctx *ctx, PyObject *fn, const char *in, size_t i
         slither_put_cancelled(out);
         status = SLITHER_PYERR;
     } else {
-        status = run(fn, in, inlen, refs, nrefs, mode, max_depth, out, &ctx->keep);
+        status = run(fn, in, inlen, refs, nrefs, mode, max_depth, out, &ctx->keep, ctx->spares);
     }
     if (prev_ident && __atomic_load_n(&ctx->cancel, __ATOMIC_SEQ_CST)) {
         // Nested in an outer call of the same Caller, which is being

@@ -134,6 +134,45 @@ static PyObject *corrupt(void) {
     return NULL;
 }
 
+// ref_bytes makes the bytes of a Go []byte passed by reference: a spare of
+// the same size that only r->spares still holds is refilled in place
+// (nothing else can see it change: no reference, no buffer export, its
+// cached hash reset), else a new one is made and kept as a spare.
+static PyObject *ref_bytes(reader *r, const char *p, Py_ssize_t n) {
+    PyObject **sp = r->spares;
+    if (!sp || n > SLITHER_SPARE_MAX) return PyBytes_FromStringAndSize(p, n);
+    int slot = -1;
+    for (int i = 0; i < SLITHER_SPARES; i++) {
+        PyObject *o = sp[i];
+        if (!o) {
+            if (slot < 0) slot = i;
+            continue;
+        }
+        if (Py_REFCNT(o) != 1) { // Python kept it: it is no spare any more
+            Py_CLEAR(sp[i]);
+            if (slot < 0) slot = i;
+            continue;
+        }
+        if (Py_SIZE(o) == n) {
+            memcpy(PyBytes_AS_STRING(o), p, (size_t)n);
+            _Py_COMP_DIAG_PUSH
+            _Py_COMP_DIAG_IGNORE_DEPR_DECLS
+            ((PyBytesObject *)o)->ob_shash = -1;
+            _Py_COMP_DIAG_POP
+            return Py_NewRef(o);
+        }
+    }
+    PyObject *o = PyBytes_FromStringAndSize(p, n);
+    if (o) {
+        if (slot < 0) { // all in use with other sizes: the newest size wins slot 0
+            slot = 0;
+            Py_CLEAR(sp[0]);
+        }
+        sp[slot] = Py_NewRef(o);
+    }
+    return o;
+}
+
 PyObject *decode(reader *r, int depth) {
     if (r->p >= r->end) return corrupt();
     if (depth > r->max_depth) return corrupt(); // Go enforces the limit first
@@ -181,7 +220,7 @@ PyObject *decode(reader *r, int depth) {
         if (rd_u64(r, &n) < 0 || n >= r->nrefs) return corrupt();
         const slither_ref *ref = &r->refs[n];
         if (ref->n > (uint64_t)PY_SSIZE_T_MAX) return corrupt();
-        return PyBytes_FromStringAndSize((const char *)ref->p, (Py_ssize_t)ref->n); // the one copy
+        return ref_bytes(r, (const char *)ref->p, (Py_ssize_t)ref->n); // the one copy
     }
     case 'l': {
         if (rd_u64(r, &n) < 0 || n > (uint64_t)(r->end - r->p)) return corrupt();
@@ -432,8 +471,9 @@ static int encode_result(PyObject *result, int mode, int max_depth, slither_buf 
 
 // ---------- for calls.c ----------
 
-PyObject *slither_decode_args(const char *in, size_t inlen, const slither_ref *refs, size_t nrefs, int max_depth) {
-    reader r = {.p = in, .end = in + inlen, .max_depth = max_depth, .refs = refs, .nrefs = nrefs};
+PyObject *slither_decode_args(const char *in, size_t inlen, const slither_ref *refs, size_t nrefs, PyObject **spares,
+                              int max_depth) {
+    reader r = {.p = in, .end = in + inlen, .max_depth = max_depth, .refs = refs, .nrefs = nrefs, .spares = spares};
     PyObject *args = decode(&r, 0);
     if (args && !PyList_Check(args)) {
         Py_DECREF(args);

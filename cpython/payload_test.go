@@ -152,3 +152,46 @@ func TestLargeValuesKeepBuffers(t *testing.T) {
 		}
 	})
 }
+
+// TestLargeArgumentsRefilled: the bytes object Python got for a large
+// argument is refilled in place on the next call of the same size when
+// nothing in Python holds it any more (warm memory, no fresh allocation),
+// its cached hash reset; one that Python kept — a reference, or a
+// memoryview exporting its buffer — is never touched again.
+func TestLargeArgumentsRefilled(t *testing.T) {
+	eachKind(t, func(t *testing.T, c pyCaller) {
+		a := bytes.Repeat([]byte("a"), 1<<20)
+		b := bytes.Repeat([]byte("b"), 1<<20)
+		first, err := c.CallBatch("cpytest", "hash_and_id", []any{a})
+		require.NoError(t, err)
+		second, err := c.CallBatch("cpytest", "hash_and_id", []any{b})
+		require.NoError(t, err)
+		assert.Equal(t, first[1], second[1], "the same object, refilled")
+		assert.Equal(t, []byte("bbbb"), second[2])
+		assert.NotEqual(t, first[0], second[0], "a stale cached hash would be a's")
+		want, err := c.Call("builtins", "hash", b)
+		require.NoError(t, err)
+		assert.Equal(t, want, second[0])
+
+		// Kept by reference: never refilled, a new object instead.
+		_, err = c.CallBatch("cpytest", "keep_first", []any{a})
+		require.NoError(t, err)
+		third, err := c.CallBatch("cpytest", "hash_and_id", []any{b})
+		require.NoError(t, err)
+		assert.Equal(t, []byte("bbbb"), third[2])
+		head, err := c.CallBatch("cpytest", "kept_head", []any{0})
+		require.NoError(t, err)
+		assert.Equal(t, []any{[]byte("aaaa")}, head, "what Python kept changed under it")
+
+		// Kept through a memoryview only.
+		_, err = c.CallBatch("cpytest", "keep_view", []any{a})
+		require.NoError(t, err)
+		for range 3 {
+			_, err = c.CallBatch("cpytest", "hash_and_id", []any{b})
+			require.NoError(t, err)
+		}
+		head, err = c.CallBatch("cpytest", "view_head", []any{0})
+		require.NoError(t, err)
+		assert.Equal(t, []any{[]byte("aaaa")}, head, "a buffer Python still views changed under it")
+	})
+}

@@ -84,6 +84,14 @@ uint64_t *slither_import_counter(void);
 // Large bytes values cross by reference, each copied once: from this size.
 #define SLITHER_REF_MIN (32 << 10)
 
+// A Thread or Caller keeps the bytes objects it made for its last large
+// arguments (at most SLITHER_SPARES, each at most SLITHER_SPARE_MAX bytes)
+// and refills one of the same size in place when only it still holds it:
+// warm memory instead of a fresh allocation per call, which on a machine
+// with costly page faults is most of a large payload's cost.
+#define SLITHER_SPARES 4
+#define SLITHER_SPARE_MAX (16 << 20)
+
 // A Go []byte of a call's arguments, named by index by an 'r' value: Go
 // memory the Go encoder pinned for the call (Go -> Python).
 typedef struct {
@@ -135,12 +143,16 @@ typedef struct {
     uint32_t sent;      // an async exception was sent: the call clears it at its end
     slither_buf out;    // the calls' result buffer, reused (C memory: no cgo pointer check)
     slither_keep keep;  // the large bytes of the last result, until Go copied them
+    PyObject *spares[SLITHER_SPARES]; // bytes of earlier large arguments, to refill (see SLITHER_SPARES)
 } slither_ctx;
 
 slither_ctx *slither_ctx_new(int32_t bound);
 void slither_ctx_free(slither_ctx *c);
 // Replaces c's session id with n bytes from s (n == 0: none); -1 when out of memory.
 int slither_ctx_set_session(slither_ctx *c, const char *s, size_t n);
+// Drops c's spare bytes objects, with ts attached (NULL: this OS thread's
+// own state); before slither_ctx_free.
+void slither_ctx_drop_spares(PyThreadState *ts, slither_ctx *c);
 
 // ---- Thread states: one per OS thread, kept in C thread-local storage ----
 //

@@ -30,6 +30,7 @@ typedef struct {
     int max_depth;
     const slither_ref *refs; // what 'r' may name (NULL: none)
     size_t nrefs;
+    PyObject **spares; // SLITHER_SPARES bytes objects to refill for 'r' (NULL: none)
 } reader;
 
 // Decodes one value (NULL with a Python error set on failure).
@@ -58,7 +59,8 @@ extern PyObject *slither_cancelled_exc;
 // codec.c: decodes in as the call's argument list (NULL with an error set
 // if it is not one); encodes a result (consumed) or the raised exception
 // into out.
-PyObject *slither_decode_args(const char *in, size_t inlen, const slither_ref *refs, size_t nrefs, int max_depth);
+PyObject *slither_decode_args(const char *in, size_t inlen, const slither_ref *refs, size_t nrefs, PyObject **spares,
+                              int max_depth);
 // On failure it drops what it kept in keep (which may be NULL).
 int slither_encode_result(PyObject *result, int mode, int max_depth, slither_buf *out, slither_keep *keep);
 // Drops keep's references (the thread state is attached).

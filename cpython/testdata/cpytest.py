@@ -314,3 +314,22 @@ def kept_head(batch):
 
 def big_bytearray(batch):
     return [bytearray(b"\x02" * batch[0])]
+
+
+_views = []
+
+
+def hash_and_id(batch):
+    """[hash(b), id(b), b[:4]] of the first item (bytes)."""
+    b = batch[0]
+    return [hash(b), id(b), bytes(b[:4])]
+
+
+def keep_view(batch):
+    """Keeps a memoryview of the first item; returns its first bytes."""
+    _views[:] = [memoryview(batch[0])]
+    return [bytes(_views[0][:4])]
+
+
+def view_head(batch):
+    return [bytes(_views[0][:4])]
