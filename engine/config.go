@@ -137,7 +137,22 @@ type ThreadConfig struct {
 	// MaxSessions bounds the sessions open on the embedded pool at once
 	// (thread.Options.MaxSessions; 0 means its default).
 	MaxSessions int `yaml:"max_sessions"`
+	// Mode is "direct" (the default when empty: the goroutine that submits
+	// runs the batch on its own OS thread) or "dedicated" (worker threads
+	// of the pool's own, for thread-affine libraries); see
+	// thread.Options.Mode.
+	Mode string `yaml:"mode"`
+	// Alloc allocates the Go memory of large bytes results
+	// (thread.Options.Alloc), for programs that recycle their buffers; Go
+	// only. Nil means make.
+	Alloc func(n int) []byte `yaml:"-"`
 }
+
+// Thread pool modes of [ThreadConfig.Mode].
+const (
+	ThreadDirect    = "direct"
+	ThreadDedicated = "dedicated"
+)
 
 // ProcessConfig configures one process pool; each field maps to the
 // process.Options field of the same name (zero means that field's
@@ -218,6 +233,11 @@ func (c Config) validate() error {
 	}
 	if c.Thread.Disabled && c.Thread.Required {
 		errs = append(errs, errors.New("thread.disabled and thread.required are both set"))
+	}
+	switch c.Thread.Mode {
+	case "", ThreadDirect, ThreadDedicated:
+	default:
+		errs = append(errs, fmt.Errorf("thread.mode is %q; want %q or %q", c.Thread.Mode, ThreadDirect, ThreadDedicated))
 	}
 	errs = append(errs, validateNamed("process pool", poolEnvPrefix, c.Process)...)
 	errs = append(errs, c.validateRemote()...)

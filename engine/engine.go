@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		if workers == 0 {
 			workers = cores
 		}
-		th, err := startThread(workers, cfg.Thread.MaxSessions, cfg.Venv, append(slices.Clone(cfg.Paths), cfg.Thread.Paths...), host, e.tel)
+		th, err := startThread(cfg.Thread, workers, cfg.Venv, append(slices.Clone(cfg.Paths), cfg.Thread.Paths...), host, e.tel)
 		switch {
 		case err == nil:
 			e.thread = th

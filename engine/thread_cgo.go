@@ -10,9 +10,13 @@ import (
 	"github.com/slither-go/slither/telemetry"
 )
 
-func startThread(workers, maxSessions int, venv string, paths []string, host pools.HostFunc, tel *telemetry.Bus) (pools.Pool, error) {
-	return thread.New(thread.Options{Workers: workers, MaxSessions: maxSessions, Paths: paths, Host: host, Telemetry: tel,
-		Python: cpython.Config{Venv: venv}})
+func startThread(tc ThreadConfig, workers int, venv string, paths []string, host pools.HostFunc, tel *telemetry.Bus) (pools.Pool, error) {
+	mode := thread.Direct
+	if tc.Mode == ThreadDedicated {
+		mode = thread.Dedicated
+	}
+	return thread.New(thread.Options{Workers: workers, MaxSessions: tc.MaxSessions, Paths: paths, Host: host, Telemetry: tel,
+		Python: cpython.Config{Venv: venv}, Mode: mode, Alloc: tc.Alloc})
 }
 
 // gilState is the embedded interpreter's GIL as the monitor shows it

@@ -11,7 +11,7 @@ import (
 	"github.com/slither-go/slither/telemetry"
 )
 
-func startThread(int, int, string, []string, pools.HostFunc, *telemetry.Bus) (pools.Pool, error) {
+func startThread(ThreadConfig, int, string, []string, pools.HostFunc, *telemetry.Bus) (pools.Pool, error) {
 	return nil, errors.New("built with CGO_ENABLED=0: the embedded interpreter is not in this binary; for it, " + pybuild.Fix)
 }
 
