@@ -35,6 +35,13 @@ import (
 // pools differ in size on purpose (an I/O-bound function on many threads
 // per worker), set the route with [Router.Prefer].
 //
+// A probe is one batch at a time per function (costMaxProbes): a burst of
+// concurrent batches sends one to the pool being measured, not half of
+// them. A pool where the function failed probeFailures batches in a row
+// (its module missing there, a timeout) is not probed again for
+// probeInterval: failures carry no cost, so without this every second
+// batch would keep failing there.
+//
 // An estimate is the median of a pool's last costSamples per-item costs
 // (robust to the first batch, which imports the module, and to a GC
 // pause), used once there are costMinSamples of them; until then a seed
@@ -54,9 +61,9 @@ import (
 // process.
 // Batches of a pinned session never probe (the session would stay there).
 //
-// A function whose quickest recent batch took the thread pool less time
-// than a process pool's round trip could possibly take (minRoundTrip) is
-// never probed: the process pool cannot
+// A batch that the thread pool's estimate says takes less time than a
+// process pool's round trip could possibly take (minRoundTrip: items x
+// the thread cost per item) is never sent to the process pool: the process pool cannot
 // be faster, since it pays that round trip on top of the same work. So
 // cheap functions stay on threads, deterministically, as before Auto
 // measured costs.
@@ -69,6 +76,8 @@ const (
 	probeMinGap    = 8
 	confirmEvery   = 2
 	switchMargin   = 1.05
+	costMaxProbes  = 1
+	probeFailures  = 3
 	// minRoundTrip is a lower bound of a process pool's round trip
 	// (a pipe each way and a wake-up on both sides): 30-100 us measured
 	// on the development machine.
@@ -120,16 +129,14 @@ type PoolCost struct {
 // samples is a pool's last per-item costs of one function.
 type samples struct {
 	ns      [costSamples]float64
-	batch   [costSamples]float64 // whole-batch service times, ns
 	n, next int
 	batches int
 	last    float64 // the latest sample
 	at      time.Time
 }
 
-func (s *samples) add(ns, batch float64, at time.Time) {
+func (s *samples) add(ns float64, at time.Time) {
 	s.ns[s.next] = ns
-	s.batch[s.next] = batch
 	s.next = (s.next + 1) % costSamples
 	s.n = min(s.n+1, costSamples)
 	s.batches++
@@ -137,14 +144,6 @@ func (s *samples) add(ns, batch float64, at time.Time) {
 }
 
 func (s *samples) median() float64 { return medianOf(s.ns[:s.n]) }
-
-// batchMin is the least whole-batch service time, ns (0 with none).
-func (s *samples) batchMin() float64 {
-	if s.n == 0 {
-		return 0
-	}
-	return slices.Min(s.batch[:s.n])
-}
 
 func medianOf(x []float64) float64 {
 	v := slices.Clone(x)
@@ -159,6 +158,10 @@ func medianOf(x []float64) float64 {
 type fnCost struct {
 	live   [2]samples   // by side: 0 thread, 1 process
 	warm   [2]time.Time // by side: when the first batch ended (those started before it are not measured)
+	fails  [2]int       // by side: batches failed in a row
+	failAt [2]time.Time // by side: when the last failure was recorded
+	probes int          // probes running
+	probeT time.Time    // when the latest probe was sent (a decision never submitted frees its probe after probeInterval)
 	faster Route        // Thread or Process once both had estimates; Auto before
 	since  int          // Auto cost decisions since the last probe
 	probed time.Time    // the last probe's decision
@@ -270,42 +273,75 @@ func (r *Router) estimateLocked(name string, c *fnCost, rt Route) estimate {
 	return estimate{ns: r.seed(name, rt), n: s.n}
 }
 
-// record adds a batch that ran on route's pool to name's measurements,
-// unless it started before the first one recorded there had ended: it may
-// have waited for the module's import (its lock), which measures the
-// import, not the function (the first batch itself is one outlier the
-// median absorbs).
-func (r *Router) record(name string, route Route, items int, service time.Duration, started time.Time) {
-	if items == 0 || service <= 0 || (route != Thread && route != Process) {
+// record notes the end of a batch of name that ran on route's pool: a
+// probe's end frees its place; a failure counts (see probeFailures); a
+// success adds its cost per item to the measurements unless it started
+// before the first one recorded there had ended: it may have waited for
+// the module's import (its lock), which measures the import, not the
+// function (the first batch itself is one outlier the median absorbs).
+func (r *Router) record(name string, route Route, items int, service time.Duration, started time.Time, ok, failed, probe bool) {
+	if route != Thread && route != Process {
 		return
 	}
 	r.costMu.Lock()
 	defer r.costMu.Unlock()
-	c := r.fnCostLocked(name)
+	c := r.costs[name]
+	if c == nil {
+		if !ok {
+			return // nothing known of name: a failure does not make an entry
+		}
+		c = r.fnCostLocked(name)
+	}
+	if probe && c.probes > 0 {
+		c.probes--
+	}
 	now := r.clock()
+	if failed {
+		c.fails[side(route)]++
+		c.failAt[side(route)] = now
+	}
+	if !ok || items == 0 || service <= 0 {
+		return
+	}
+	c.fails[side(route)] = 0
 	if w := &c.warm[side(route)]; w.IsZero() {
 		*w = now
 	} else if started.Before(*w) {
 		return
 	}
-	svc := float64(service.Nanoseconds())
-	c.live[side(route)].add(svc/float64(items), svc, now)
+	c.live[side(route)].add(float64(service.Nanoseconds())/float64(items), now)
 }
 
-// processCannotWin reports whether name's thread batches take less time
-// than a process pool round trip (see the cost model's doc), and how long
-// each takes, for the reason.
-func (r *Router) processCannotWin(c *fnCost) (bool, string) {
-	s := &c.live[side(Thread)]
-	if s.n < costMinSamples {
+// processCannotWin reports whether a batch of items takes the thread pool
+// less time, by its measured estimate, than a process pool round trip
+// (see the cost model's doc), and why, for the reason.
+func (r *Router) processCannotWin(et estimate, items int) (bool, string) {
+	if !et.live {
 		return false, ""
 	}
-	b := s.batchMin()
+	b := et.ns * float64(max(items, 1))
 	if b >= float64(minRoundTrip) {
 		return false, ""
 	}
-	return true, "its quickest thread batch took " + ns(b) + ", less than a process pool round trip (at least " +
+	return true, "this batch takes the thread pool about " + ns(b) + ", less than a process pool round trip (at least " +
 		ns(float64(minRoundTrip)) + "), so the process pool cannot be faster"
+}
+
+// mayProbe reports whether a probe of route's pool may be sent now, and
+// takes its place if so (see costMaxProbes and probeFailures).
+func (r *Router) mayProbeLocked(c *fnCost, route Route, now time.Time) bool {
+	if c.probes >= costMaxProbes && now.Sub(c.probeT) < probeInterval {
+		return false
+	}
+	if c.fails[side(route)] >= probeFailures && now.Sub(c.failAt[side(route)]) < probeInterval {
+		return false
+	}
+	if c.probes >= costMaxProbes {
+		c.probes = 0 // a probe decided but never submitted, or one still running for that long
+	}
+	c.probes++
+	c.probeT = now
+	return true
 }
 
 func (r *Router) fnCostLocked(name string) *fnCost {
@@ -330,7 +366,7 @@ func (r *Router) clock() time.Time {
 // byCost decides an Auto batch of name that both pools may run; safe says
 // why the thread pool may ("m.f is declared thread-safe (how) and the GIL
 // is off"), how is how the mark is known. A pinned batch never probes.
-func (r *Router) byCost(name, safe, how string, pinned bool) Decision {
+func (r *Router) byCost(name, safe, how string, pinned bool, items int) Decision {
 	r.costMu.Lock()
 	defer r.costMu.Unlock()
 	c := r.fnCostLocked(name)
@@ -338,21 +374,21 @@ func (r *Router) byCost(name, safe, how string, pinned bool) Decision {
 	now := r.clock()
 	et, ep := r.estimateLocked(name, c, Thread), r.estimateLocked(name, c, Process)
 	d := Decision{ThreadCost: et.ns, ProcessCost: ep.ns}
+	probing := func(rt Route) bool { return !pinned && r.mayProbeLocked(c, rt, now) }
 	probe := func(rt Route, why string) Decision {
 		c.since, c.probed = 0, now
-		d.Route, d.Class = rt, RouteProbe
+		d.Route, d.Class, d.probe = rt, RouteProbe, true
 		d.Reason = name + " is thread-safe (" + how + "); probe: " + why
 		return d
 	}
-	if cannot, why := r.processCannotWin(c); cannot {
-		c.faster = Thread
+	if cannot, why := r.processCannotWin(et, items); cannot {
 		d.Route, d.Class, d.Reason = Thread, RouteThreadSafe, safe+"; "+why
 		return d
 	}
 	if !et.known() || !ep.known() {
 		// Today's rule (threads) until the threads are known, then every
 		// exploreEvery-th batch measures the process pool.
-		if et.known() && !pinned && c.since >= exploreEvery {
+		if et.known() && c.since >= exploreEvery && probing(Process) {
 			return probe(Process, "measuring the process pool ("+plural(ep.n, "batch")+" of "+
 				strconv.Itoa(costMinSamples)+" so far; the thread pool: "+describe(et)+")")
 		}
@@ -377,10 +413,10 @@ func (r *Router) byCost(name, safe, how string, pinned bool) Decision {
 		// The loser's answer to the latest probe beat the faster pool:
 		// measure it again soon (a probe that never ran is no answer).
 		case s.batches > 0 && !c.probed.IsZero() && !s.at.Before(c.probed) && c.since >= confirmEvery &&
-			s.last*switchMargin < fast.ns:
+			s.last*switchMargin < fast.ns && probing(loser):
 			return probe(loser, "the "+poolName(loser)+" pool's last batch beat the "+poolName(c.faster)+
 				" pool's estimate ("+ns(s.last)+" vs "+ns(fast.ns)+" per item): measuring it again")
-		case c.since >= probeEvery, c.since >= probeMinGap && now.Sub(c.probed) >= probeInterval:
+		case (c.since >= probeEvery || c.since >= probeMinGap && now.Sub(c.probed) >= probeInterval) && probing(loser):
 			than := ratio(slow.ns, fast.ns) + " slower than"
 			if fast.ns*switchMargin >= slow.ns {
 				than = "about as fast as"

@@ -333,6 +333,7 @@ func TestFailedBatchesAreNotMeasured(t *testing.T) {
 	r, _, pr := costRouter(t, 4*time.Millisecond, 1900*time.Microsecond)
 	pr.closedErr = pools.ErrWorkerCrashed
 	ctx := context.Background()
+	routed := map[pools.Route]int{}
 	for range 12 {
 		b := pools.Batch{Module: "m", Function: "f", Items: []any{1}}
 		d, err := r.Decide(ctx, b)
@@ -341,11 +342,15 @@ func TestFailedBatchesAreNotMeasured(t *testing.T) {
 		if d.Route == pools.Process {
 			require.ErrorIs(t, err, pools.ErrWorkerCrashed)
 		}
+		routed[d.Route]++
 	}
 	c := r.Costs()[0]
 	assert.Zero(t, c.Process.Batches)
 	assert.Zero(t, c.Process.NsPerItem)
-	assert.Equal(t, 7, c.Thread.Batches)
+	assert.Equal(t, 9, c.Thread.Batches)
+	// Three failed probes in a row, then no more (for probeInterval): a
+	// pool that fails the function is not sent every second batch.
+	assert.Equal(t, map[pools.Route]int{pools.Thread: 9, pools.Process: 3}, routed)
 }
 
 // TestRouterDecisionCarriesCosts: router.decision events carry the costs
@@ -435,7 +440,7 @@ func TestAutoNeverProbesWhatProcessesCannotWin(t *testing.T) {
 		require.Equal(t, "thread/thread-safe", classes(ds)[i], d.Reason)
 	}
 	assert.Zero(t, submitted(pr), "the process pool ran batches of a function it cannot beat")
-	assert.Contains(t, ds[len(ds)-1].Reason, "its quickest thread batch took 6.0 us, less than a process pool round trip (at least 20 us), so the process pool cannot be faster")
+	assert.Contains(t, ds[len(ds)-1].Reason, "this batch takes the thread pool about 6.0 us, less than a process pool round trip (at least 20 us), so the process pool cannot be faster")
 
 	r2, _, pr2 := costRouter(t, 30*time.Microsecond, 1*time.Microsecond)
 	run(t, r2, "f", 10)
@@ -446,4 +451,66 @@ func submitted(f *fakePool) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.submitted)
+}
+
+// TestAutoProbesBigBatchesOfACheapFunction: whether the process pool
+// cannot win is decided per batch (its items x the thread cost per item):
+// small batches stay on threads, big ones of the same function are probed.
+func TestAutoProbesBigBatchesOfACheapFunction(t *testing.T) {
+	r, _, pr := costRouter(t, 3*time.Microsecond, 1*time.Microsecond)
+	ctx := context.Background()
+	submit := func(n int) pools.Decision {
+		b := pools.Batch{Module: "m", Function: "f", Items: make([]any, n)}
+		d, err := r.Decide(ctx, b)
+		require.NoError(t, err)
+		_, err = d.Submit(ctx, b)
+		require.NoError(t, err)
+		return d
+	}
+	for range 8 {
+		submit(1)
+	}
+	require.Zero(t, submitted(pr), "one-item batches (3 us) cannot lose to a round trip")
+	var classes []string
+	for range 8 {
+		classes = append(classes, submit(100).Class)
+	}
+	assert.Contains(t, classes, pools.RouteProbe, "100-item batches (300 us) are worth measuring there")
+	assert.NotZero(t, submitted(pr))
+}
+
+// TestAutoProbesOneAtATime: a burst of concurrent batches sends one probe
+// to the pool being measured, not every second batch.
+func TestAutoProbesOneAtATime(t *testing.T) {
+	r, _, _ := costRouter(t, 4*time.Millisecond, 1*time.Millisecond)
+	run(t, r, "f", 3) // the thread pool is measured
+	ctx := context.Background()
+	b := pools.Batch{Module: "m", Function: "f", Items: []any{1, 2}}
+	var ds []pools.Decision
+	for range 40 { // decided together, none submitted yet
+		d, err := r.Decide(ctx, b)
+		require.NoError(t, err)
+		ds = append(ds, d)
+	}
+	probes := 0
+	for _, d := range ds {
+		if d.Class == pools.RouteProbe {
+			probes++
+		}
+	}
+	assert.Equal(t, 1, probes, "%v", classes(ds))
+	for _, d := range ds {
+		_, err := d.Submit(ctx, b)
+		require.NoError(t, err)
+	}
+	// The probe ended: a later batch probes again.
+	var later []pools.Decision
+	for range 4 {
+		d, err := r.Decide(ctx, b)
+		require.NoError(t, err)
+		_, err = d.Submit(ctx, b)
+		require.NoError(t, err)
+		later = append(later, d)
+	}
+	assert.Contains(t, classes(later), "process/probe")
 }

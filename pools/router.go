@@ -125,6 +125,9 @@ type Decision struct {
 
 	// router measures the batch's run for its cost model (nil: it does not).
 	router *Router
+	// probe: this decision measures the other pool (see cost.go); its
+	// end is reported to the router whether the batch succeeds or not.
+	probe bool
 }
 
 // Router is a [Pool] over an embedded thread pool and a process pool that
@@ -331,7 +334,7 @@ func (r *Router) decide(ctx context.Context, b Batch) (Decision, error) {
 	if r.Process == nil {
 		return Decision{Route: Thread, Pool: r.Thread, Reason: safeWhy, Class: RouteThreadSafe}, nil
 	}
-	d := r.byCost(name, safeWhy, how, b.Pinned())
+	d := r.byCost(name, safeWhy, how, b.Pinned(), len(b.Items))
 	d.Pool = r.Thread
 	if d.Route == Process {
 		d.Pool = r.Process
@@ -389,13 +392,15 @@ func (d Decision) Submit(ctx context.Context, b Batch) ([]any, error) {
 	}
 	start := time.Now()
 	out, err := d.Pool.Submit(ctx, b)
-	if err == nil && d.router != nil {
+	if d.router != nil {
 		// Service time, not Submit's wall time: see cost.go.
 		svc := ci.Service
 		if svc <= 0 { // a pool that does not measure it
 			svc = time.Since(start)
 		}
-		d.router.record(b.Module+"."+b.Function, d.Route, len(b.Items), svc, start)
+		// A batch cancelled by its caller says nothing of the pool.
+		failed := err != nil && ctx.Err() == nil
+		d.router.record(b.Module+"."+b.Function, d.Route, len(b.Items), svc, start, err == nil, failed, d.probe)
 	}
 	if err != nil && d.Warning != "" {
 		return out, fmt.Errorf("%w [routed to processes: %s]", err, d.Warning)
