@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"unsafe"
@@ -80,6 +81,22 @@ func (b *binding) lookup(ts *C.PyThreadState, module, name string) (*C.PyObject,
 	return fn, nil
 }
 
+// errBusy refuses a call made while the same Thread's or Caller's result
+// is written (by Python code that C's writing runs, through a host call)
+// or read (by the SetAlloc function): it would overwrite the record being
+// read and drop the large bytes the outer call still copies from.
+var errBusy = fmt.Errorf("%w: called while its own result is written or read (from its SetAlloc function, or Python code run to convert the result)", ErrBusy)
+
+// checkIdle refuses a call that would reuse the C result of the call
+// whose result is being written or read; calls nested in the running
+// Python code itself are fine.
+func (b *binding) checkIdle() error {
+	if b.ctx.busy != 0 {
+		return errBusy
+	}
+	return nil
+}
+
 // encode encodes items, the call's argument list, into the reused buffer.
 func (b *binding) encode(items []any) ([]byte, error) {
 	b.enc.buf = b.enc.buf[:0]
@@ -115,16 +132,21 @@ func crefs(refs []uintptr) (*C.slither_ref, C.size_t) {
 
 // result decodes the outcome of a call that returned status into out,
 // copying the large bytes C kept straight out of their objects, which it
-// then lets go of. The caller still holds the call's OS thread.
+// then lets go of. The caller still holds the call's OS thread. The
+// context is idle again when it returns (even by a panic).
 func (b *binding) result(status C.int) (any, error) {
 	b.enc.unpin()
 	defer b.trimEnc()
 	defer b.trimOut()
+	defer func() { b.ctx.busy = 0 }()
 	if status == C.SLITHER_WRONG_THREAD {
 		return nil, ErrWrongThread
 	}
 	if status != C.SLITHER_OK {
 		return nil, decodeError(b.out)
+	}
+	if b.out.len == 0 {
+		return nil, errCorrupt
 	}
 	d := decoder{b: unsafe.Slice((*byte)(unsafe.Pointer(b.out.data)), int(b.out.len))[1:], alloc: b.alloc}
 	if n := b.ctx.keep.n; n > 0 {

@@ -46,8 +46,9 @@ type Caller struct {
 	session string // what the C context holds
 
 	active   atomic.Int32 // calls running, nested ones included
-	inflight atomic.Int32 // Interrupt and TID calls reading the C context
+	inflight atomic.Int32 // Interrupt, TID and ending calls reading the C context
 	closed   atomic.Bool
+	released atomic.Bool // the C context is (being) freed: by Close or the last call's end
 }
 
 // NewCaller returns a Caller. It holds no OS thread and no thread state:
@@ -88,30 +89,41 @@ func (c *Caller) CallBatchContext(ctx context.Context, module, name string, item
 	if ctx.Done() == nil {
 		return c.CallBatch(module, name, items)
 	}
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
 	// Counted as running before ctx is looked at, so that an interrupt from
 	// here on is not taken for one that came while idle; end clears what it
 	// left, as for any outermost call.
-	runtime.LockOSThread()
-	c.active.Add(1)
+	if !c.begin() {
+		return nil, ErrClosed
+	}
 	defer c.end()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, c.Interrupt)
-	defer stop()
+	// An AfterFunc that has started runs Interrupt on its own goroutine,
+	// which may come after the call returned: wait for it before end (run
+	// after this), which then clears what it sent, or it would hit the
+	// Caller's next call. Interrupt never waits for this goroutine.
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(done)
+		c.Interrupt()
+	})
+	defer func() {
+		if !stop() {
+			<-done
+		}
+	}()
 	return c.CallBatch(module, name, items)
 }
 
 func (c *Caller) call(module, name string, items []any, mode C.int) (any, error) {
-	if c.closed.Load() {
+	if !c.begin() {
 		return nil, ErrClosed
 	}
-	runtime.LockOSThread()
-	c.active.Add(1)
 	defer c.end()
+	if err := c.b.checkIdle(); err != nil {
+		return nil, err
+	}
 	fn, err := c.b.lookup(nil, module, name)
 	if err != nil {
 		return nil, err
@@ -127,23 +139,47 @@ func (c *Caller) call(module, name string, items []any, mode C.int) (any, error)
 	return c.b.result(status)
 }
 
+// begin counts a call as running and locks its OS thread, unless the
+// Caller is closed (false: nothing is held). Counting before looking at
+// closed pairs with Close, which sets closed before looking at active:
+// either the call sees closed, or Close sees the call and leaves the
+// release to its end.
+func (c *Caller) begin() bool {
+	runtime.LockOSThread()
+	c.active.Add(1)
+	if !c.closed.Load() {
+		return true
+	}
+	// Close may have released already (it saw no call): touch nothing of
+	// the C context. If it saw this call, the release is this call's.
+	if c.active.Add(-1) == 0 {
+		c.releaseOnce()
+	}
+	runtime.UnlockOSThread()
+	return false
+}
+
 // end closes a call, still on its OS thread. The outermost call waits for
 // any Interrupt in progress, then clears what interrupts left behind (the
 // cancel flag, an async exception that arrived after Python finished), so
-// that a late interrupt never hits a later call.
+// that a late interrupt never hits a later call. It counts itself in
+// inflight meanwhile, so that a Close from another goroutine, which may
+// see no call running once active is down, frees nothing it still reads.
 func (c *Caller) end() {
 	defer runtime.UnlockOSThread()
-	if c.active.Add(-1) != 0 {
-		return
+	c.inflight.Add(1)
+	last := c.active.Add(-1) == 0
+	if last {
+		for c.inflight.Load() != 1 {
+			runtime.Gosched() // an Interrupt is between its check and its async exception
+		}
+		if atomic.LoadUint32(c.flag(&c.b.ctx.cancel)) != 0 || atomic.LoadUint32(c.flag(&c.b.ctx.sent)) != 0 {
+			C.slither_direct_clear(c.b.ctx)
+		}
 	}
-	for c.inflight.Load() != 0 {
-		runtime.Gosched() // an Interrupt is between its check and its async exception
-	}
-	if atomic.LoadUint32(c.flag(&c.b.ctx.cancel)) != 0 || atomic.LoadUint32(c.flag(&c.b.ctx.sent)) != 0 {
-		C.slither_direct_clear(c.b.ctx)
-	}
-	if c.closed.Load() {
-		c.release()
+	c.inflight.Add(-1)
+	if last && c.closed.Load() {
+		c.releaseOnce()
 	}
 }
 
@@ -153,10 +189,13 @@ func (c *Caller) flag(p *C.uint32_t) *uint32 { return (*uint32)(unsafe.Pointer(p
 // in the running call, at its next bytecode boundary; a call about to start
 // stops at once. The exception is raised from the calling goroutine's own
 // OS thread state: no hop to Python's main thread. It is a no-op when the
-// Caller is idle, and an interrupt that arrives as a call ends is dropped
-// by the call before it returns: it never hits a later call. Code blocked in
-// C (a sleep, a read) sees it only once it returns to Python. Safe to call
-// from any goroutine.
+// Caller is idle or closed. An Interrupt that has begun before the call's
+// end is dropped by the call before it returns; one that begins later, as
+// the Caller's next call runs, hits that call: a caller that triggers
+// Interrupt asynchronously (its own context.AfterFunc) must make sure it
+// has returned before the next call starts, as [Caller.CallBatchContext]
+// does. Code blocked in C (a sleep, a read) sees it only once it returns
+// to Python. Safe to call from any goroutine.
 func (c *Caller) Interrupt() {
 	c.inflight.Add(1)
 	defer c.inflight.Add(-1)
@@ -183,7 +222,7 @@ func (c *Caller) ClearInterrupt() {}
 func (c *Caller) TID() int {
 	c.inflight.Add(1)
 	defer c.inflight.Add(-1)
-	if c.closed.Load() && c.active.Load() == 0 {
+	if c.released.Load() {
 		return 0
 	}
 	return int(atomic.LoadInt64((*int64)(unsafe.Pointer(&c.b.ctx.tid))))
@@ -220,7 +259,9 @@ func (c *Caller) ClearTrace() {
 // the calls that follow. Python reads them from the Caller's C context only
 // when it asks: setting them costs no Python call. With worker < 0 and no
 // session, slither.context() shows pool "none" (not in a pool), as plain
-// Python would.
+// Python would. A session id that is not valid UTF-8 reaches Python
+// decoded with surrogateescape: distinct ids stay distinct, and
+// id.encode("utf-8", "surrogateescape") gives its bytes back.
 func (c *Caller) SetContext(worker int, session string) {
 	if c.closed.Load() {
 		return
@@ -245,26 +286,34 @@ func (c *Caller) SetContext(worker int, session string) {
 // recycles its buffers gets warm memory (a fresh large allocation costs page
 // faults and GC work far above the copy itself). alloc(n) returns a slice of
 // length n (or capacity at least n; it is resliced to n); the caller then
-// owns it. nil restores make.
+// owns it. nil restores make. alloc runs while the result is read: a call
+// of this Caller from it fails with [ErrBusy], and a panic in it fails the
+// call with an error that wraps what it panicked with (when an error).
 func (c *Caller) SetAlloc(alloc func(n int) []byte) { c.b.alloc = alloc }
 
 // Close drops the cached function references and frees the Caller's C
 // memory; further calls return [ErrClosed]. It is idempotent. Called from
-// the Caller's own host function (during its call), it takes effect when the
-// outermost call returns.
+// the Caller's own host function or SetAlloc function (during its call),
+// or from another goroutine while a call runs, it takes effect when the
+// outermost call returns; a call that starts after Close returns
+// ErrClosed.
 func (c *Caller) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
 	if c.active.Load() == 0 {
-		lockedCall(c.release)
+		lockedCall(c.releaseOnce)
 	}
 	return nil
 }
 
-// release frees what the Caller holds, once no Interrupt or TID reads it.
-// The goroutine holds its OS thread.
-func (c *Caller) release() {
+// releaseOnce frees what the Caller holds, once (Close and the end of the
+// last call may both get here), after every Interrupt, TID and ending call
+// that reads it. The goroutine holds its OS thread.
+func (c *Caller) releaseOnce() {
+	if !c.released.CompareAndSwap(false, true) {
+		return
+	}
 	for c.inflight.Load() != 0 {
 		runtime.Gosched()
 	}

@@ -161,7 +161,10 @@ PyObject *slither_host_context(PyObject *self, PyObject *unused) {
     if (!c || !c->bound) Py_RETURN_NONE;
     PyObject *v[4] = {NULL, NULL, NULL, NULL};
     v[0] = c->worker >= 0 ? PyLong_FromLong(c->worker) : Py_NewRef(Py_None);
-    v[1] = c->session ? PyUnicode_DecodeUTF8(c->session, (Py_ssize_t)c->session_len, "replace") : Py_NewRef(Py_None);
+    // surrogateescape: ids that are not valid UTF-8 stay distinct (and
+    // encode back to their bytes), rather than all becoming U+FFFD.
+    v[1] = c->session ? PyUnicode_DecodeUTF8(c->session, (Py_ssize_t)c->session_len, "surrogateescape")
+                      : Py_NewRef(Py_None);
     if (c->trace.valid) {
         v[2] = hex_str(c->trace.trace_id, sizeof c->trace.trace_id);
         v[3] = hex_str(c->trace.span_id, sizeof c->trace.span_id);
@@ -258,12 +261,18 @@ void slither_decref(PyThreadState *ts, PyObject *obj) {
     PyEval_SaveThread();
 }
 
-// run decodes the arguments, calls fn and encodes the outcome into out;
-// the thread state is attached.
+// run decodes the arguments, calls fn and encodes the outcome into
+// ctx->out (and ctx->keep); the thread state is attached. From the first
+// write of the outcome ctx is busy (Go clears it once it has read the
+// result): Python code run meanwhile (a __str__, a __repr__, a __del__)
+// may make host calls, and a call of this same context from there would
+// overwrite the record and drop what it kept (binding.checkIdle refuses it).
 static int run(PyObject *fn, const char *in, size_t inlen, const slither_ref *refs, size_t nrefs,
-               int mode, int max_depth, slither_buf *out, slither_keep *keep, PyObject **spares) {
-    PyObject *args = slither_decode_args(in, inlen, refs, nrefs, spares, max_depth);
+               int mode, int max_depth, slither_ctx *ctx) {
+    slither_buf *out = &ctx->out;
+    PyObject *args = slither_decode_args(in, inlen, refs, nrefs, ctx->spares, max_depth);
     if (!args) {
+        ctx->busy = 1;
         slither_encode_pyerr(out);
         return SLITHER_PYERR;
     }
@@ -276,23 +285,23 @@ static int run(PyObject *fn, const char *in, size_t inlen, const slither_ref *re
         Py_XDECREF(tuple);
     }
     Py_DECREF(args);
+    ctx->busy = 1;
     if (!result) {
         slither_encode_pyerr(out);
         return SLITHER_PYERR;
     }
-    return slither_encode_result(result, mode, max_depth, out, keep);
+    return slither_encode_result(result, mode, max_depth, out, &ctx->keep);
 }
 
 int slither_call(PyThreadState *ts, slither_ctx *ctx, PyObject *fn, const char *in, size_t inlen,
                  const slither_ref *refs, size_t nrefs, int mode, int max_depth) {
-    slither_buf *out = &ctx->out;
     // The wrong-thread check of a Thread: one TLS load, no syscall.
     if (!ts || ts != tls.ts) return SLITHER_WRONG_THREAD;
     PyEval_RestoreThread(ts);
     slither_ctx *prev = tls.ctx;
     tls.ctx = ctx;
     tls.depth++;
-    int status = run(fn, in, inlen, refs, nrefs, mode, max_depth, out, &ctx->keep, ctx->spares);
+    int status = run(fn, in, inlen, refs, nrefs, mode, max_depth, ctx);
     tls.depth--;
     tls.ctx = prev;
     PyEval_SaveThread();
@@ -323,7 +332,7 @@ int slither_direct_call(slither_ctx *ctx, PyObject *fn, const char *in, size_t i
         slither_put_cancelled(out);
         status = SLITHER_PYERR;
     } else {
-        status = run(fn, in, inlen, refs, nrefs, mode, max_depth, out, &ctx->keep, ctx->spares);
+        status = run(fn, in, inlen, refs, nrefs, mode, max_depth, ctx);
     }
     if (prev_ident && __atomic_load_n(&ctx->cancel, __ATOMIC_SEQ_CST)) {
         // Nested in an outer call of the same Caller, which is being

@@ -5,6 +5,7 @@ package cpython
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
 	"runtime"
@@ -196,17 +197,37 @@ func (d *decoder) key() (string, error) {
 const AllocThreshold = 64 << 10
 
 // clone copies s into memory of its own, from d.alloc when s is large.
-func (d *decoder) clone(s []byte) []byte {
+func (d *decoder) clone(s []byte) ([]byte, error) {
 	if d.alloc == nil || len(s) < AllocThreshold {
-		return slices.Clone(s)
+		return slices.Clone(s), nil
 	}
-	b := d.alloc(len(s))
+	b, err := d.allocate(len(s))
+	if err != nil {
+		return nil, err
+	}
 	if cap(b) < len(s) {
 		b = make([]byte, len(s))
 	}
 	b = b[:len(s)]
 	copy(b, s)
-	return b
+	return b, nil
+}
+
+// allocate calls the user's SetAlloc function, whose panic becomes the
+// call's error: the caller (a pool's slot, a worker goroutine) goes on,
+// and the decoding's deferred clean-up (kept references, busy flag) runs
+// as for any other error.
+func (d *decoder) allocate(n int) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("cpython: the SetAlloc function panicked: %w", e)
+			} else {
+				err = fmt.Errorf("cpython: the SetAlloc function panicked: %v", r)
+			}
+		}
+	}()
+	return d.alloc(n), nil
 }
 
 // keptRef mirrors shim.h's slither_kept.
@@ -278,14 +299,14 @@ func (d *decoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return d.clone(s), nil
+		return d.clone(s)
 	case tagRef:
 		i, err := d.u64()
 		if err != nil || i >= uint64(len(d.kept)) || d.kept[i].n > math.MaxInt {
 			return nil, errCorrupt
 		}
 		k := d.kept[i]
-		return d.clone(unsafe.Slice((*byte)(k.p), int(k.n))), nil // the one copy
+		return d.clone(unsafe.Slice((*byte)(k.p), int(k.n))) // the one copy
 	case tagBigInt:
 		s, err := d.string()
 		if err != nil {

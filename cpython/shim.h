@@ -141,6 +141,10 @@ typedef struct {
     int64_t tid;        // OS thread id of the running call; 0: none
     uint32_t cancel;    // set by an interrupt: a call that starts stops at once
     uint32_t sent;      // an async exception was sent: the call clears it at its end
+    // 1 from the first write of a call's outcome into out/keep until Go has
+    // read it (Go clears it): a call of this context made meanwhile, from
+    // Python code the writing runs or Go's SetAlloc function, is refused.
+    uint32_t busy;
     slither_buf out;    // the calls' result buffer, reused (C memory: no cgo pointer check)
     slither_keep keep;  // the large bytes of the last result, until Go copied them
     PyObject *spares[SLITHER_SPARES]; // bytes of earlier large arguments, to refill (see SLITHER_SPARES)

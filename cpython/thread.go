@@ -40,8 +40,12 @@ type Thread struct {
 }
 
 // ErrBusy is returned by [Thread.Close] called during one of the
-// Thread's own calls (from its host function).
-var ErrBusy = errors.New("cpython: closed during its own call")
+// Thread's own calls (from its host function or its SetAlloc function),
+// and matched by the error of a call of a Thread or [Caller] made while
+// its own result is written or read: from its SetAlloc function, or from
+// a host call that Python code run to convert the result makes (a
+// __str__, a __repr__, a __del__).
+var ErrBusy = errors.New("cpython: busy with its own call")
 
 // NewThread locks the calling goroutine to its current OS thread until
 // Close (the lock nests with any the caller already holds) and takes that
@@ -91,7 +95,9 @@ func (t *Thread) ClearTrace() { t.b.clearTrace() }
 // recycles its buffers gets warm memory (a fresh large allocation costs page
 // faults and GC work far above the copy itself). alloc(n) returns a slice of
 // length n (or capacity at least n; it is resliced to n); the caller then
-// owns it. nil restores make.
+// owns it. nil restores make. alloc runs while the result is read: a call
+// of this Thread from it fails with [ErrBusy], and a panic in it fails the
+// call with an error that wraps what it panicked with (when an error).
 func (t *Thread) SetAlloc(alloc func(n int) []byte) { t.b.alloc = alloc }
 
 // CallBatch calls module.name(items) with items as one Python list and
@@ -115,6 +121,9 @@ func (t *Thread) call(module, name string, items []any, mode C.int) (any, error)
 	if t.ts == nil {
 		return nil, ErrClosed
 	}
+	if err := t.b.checkIdle(); err != nil {
+		return nil, err
+	}
 	fn, err := t.b.lookup(t.ts, module, name)
 	if err != nil {
 		return nil, err
@@ -135,6 +144,9 @@ func (t *Thread) callRaw(module, name string, in []byte) (any, error) {
 	if t.ts == nil {
 		return nil, ErrClosed
 	}
+	if err := t.b.checkIdle(); err != nil {
+		return nil, err
+	}
 	fn, err := t.b.lookup(t.ts, module, name)
 	if err != nil {
 		return nil, err
@@ -143,10 +155,12 @@ func (t *Thread) callRaw(module, name string, in []byte) (any, error) {
 }
 
 func (t *Thread) invoke(fn *C.PyObject, in []byte, refList []uintptr, mode C.int) (any, error) {
+	// Counted until the result is read: Close from the SetAlloc function
+	// would free the C memory the decoder reads.
 	t.calls++
+	defer func() { t.calls-- }()
 	refs, nrefs := crefs(refList)
 	status := C.slither_call(t.ts, t.b.ctx, fn, cbytes(in), C.size_t(len(in)), refs, nrefs, mode, C.int(MaxDepth))
-	t.calls--
 	runtime.KeepAlive(in)
 	return t.b.result(status)
 }
@@ -183,7 +197,8 @@ func (t *Thread) ClearInterrupt() {
 // Close drops the cached functions, lets go of the thread state (deleting
 // it unless another Thread or a call below still uses it) and unlocks the
 // goroutine from its OS thread. Further calls return ErrClosed. Closing from
-// the Thread's own host function, during its call, fails with [ErrBusy].
+// the Thread's own host function or SetAlloc function, during its call,
+// fails with [ErrBusy].
 func (t *Thread) Close() error {
 	if t.ts == nil {
 		return nil

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slither-go/slither/internal/convert"
 	"github.com/slither-go/slither/internal/safecall"
@@ -65,6 +66,11 @@ func (b Batch) Validate() error {
 	}
 	if b.Function == "" {
 		return fmt.Errorf("%w: empty function name for module %s", ErrInvalidBatch, b.Module)
+	}
+	if !utf8.ValidString(b.Session) {
+		// Python sees it as a str: two ids differing only in invalid bytes
+		// would otherwise name one state, or none that can be dropped.
+		return fmt.Errorf("%w: session id %q is not valid UTF-8", ErrInvalidBatch, b.Session)
 	}
 	return nil
 }

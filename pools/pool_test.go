@@ -26,6 +26,10 @@ func TestValidate(t *testing.T) {
 	err = pools.Batch{Module: "m"}.Validate()
 	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
 	assert.EqualError(t, err, "pools: invalid batch: empty function name for module m")
+	err = pools.Batch{Module: "m", Function: "f", Session: "s\xff"}.Validate()
+	assert.ErrorIs(t, err, pools.ErrInvalidBatch)
+	assert.EqualError(t, err, `pools: invalid batch: session id "s\xff" is not valid UTF-8`)
+	assert.NoError(t, pools.Batch{Module: "m", Function: "f", Session: "séance"}.Validate())
 }
 
 func TestCheckResults(t *testing.T) {

@@ -333,3 +333,41 @@ def keep_view(batch):
 
 def view_head(batch):
     return [bytes(_views[0][:4])]
+
+
+# ---- re-entry while a result is written or read (reentry_test.go) ----
+
+def spin_for(batch):
+    """Spins for batch[0] seconds (a call an interrupt can hit)."""
+    import time
+    end = time.monotonic() + batch[0]
+    while time.monotonic() < end:
+        pass
+    return ["done"]
+
+
+def fresh_big(batch):
+    """bytes([v]) * n for each [n, v]: new objects, held by nothing else."""
+    return [bytes([v]) * n for n, v in batch]
+
+
+class _NestingError(Exception):
+    """Its str() makes a host call, while C writes the error record."""
+
+    def __str__(self):
+        import _slither_host
+        try:
+            return "nested: " + repr(_slither_host.call("nested", []))
+        except _slither_host.HostError as e:
+            return "refused: " + str(e)
+
+
+def raise_nesting(batch):
+    raise _NestingError()
+
+
+def session_bytes(batch):
+    """slither.context().session_id as bytes (surrogateescape), or None."""
+    import slither
+    s = slither.context().session_id
+    return [None if s is None else s.encode("utf-8", "surrogateescape")]
