@@ -293,6 +293,17 @@ static int run(PyObject *fn, const char *in, size_t inlen, const slither_ref *re
     return slither_encode_result(result, mode, max_depth, out, &ctx->keep);
 }
 
+// resend_outer raises Cancelled again for outer, the call the one ending
+// was nested in (through a host call on this thread), when outer is being
+// interrupted: the nested call's Python may have spent the async
+// exception meant for it. The state is attached.
+static void resend_outer(slither_ctx *outer) {
+    if (outer && __atomic_load_n(&outer->cancel, __ATOMIC_SEQ_CST)) {
+        __atomic_store_n(&outer->sent, 1, __ATOMIC_SEQ_CST);
+        PyThreadState_SetAsyncExc((unsigned long)tls.ident, slither_cancelled_exc);
+    }
+}
+
 int slither_call(PyThreadState *ts, slither_ctx *ctx, PyObject *fn, const char *in, size_t inlen,
                  const slither_ref *refs, size_t nrefs, int mode, int max_depth) {
     // The wrong-thread check of a Thread: one TLS load, no syscall.
@@ -302,6 +313,7 @@ int slither_call(PyThreadState *ts, slither_ctx *ctx, PyObject *fn, const char *
     tls.ctx = ctx;
     tls.depth++;
     int status = run(fn, in, inlen, refs, nrefs, mode, max_depth, ctx);
+    if (prev != ctx) resend_outer(prev);
     tls.depth--;
     tls.ctx = prev;
     PyEval_SaveThread();
@@ -340,6 +352,8 @@ int slither_direct_call(slither_ctx *ctx, PyObject *fn, const char *in, size_t i
         // it again for the outer call's Python (end clears what is left).
         __atomic_store_n(&ctx->sent, 1, __ATOMIC_SEQ_CST);
         PyThreadState_SetAsyncExc((unsigned long)tls.ident, slither_cancelled_exc);
+    } else if (prev != ctx) {
+        resend_outer(prev);
     }
     tls.depth--;
     tls.ctx = prev;
@@ -377,9 +391,15 @@ void slither_clear_interrupt(PyThreadState *ts) {
 }
 
 void slither_direct_clear(slither_ctx *ctx) {
-    if (__atomic_load_n(&ctx->sent, __ATOMIC_SEQ_CST) && tls.ts) slither_clear_interrupt(tls.ts);
+    int cleared = __atomic_load_n(&ctx->sent, __ATOMIC_SEQ_CST) && tls.ts;
+    if (cleared) slither_clear_interrupt(tls.ts);
     __atomic_store_n(&ctx->sent, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&ctx->cancel, 0, __ATOMIC_SEQ_CST);
+    if (cleared && tls.ctx && tls.ctx != ctx) { // what was cleared may have been the outer call's too
+        PyEval_RestoreThread(tls.ts);
+        resend_outer(tls.ctx);
+        PyEval_SaveThread();
+    }
 }
 
 // ---------- diagnostics ----------

@@ -233,3 +233,50 @@ func TestCallerSessionNotUTF8(t *testing.T) {
 		assert.Equal(t, []byte(s), out[0])
 	}
 }
+
+// TestInterruptSurvivesANestedCall: an outer call interrupted while a call
+// of another Caller runs nested on its thread (its host function called
+// it) still ends with Cancelled: the nested call's Python may spend the
+// async exception, and it is raised again for the outer call. Outer as a
+// Caller and as a Thread.
+func TestInterruptSurvivesANestedCall(t *testing.T) {
+	type outer interface {
+		CallBatch(module, name string, items []any) ([]any, error)
+		SetHost(cpython.HostFunc)
+		Interrupt()
+	}
+	for _, kind := range []string{"Caller", "Thread"} {
+		t.Run(kind, func(t *testing.T) {
+			if kind == "Thread" {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+			}
+			var a outer
+			if kind == "Thread" {
+				a = thread(t)
+			} else {
+				a = caller(t)
+			}
+			b := caller(t)
+			started := make(chan struct{}, 1)
+			b.SetHost(func(string, []any) (any, error) { started <- struct{}{}; return nil, nil })
+			var interrupted sync.WaitGroup
+			var errB error
+			a.SetHost(func(string, []any) (any, error) {
+				interrupted.Add(1)
+				go func() { defer interrupted.Done(); <-started; a.Interrupt() }()
+				_, errB = b.CallBatch("cpytest", "started_then_spin_bounded", []any{5.0})
+				return nil, nil
+			})
+			_, err := a.CallBatch("cpytest", "host_then_spin", []any{5.0})
+			interrupted.Wait()
+			require.ErrorIs(t, err, cpython.ErrCancelled, "the outer call ran to its end (nested: %v)", errB)
+			// Nothing is left pending for the next calls of either.
+			out, err := a.CallBatch("cpytest", "echo", []any{1})
+			require.NoError(t, err)
+			assert.Equal(t, []any{int64(1)}, out)
+			_, err = b.CallBatch("cpytest", "echo", []any{1})
+			require.NoError(t, err)
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // Thread runs calls on one OS thread, which it keeps for its whole life:
@@ -179,6 +181,12 @@ func (t *Thread) Interrupt() {
 		return
 	}
 	t.interrupted = true
+	// Marked in the C context too, so that a call nested in this one (a
+	// host call submitting to a Caller on this thread) that spends the
+	// exception raises it again for this call (calls.c, resend_outer).
+	if t.b.ctx != nil {
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&t.b.ctx.cancel)), 1)
+	}
 	interruptThread(t.ident)
 }
 
@@ -188,6 +196,9 @@ func (t *Thread) ClearInterrupt() {
 	t.mu.Lock()
 	pending := t.interrupted
 	t.interrupted = false
+	if pending && t.ts != nil && t.b.ctx != nil {
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&t.b.ctx.cancel)), 0)
+	}
 	t.mu.Unlock()
 	if pending && t.ts != nil {
 		C.slither_clear_interrupt(t.ts)

@@ -371,3 +371,25 @@ def session_bytes(batch):
     import slither
     s = slither.context().session_id
     return [None if s is None else s.encode("utf-8", "surrogateescape")]
+
+
+def started_then_spin_bounded(batch):
+    """Tells the host it started, then spins batch[0] seconds."""
+    import time
+    import _slither_host
+    _slither_host.call("started", [])
+    end = time.monotonic() + batch[0]
+    while time.monotonic() < end:
+        pass
+    return ["not interrupted"]
+
+
+def host_then_spin(batch):
+    """Makes a host call, then spins batch[0] seconds."""
+    import time
+    import _slither_host
+    r = _slither_host.call("inner", [])
+    end = time.monotonic() + batch[0]
+    while time.monotonic() < end:
+        pass
+    return [r, "finished"]
