@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,8 +26,9 @@ func TestCancelRunningBatchInterruptsPython(t *testing.T) {
 		before, err := p.Submit(context.Background(), batch("cancelled_count", 0))
 		require.NoError(t, err)
 
-		// Cancelled once it runs (not on a clock: a batch cancelled before a
-		// worker took it would never reach Python).
+		// Cancelled once it runs in Python (not on a clock, nor on Stats: a
+		// batch cancelled before Python started would never reach it).
+		execPy(t, p, "import threadtest; threadtest._spinning.clear()")
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		spun := make(chan error, 1)
@@ -34,7 +36,7 @@ func TestCancelRunningBatchInterruptsPython(t *testing.T) {
 			_, err := p.Submit(ctx, batch("spin_forever", 1))
 			spun <- err
 		}()
-		require.Eventually(t, func() bool { return p.Stats().Running == 1 }, 10*time.Second, time.Millisecond)
+		execPy(t, p, "import threadtest\nassert threadtest._spinning.wait(30)\n")
 		cancel()
 		err = <-spun
 		require.Error(t, err)
@@ -226,5 +228,79 @@ func TestCloseGivesUpAndInterrupts(t *testing.T) {
 		assert.ErrorIs(t, err, cpython.ErrCancelled, "the running batch was interrupted")
 		assert.ErrorIs(t, <-queued, pools.ErrClosed, "the queued batch was withdrawn")
 		require.NoError(t, p.Close(context.Background()), "a second Close waits for the workers to exit")
+	})
+}
+
+// cancelOnDone is a context cancelled (with cause) the first time its Done
+// is asked for: a Direct pool asks first as the call is about to reach
+// Python, after every earlier look at ctx found it live.
+type cancelOnDone struct {
+	context.Context
+	once   sync.Once
+	cancel context.CancelCauseFunc
+	cause  error
+}
+
+func (c *cancelOnDone) Done() <-chan struct{} {
+	c.once.Do(func() { c.cancel(c.cause) })
+	return c.Context.Done()
+}
+
+// TestCancelJustBeforePythonWrapsCause: a batch cancelled as its call is
+// about to reach Python never runs, and its error names the context's
+// cause, as every other cancellation's does.
+func TestCancelJustBeforePythonWrapsCause(t *testing.T) {
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p := newPool(t, mode, 1)
+		execPy(t, p, "import threadtest; threadtest._order.clear()")
+		cause := errors.New("the caller went away")
+		parent, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		ctx := &cancelOnDone{Context: parent, cancel: cancel, cause: cause}
+		_, err := p.Submit(ctx, batch("record", "ran"))
+		require.Error(t, err)
+		assert.ErrorIs(t, err, cause)
+		execPy(t, p, "import threadtest\nassert threadtest._order == [], threadtest._order\n")
+	})
+}
+
+// errGate is a context whose first Err blocks until gate is closed,
+// having closed entered: Submit asks first once it has admitted the batch.
+type errGate struct {
+	context.Context
+	once          sync.Once
+	entered, gate chan struct{}
+}
+
+func (c *errGate) Err() error {
+	c.once.Do(func() {
+		close(c.entered)
+		<-c.gate
+	})
+	return c.Context.Err()
+}
+
+// TestCloseGaveUpWithdrawsAdmittedBatch: a batch admitted before Close,
+// that reaches a free worker only after Close gave up, is withdrawn, not
+// run.
+func TestCloseGaveUpWithdrawsAdmittedBatch(t *testing.T) {
+	eachMode(t, func(t *testing.T, mode thread.Mode) {
+		p, err := thread.New(thread.Options{Mode: mode, Workers: 1, Paths: []string{"testdata"}})
+		require.NoError(t, err)
+		ctx := &errGate{Context: context.Background(), entered: make(chan struct{}), gate: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			_, err := p.Submit(ctx, batch("echo", 1))
+			done <- err
+		}()
+		<-ctx.entered // admitted: Close waits for it
+
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		assert.ErrorIs(t, p.Close(gone), context.Canceled, "Close gave up at once")
+		close(ctx.gate)
+		assert.ErrorIs(t, <-done, pools.ErrClosed, "the batch was withdrawn")
+		require.NoError(t, p.Close(context.Background()))
+		assert.Zero(t, p.Stats().Totals().Calls, "the withdrawn batch never ran")
 	})
 }

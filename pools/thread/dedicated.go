@@ -210,7 +210,7 @@ func (p *Pool) work(w *worker, ready chan<- error) {
 		// something, so that the caller sees the change when Submit returns.
 		if n := p.rt.Imports(); n != w.imports {
 			w.imports = n
-			p.checkGIL(th, j.b.Module, n)
+			p.checkGIL(th, j.b.Module)
 		}
 		p.finish(j.sess, w)
 		j.res <- r

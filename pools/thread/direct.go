@@ -19,7 +19,10 @@ import (
 
 // waiter is a batch waiting for a slot: a releasing goroutine hands the
 // slot over on ch.
-type waiter struct{ ch chan *worker } // buffered(1)
+type waiter struct {
+	ch     chan *worker // buffered(1)
+	ticket uint64       // its place in the order of arrival (Pool.tickets)
+}
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *worker, 1)} }}
 
@@ -51,13 +54,24 @@ func (p *Pool) submitDirect(ctx context.Context, b pools.Batch, s *session, pin 
 		p.finish(s, nil)
 		return nil, err
 	}
+	// Deferred, so that a panic on this goroutine (from a method of the
+	// caller's ctx, say) unwinding to a caller that recovers leaves neither
+	// the slot held nor the session's batch counted in flight.
+	var ran *worker
+	defer func() {
+		p.finish(s, ran)
+		p.releaseSlot(w)
+	}()
 	// Released session states go before the batch: a session closed and
 	// then opened again under its id must not lose the new state.
 	w.dropReleased()
 	if err := ctx.Err(); err != nil { // cancelled while it waited for the slot
-		p.finish(s, nil)
-		p.releaseSlot(w)
 		return nil, cancelled(b, ctx)
+	}
+	select {
+	case <-p.abort: // Close gave up: a batch not yet running is withdrawn, not run
+		return nil, withdrawn(b)
+	default:
 	}
 	w.cl.SetContext(w.id, b.Session)
 	// Without tracing this costs a context lookup and nothing else.
@@ -67,23 +81,28 @@ func (p *Pool) submitDirect(ctx context.Context, b pools.Batch, s *session, pin 
 	}
 	p.active.Add(1)
 	w.ctx, w.session, w.hostCtx = ctx, b.Session, nil
+	ran = w
+	defer func() {
+		w.ctx, w.hostCtx = nil, nil
+		if sc.IsValid() {
+			w.cl.ClearTrace()
+		}
+		p.active.Add(-1)
+	}()
 	r, service := w.run(ctx, b)
-	w.ctx, w.hostCtx = nil, nil
-	if sc.IsValid() {
-		w.cl.ClearTrace()
-	}
-	p.active.Add(-1)
 	if ci := pools.CallInfoFrom(ctx); ci != nil {
 		ci.Worker, ci.Pid, ci.Service, ci.Pool = w.id, pid, service, poolName
 	}
 	// An import can turn the GIL back on: check after any batch that ended
-	// with the interpreter's import count past the last check, on this
-	// thread, so that the caller sees the change when Submit returns.
-	if n := p.rt.Imports(); n != p.imports.Load() {
-		p.checkGIL(w.cl, b.Module, n)
+	// with the interpreter's import count past this slot's last check, on
+	// this thread, so that the caller sees the change when Submit returns.
+	// The count is the slot's own, as a Dedicated worker's: one shared by
+	// all would let another batch's check, made while this batch's import
+	// had begun but not yet turned the GIL on, stand in for this batch's.
+	if n := p.rt.Imports(); n != w.imports {
+		w.imports = n
+		p.checkGIL(w.cl, b.Module)
 	}
-	p.finish(s, w)
-	p.releaseSlot(w)
 	if r.err == nil && ctx.Err() != nil {
 		// ctx ended during a call that then ran to its end (blocked in C
 		// past the interrupt, say): report the cancellation, as a
@@ -111,6 +130,8 @@ func (p *Pool) acquireSlot(ctx context.Context, b pools.Batch, pin *worker) (*wo
 		return pin, nil
 	}
 	wt := waiterPool.Get().(*waiter)
+	p.tickets++
+	wt.ticket = p.tickets
 	if pin == nil {
 		p.queue = append(p.queue, wt)
 	} else {
@@ -174,27 +195,40 @@ func (p *Pool) tryAcquire(w *worker) bool {
 	return true
 }
 
-// releaseSlot gives slot w back, held by the calling goroutine: first to a
-// batch of a session pinned to it, then to any waiting batch. The session
-// states queued for w to drop are dropped first, on this thread.
+// releaseSlot gives slot w back, held by the calling goroutine, to the
+// batch that has waited longest among those that may take it: any batch
+// not pinned, and those of sessions pinned to w. (Pinned batches first
+// would starve the others while a session keeps its slot busy.) The
+// session states queued for w to drop are dropped first, on this thread.
 func (p *Pool) releaseSlot(w *worker) {
-	w.dropReleased()
-	p.slotMu.Lock()
-	var next *waiter
-	switch {
-	case len(w.waiters) > 0:
-		next = w.waiters[0] // apart: slices.Delete shifts the array in place
-		w.waiters = slices.Delete(w.waiters, 0, 1)
-	case len(p.queue) > 0:
-		next = p.queue[0]
-		p.queue = slices.Delete(p.queue, 0, 1)
-	default:
-		w.held = false
-		p.free = append(p.free, w)
-	}
-	p.slotMu.Unlock()
-	if next != nil {
-		next.ch <- w
+	for {
+		w.dropReleased()
+		p.slotMu.Lock()
+		var next *waiter
+		pinned, queued := len(w.waiters) > 0, len(p.queue) > 0
+		switch {
+		case pinned && (!queued || w.waiters[0].ticket < p.queue[0].ticket):
+			next = w.waiters[0] // apart: slices.Delete shifts the array in place
+			w.waiters = slices.Delete(w.waiters, 0, 1)
+		case queued:
+			next = p.queue[0]
+			p.queue = slices.Delete(p.queue, 0, 1)
+		default:
+			w.held = false
+			p.free = append(p.free, w)
+		}
+		p.slotMu.Unlock()
+		if next != nil {
+			next.ch <- w
+			return
+		}
+		// A session released since dropReleased above queued its drop
+		// here and found w still held (dropFree), so left the drop to
+		// this goroutine: take w back for it. pending is set before
+		// dropFree's tryAcquire, so either that succeeds or this sees it.
+		if !w.pending.Load() || !p.tryAcquire(w) {
+			return
+		}
 	}
 }
 

@@ -27,16 +27,13 @@ type GILChange struct {
 
 // checkGIL compares the GIL state with the last one seen and records and
 // announces (runtime.gil_changed) a change. Runs on the thread of a batch
-// during which (or since the last check) the interpreter imported
-// something; imports is the import count read after that batch.
-func (p *Pool) checkGIL(py pyThread, during string, imports uint64) {
+// during which (or since its worker's last check) the interpreter
+// imported something.
+func (p *Pool) checkGIL(py pyThread, during string) {
 	// One check at a time, so that two workers that saw the same import
 	// record one change. The event goes out after the lock is released: a
 	// handler may well ask for GILChanges.
 	p.gilMu.Lock()
-	if imports > p.imports.Load() {
-		p.imports.Store(imports)
-	}
 	v, err := py.Call("slither._gil", "state")
 	st, _ := v.([]any)
 	if err != nil || len(st) != 2 {

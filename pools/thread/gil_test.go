@@ -24,14 +24,17 @@ const (
 	gilModeEnv  = "SLITHER_TEST_THREAD_GIL_MODE" // the child's pool mode
 )
 
-// TestLateImportTurningGILOnIsSeenAtOnce: a module that imports a
-// GIL-enabling extension on its second call only: the pool sees the GIL
-// turn on right after that batch, and a telemetry handler that asks the
-// pool about it meanwhile does not wedge the worker. In a child process:
-// the GIL cannot be turned off again in a process.
-func TestLateImportTurningGILOnIsSeenAtOnce(t *testing.T) {
+// inGILChild runs test name in a child process per mode, with the
+// GIL-enabling test extension built into a directory on its sys.path: the
+// GIL cannot be turned off again in a process. In the child, it runs
+// child with that directory and the mode instead.
+func inGILChild(t *testing.T, name string, child func(t *testing.T, dir string, mode thread.Mode)) {
 	if dir := os.Getenv(gilChildEnv); dir != "" {
-		lateImportChild(t, dir, os.Getenv(gilModeEnv))
+		mode := thread.Direct
+		if os.Getenv(gilModeEnv) == thread.Dedicated.String() {
+			mode = thread.Dedicated
+		}
+		child(t, dir, mode)
 		return
 	}
 	python := newPool(t, thread.Direct, 1).Runtime().Executable() // the headers of the embedded interpreter itself
@@ -39,19 +42,57 @@ func TestLateImportTurningGILOnIsSeenAtOnce(t *testing.T) {
 	gilext.Build(t, python, dir)
 
 	eachMode(t, func(t *testing.T, mode thread.Mode) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestLateImportTurningGILOnIsSeenAtOnce$", "-test.count=1", "-test.v", "-test.timeout=2m")
+		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.count=1", "-test.v", "-test.timeout=2m")
 		cmd.Env = append(os.Environ(), gilChildEnv+"="+dir, gilModeEnv+"="+mode.String())
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "child:\n%s", out)
-		assert.Contains(t, string(out), "--- PASS: TestLateImportTurningGILOnIsSeenAtOnce")
+		assert.Contains(t, string(out), "--- PASS: "+name)
 	})
 }
 
-func lateImportChild(t *testing.T, dir, modeName string) {
-	mode := thread.Direct
-	if modeName == thread.Dedicated.String() {
-		mode = thread.Dedicated
-	}
+// TestLateImportTurningGILOnIsSeenAtOnce: a module that imports a
+// GIL-enabling extension on its second call only: the pool sees the GIL
+// turn on right after that batch, and a telemetry handler that asks the
+// pool about it meanwhile does not wedge the worker.
+func TestLateImportTurningGILOnIsSeenAtOnce(t *testing.T) {
+	inGILChild(t, "TestLateImportTurningGILOnIsSeenAtOnce", lateImportChild)
+}
+
+// TestGILCheckOfImportingBatch: another batch that ends while a batch's
+// import of a GIL-enabling extension has begun (the interpreter counted
+// it) but not yet turned the GIL on checks the GIL too early; that check
+// must not stand in for the importing batch's own, which must still see
+// the GIL on before its Submit returns.
+func TestGILCheckOfImportingBatch(t *testing.T) {
+	inGILChild(t, "TestGILCheckOfImportingBatch", func(t *testing.T, dir string, mode thread.Mode) {
+		p, err := thread.New(thread.Options{Mode: mode, Workers: 2, Paths: []string{"testdata", dir}})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		require.False(t, p.GILEnabled(), "the child starts with the GIL off")
+		// A bound on the failure mode only (a wedged worker).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err = p.Submit(ctx, pools.Batch{Module: "gillate", Function: "noop", Items: []any{1}})
+		require.NoError(t, err)
+
+		imported := make(chan error, 1)
+		go func() {
+			_, err := p.Submit(ctx, pools.Batch{Module: "gillate", Function: "gated_import", Items: []any{1}})
+			imported <- err
+		}()
+		execPy(t, p, "import gillate\nassert gillate.importing.wait(30)\n")
+		// On the other worker, after the import was counted.
+		_, err = p.Submit(ctx, pools.Batch{Module: "gillate", Function: "noop", Items: []any{2}})
+		require.NoError(t, err)
+		require.False(t, p.GILEnabled(), "the extension has not run yet")
+		execPy(t, p, "import gillate; gillate.go.set()")
+		require.NoError(t, <-imported)
+		assert.True(t, p.GILEnabled(), "the importing batch's Submit returned after a check")
+		assert.Equal(t, "_nogil_ext", p.GILEnabledBy())
+	})
+}
+
+func lateImportChild(t *testing.T, dir string, mode thread.Mode) {
 	bus := telemetry.New(nil)
 	var p *thread.Pool
 	var mu sync.Mutex

@@ -4,9 +4,7 @@ package thread
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -134,7 +132,6 @@ type Pool struct {
 	gil        atomic.Bool
 	gilMu      sync.Mutex
 	gilChanges []GILChange
-	imports    atomic.Uint64 // Direct: the import count at the last GIL check (gil.go)
 
 	active  atomic.Int32 // workers running a batch
 	workers []*worker    // the worker threads (Dedicated) or slots (Direct)
@@ -152,6 +149,7 @@ type Pool struct {
 	slotMu  sync.Mutex
 	free    []*worker // free slots, the last released last (so reused first)
 	queue   []*waiter // batches waiting for any slot, oldest first
+	tickets uint64    // waiters so far: each one's ticket (its order of arrival)
 	stopped bool      // Close has taken the slots
 
 	mu      sync.RWMutex // guards closed against new submits
@@ -211,7 +209,7 @@ type worker struct {
 	// The rest belongs to the worker goroutine (Dedicated) or to the
 	// goroutine holding the slot (Direct).
 	seq     uint64          // last sequence number used
-	imports uint64          // Dedicated: the import count at this worker's last GIL check
+	imports uint64          // the import count at this worker's (slot's) last GIL check
 	ctx     context.Context // the running batch's context, for host calls; nil between batches
 	session string          // the running batch's session
 	hostCtx context.Context // ctx marked as this worker's, made on the batch's first host call
@@ -282,7 +280,13 @@ func New(opts Options) (*Pool, error) {
 		_ = p.Close(context.Background())
 		return nil, fmt.Errorf("pools/thread: installing the GIL watch: %w", err)
 	}
-	p.imports.Store(rt.Imports())
+	if p.mode == Direct {
+		// No batch has run yet: the slots are this goroutine's.
+		n := rt.Imports()
+		for _, w := range p.workers {
+			w.imports = n
+		}
+	}
 	p.gil.Store(rt.GILEnabled())
 	return p, nil
 }
@@ -393,84 +397,6 @@ func (p *Pool) Close(ctx context.Context) error {
 			}
 		})
 		return fmt.Errorf("pools/thread: close gave up waiting for running batches: %w", context.Cause(ctx))
-	}
-}
-
-type result struct {
-	out []any
-	err error
-}
-
-// run runs b on w's Python thread and returns its result and how long it
-// took. ctx cancels it: a running call is interrupted.
-func (w *worker) run(ctx context.Context, b pools.Batch) (result, time.Duration) {
-	// Calls are told apart by sequence number: a late interrupt must never
-	// hit a later call.
-	w.seq++
-	seq := w.seq
-	start := time.Now()
-	w.mu.Lock()
-	w.cur, w.since, w.curMod, w.curFn = seq, start, b.Module, b.Function
-	w.mu.Unlock()
-	w.active.Store(true)
-	var out []any
-	var err error
-	if w.cl != nil {
-		// Direct: the Caller interrupts the call when ctx ends, with no
-		// window before the call starts in which a cancellation is missed,
-		// and drops an interrupt that comes too late before it returns.
-		out, err = w.cl.CallBatchContext(ctx, b.Module, b.Function, b.Items)
-	} else {
-		var stop func() bool
-		if ctx.Done() != nil {
-			stop = context.AfterFunc(ctx, func() { w.interrupt(seq) })
-		}
-		out, err = w.th.CallBatch(b.Module, b.Function, b.Items)
-		if stop != nil {
-			stop()
-		}
-	}
-	elapsed := time.Since(start)
-	w.active.Store(false)
-
-	w.mu.Lock()
-	w.cur = 0
-	w.mu.Unlock()
-	// An interrupt that raced with the end of the call must not hit the next one.
-	w.py.ClearInterrupt()
-
-	if err == nil {
-		out, err = pools.CheckResults(b, out)
-	} else {
-		var exc *cpython.Exception
-		if errors.As(err, &exc) {
-			err = &pools.PythonError{Type: exc.Type, Message: exc.Message, Traceback: exc.Traceback, Err: err}
-		}
-		if errors.Is(err, cpython.ErrCancelled) && ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
-		}
-		err = fmt.Errorf("pools/thread: %s.%s: %w", b.Module, b.Function, err)
-	}
-	w.calls.Add(1)
-	w.items.Add(uint64(len(b.Items)))
-	w.busy.Add(int64(elapsed))
-	if err != nil {
-		w.errs.Add(1)
-		out = nil
-	}
-	return result{out: out, err: err}, elapsed
-}
-
-// pid is this process's id (a syscall each time os.Getpid is asked).
-var pid = os.Getpid()
-
-// interrupt raises slither.Cancelled in the worker's running call if it is
-// call seq (any running call, for seq == 0).
-func (w *worker) interrupt(seq uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cur != 0 && (seq == 0 || w.cur == seq) {
-		w.py.Interrupt()
 	}
 }
 

@@ -70,7 +70,12 @@ def meet(batch):
     return [{"worker": slither.context().worker_id, "gil": gil, "spins": spins}, None]
 
 
+_spinning = threading.Event()
+
+
 def spin_forever(batch):
+    """Signals _spinning, then loops in bytecode until interrupted."""
+    _spinning.set()
     try:
         while True:
             pass
@@ -304,3 +309,53 @@ def freed_collecting(tag, timeout):
             return True
         if time.monotonic() > deadline:
             return False
+
+
+_order = []
+
+
+def record(batch):
+    """Appends the items to _order, in the order the calls run."""
+    with _lock:
+        _order.extend(batch)
+    return batch
+
+
+# A pause in the drop of a session's state, at its first step: taking
+# slither._context's lock. _gate_drops arms it for one _drop_session call,
+# which sets drop_entered and waits for drop_go.
+drop_entered = threading.Event()
+drop_go = threading.Event()
+
+
+class _GateLock:
+    def __init__(self, lock):
+        self.lock = lock
+        self.armed = True
+
+    def __enter__(self):
+        if sys._getframe(1).f_code.co_name == "_drop_session":
+            with _lock:
+                armed, self.armed = self.armed, False
+            if armed:
+                drop_entered.set()
+                if not drop_go.wait(30):
+                    raise TimeoutError("the gated drop was never let go")
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+
+def _gate_drops():
+    from slither import _context
+    drop_entered.clear()
+    drop_go.clear()
+    _context._sessions_lock = _GateLock(_context._sessions_lock)
+
+
+def _ungate_drops():
+    from slither import _context
+    drop_go.set()
+    if isinstance(_context._sessions_lock, _GateLock):
+        _context._sessions_lock = _context._sessions_lock.lock
