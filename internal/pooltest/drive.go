@@ -25,6 +25,21 @@ func Drive(b *testing.B, p pools.Pool, bt pools.Batch, callers int) {
 			b.Fatal(err)
 		}
 	}
+	elapsed := Run(b, callers, func() error {
+		_, err := p.Submit(ctx, bt)
+		return err
+	})
+	if items := float64(b.N) * float64(len(bt.Items)); items > 0 {
+		b.ReportMetric(float64(elapsed.Nanoseconds())/items, "ns/item")
+		b.ReportMetric(items/elapsed.Seconds(), "items/s")
+	}
+}
+
+// Run calls op b.N times in all from callers goroutines, timed (the timer
+// is reset first and stopped after), and returns how long it took; the
+// first error fails the benchmark.
+func Run(b *testing.B, callers int, op func() error) time.Duration {
+	b.Helper()
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
 	var wg sync.WaitGroup
@@ -35,7 +50,7 @@ func Drive(b *testing.B, p pools.Pool, bt pools.Batch, callers int) {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
-				if _, err := p.Submit(ctx, bt); err != nil {
+				if err := op(); err != nil {
 					failed.CompareAndSwap(nil, &err)
 					return
 				}
@@ -48,10 +63,7 @@ func Drive(b *testing.B, p pools.Pool, bt pools.Batch, callers int) {
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
 	}
-	if items := float64(b.N) * float64(len(bt.Items)); items > 0 {
-		b.ReportMetric(float64(elapsed.Nanoseconds())/items, "ns/item")
-		b.ReportMetric(items/elapsed.Seconds(), "items/s")
-	}
+	return elapsed
 }
 
 // Ints returns n copies of v as batch items.

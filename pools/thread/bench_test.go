@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,29 +156,7 @@ func echo1MiB(b *testing.B, p *thread.Pool, size, callers int, recycle bool, buf
 		}
 	}
 	b.SetBytes(2 * int64(size)) // each way
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				if err := run(); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
+	elapsed := pooltest.Run(b, callers, run)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "items/s")
 }
 
