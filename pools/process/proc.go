@@ -222,7 +222,7 @@ func (pr *proc) readLoop() {
 		}
 		switch m.T {
 		case wire.TResult:
-			pr.result(m, atts)
+			pr.result(m, atts, wire.FrameLen(hdr, atts))
 		case wire.THost:
 			pr.p.bg.Add(1)
 			if pr.p.threads == 1 {
@@ -332,15 +332,15 @@ func (pr *proc) crashError() *CrashError {
 	return e
 }
 
-// result delivers a call's reply.
-func (pr *proc) result(m *wire.Inbound, atts [][]byte) {
+// result delivers a call's reply, which came in a frame of frame bytes.
+func (pr *proc) result(m *wire.Inbound, atts [][]byte, frame uint64) {
 	pr.pmu.Lock()
 	c, ok := pr.pending[m.ID]
 	delete(pr.pending, m.ID)
 	pr.pmu.Unlock()
 	if !ok {
 		if pr.arena != nil && m.E == nil {
-			_, _ = pr.decode(m.V, atts) // frees its pieces of shared memory
+			_, _ = pr.decode(m.V, atts, frame) // frees its pieces of shared memory
 		}
 		return
 	}
@@ -354,7 +354,7 @@ func (pr *proc) result(m *wire.Inbound, atts [][]byte) {
 	case m.E != nil:
 		r.err = &pools.PythonError{Type: m.E.Type, Message: m.E.Message, Traceback: m.E.Traceback}
 	default:
-		v, err := pr.decode(m.V, atts)
+		v, err := pr.decode(m.V, atts, frame)
 		if err != nil {
 			r.err = err
 			break
@@ -376,10 +376,7 @@ func (pr *proc) checkShared(hdr []byte, enc *wire.Encoder) error {
 	if len(enc.Shared) == 0 {
 		return nil
 	}
-	total := 8 + 4*len(enc.Atts) + len(hdr) + enc.SharedBytes
-	for _, a := range enc.Atts {
-		total += len(a)
-	}
+	total := int(wire.FrameLen(hdr, enc.Atts)) + enc.SharedBytes
 	if total > pr.p.maxFrame {
 		return fmt.Errorf("%w: %d bytes (%d of them in shared memory) exceed the %d-byte limit",
 			wire.ErrFrameTooLarge, total, enc.SharedBytes, pr.p.maxFrame)
@@ -387,14 +384,22 @@ func (pr *proc) checkShared(hdr []byte, enc *wire.Encoder) error {
 	return nil
 }
 
-// decode decodes a value from the worker, copying its byte strings out of
-// its shared memory: no more of them than the frame limit allows one
-// message, whatever the references say.
-func (pr *proc) decode(v []byte, atts [][]byte) (any, error) {
+// decode decodes a value from the worker that came in a frame of frame
+// bytes, copying its byte strings out of its shared memory: no more of
+// them than the frame limit leaves beside the frame (the bytes of one
+// message, however they travel), whatever the references say.
+func (pr *proc) decode(v []byte, atts [][]byte, frame uint64) (any, error) {
 	if pr.arena == nil {
 		return wire.Decode(v, atts)
 	}
-	return wire.DecodeShared(v, atts, &budget{a: pr.arena, left: uint64(pr.p.maxFrame), limit: pr.p.maxFrame})
+	left := uint64(pr.p.maxFrame) - min(frame, uint64(pr.p.maxFrame))
+	out, err := wire.DecodeShared(v, atts, &budget{a: pr.arena, left: left, limit: pr.p.maxFrame})
+	if err != nil {
+		// Decoding stopped at the error: the pieces after it were never
+		// copied out, and the worker would never get their room back.
+		wire.SharedRefs(v, pr.arena.release)
+	}
+	return out, err
 }
 
 // budget loads from an arena up to a number of bytes.

@@ -467,7 +467,7 @@ func TestStartErrors(t *testing.T) {
 	defer restore()
 	_, err = process.New(ctx, opts(1))
 	require.ErrorIs(t, err, process.ErrStart)
-	assert.ErrorContains(t, err, "speaks protocol 99, this pool speaks 1")
+	assert.ErrorContains(t, err, fmt.Sprintf("speaks protocol 99, this pool speaks %d", wire.Protocol))
 
 	_, err = process.New(ctx, process.Options{Workers: -1})
 	assert.ErrorContains(t, err, "Options.Workers is -1")

@@ -128,8 +128,8 @@ func (a *arena) free(off int) {
 // Load copies out n bytes at off of the worker's half and clears slot
 // (wire.Loader). The reference comes from the worker: it is checked.
 func (a *arena) Load(slot, off, n uint64) ([]byte, error) {
-	lo, hi := uint64(a.half+sharedTable), uint64(2*a.half)
-	if slot >= sharedSlots || off < lo || off > hi || n > hi-off {
+	if !a.inHalf(slot, off, n) {
+		lo, hi := a.half+sharedTable, 2*a.half
 		return nil, fmt.Errorf("shared-memory reference [%d, %d, %d] is outside the worker's half (slots 0-%d, bytes %d-%d)",
 			slot, off, n, sharedSlots-1, lo, hi)
 	}
@@ -144,6 +144,27 @@ func (a *arena) Load(slot, off, n uint64) ([]byte, error) {
 	atomic.StoreUint32(a.mark(int(slot)), 0)
 	a.loaded.Add(1)
 	return b, nil
+}
+
+// release frees the worker's piece at slot without copying it out: for a
+// reference of a message that failed to decode. Only a reference inside
+// the worker's half is heeded.
+func (a *arena) release(slot, off, n uint64) {
+	if !a.inHalf(slot, off, n) {
+		return
+	}
+	a.rw.RLock()
+	defer a.rw.RUnlock()
+	if !a.gone {
+		atomic.StoreUint32(a.mark(int(slot)), 0)
+	}
+}
+
+// inHalf reports whether [slot, off, n] is a reference inside the
+// worker's half.
+func (a *arena) inHalf(slot, off, n uint64) bool {
+	lo, hi := uint64(a.half+sharedTable), uint64(2*a.half)
+	return slot < sharedSlots && off >= lo && off <= hi && n <= hi-off
 }
 
 // mark is the worker's table entry for slot.

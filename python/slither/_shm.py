@@ -24,6 +24,13 @@ class Arena:
 
     def __init__(self, fd, half, threshold):
         self._mm = mmap.mmap(fd, 2 * half)
+        if hasattr(mmap, "MADV_DONTFORK"):  # Linux
+            # A child that user code forks (multiprocessing's "fork") must
+            # neither keep the pages alive past the worker nor write them.
+            try:
+                self._mm.madvise(mmap.MADV_DONTFORK)
+            except OSError:
+                pass  # the mapping works the same; only a fork would keep it
         self._mv = memoryview(self._mm)
         self._half = half
         self._table = self._mv[half:half + 4 * self.SLOTS].cast("I")
@@ -57,10 +64,15 @@ class Arena:
         return bytes(self._mv[off:off + n])
 
     def put(self, b, slots):
-        """Copies b into the worker's half and returns its reference,
-        appending its slot to slots; None (nothing done) when b is small or
-        there is no room."""
-        n = len(b)
+        """Copies the bytes of buffer b into the worker's half and returns
+        their reference, appending its slot to slots; None (nothing done)
+        when they are few or there is no room."""
+        m = memoryview(b)  # also keeps a bytearray from resizing meanwhile
+        if m.format != "B" or m.ndim != 1 or not m.c_contiguous:
+            # len() of such a view counts items, and it copies only into a
+            # view of its own shape: its bytes, flat.
+            m = m.cast("B") if m.c_contiguous else memoryview(m.tobytes())
+        n = m.nbytes
         if n < self.threshold:
             return None
         need = (n + self.ALIGN - 1) & -self.ALIGN
@@ -81,7 +93,11 @@ class Arena:
             slot = next(s for s in range(self.SLOTS) if s not in live)
             live[slot] = (at, at + need)
             table[slot] = 1
-        self._mv[at:at + n] = b
+        try:
+            self._mv[at:at + n] = m
+        except BaseException:
+            self.drop((slot,))
+            raise
         slots.append(slot)
         return [slot, at, n]
 

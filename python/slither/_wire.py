@@ -300,18 +300,19 @@ class Conn:
             raise FrameError("input ended inside a frame's length")
         n, = _LEN.unpack_from(self._rb, self._pos)
         self._check_length(n)
-        start = self._pos
         self._pos += 4
         hl, na = _COUNTS.unpack(self._need(8, n))
         if 8 + 4 * na + hl > n:
             raise FrameError(f"a header of {hl} bytes and {na} attachment lengths overrun the {n}-byte frame")
         lens = _u32s(self._need(4 * na, n)) if na else ()
-        total = 8 + 4 * na + hl + sum(lens)
-        if total != n:
-            raise FrameError(f"the frame's parts (a header of {hl} bytes and {na} attachments) add up to {total} "
-                             f"bytes, not the {n} it announces")
-        # The rest of the frame, read into the buffer whole.
-        if not self._fill(start + 4 + n - self._pos):
+        rest = hl + sum(lens)
+        if 8 + 4 * na + rest != n:
+            raise FrameError(f"the frame's parts (a header of {hl} bytes and {na} attachments) add up to "
+                             f"{8 + 4 * na + rest} bytes, not the {n} it announces")
+        # The rest of the frame, read into the buffer whole. Counted from
+        # _pos, not from where the frame began: reading its lengths may
+        # have moved the bytes in the buffer (_room).
+        if not self._fill(rest):
             raise FrameError(f"input ended inside a {n}-byte frame")
         hdr = bytes(self._need(hl, n))
         atts = [bytes(self._need(ln, n)) for ln in lens]

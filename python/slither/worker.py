@@ -57,7 +57,7 @@ from slither._wire import (
 )
 from slither._shm import Arena, Sharing
 
-PROTOCOL = 1
+PROTOCOL = 2  # wire.Protocol: 2 added {"$a": ...}, byte strings in shared memory
 # How long a thread waiting for a host call's answer polls before it sleeps.
 HOST_SPIN = 50e-6
 # Integers whose decimal form is longer than this cannot cross on Pythons
@@ -487,8 +487,8 @@ def main():
             except OSError as exc:
                 _fatal(EXIT_IO, f"protocol fd {fd} ({exc}): start it from the Go pool")
     # Mapped (and its fd closed) before any user code runs: a process that
-    # code starts must not hold it.
-    arena = Arena.from_env(os.environ.get("SLITHER_WORKER_ARENA", ""))
+    # code starts must not hold it, nor be told of an fd it does not have.
+    arena = Arena.from_env(os.environ.pop("SLITHER_WORKER_ARENA", ""))
     threads = max(1, _env_int("SLITHER_WORKER_THREADS", 1))
     worker_id = _env_int("SLITHER_WORKER_ID", 0)
     max_frame = _env_int("SLITHER_WORKER_MAX_FRAME", 0)

@@ -25,8 +25,9 @@ import (
 )
 
 // Protocol is the version both sides must speak; the worker's hello says
-// which it speaks.
-const Protocol = 1
+// which it speaks. 2: byte strings in shared memory ({"$a": ...}, which
+// version 1 carried as a one-key dict).
+const Protocol = 2
 
 // DefaultMaxFrame is the frame limit when none is given: 256 MiB. A frame
 // carries one batch (or one result, or one host call) whole, header and
@@ -188,6 +189,16 @@ func WriteFrame(w io.Writer, scratch []byte, hdr []byte, atts [][]byte) ([]byte,
 	return WriteFrameLimit(w, scratch, hdr, atts, DefaultMaxFrame)
 }
 
+// FrameLen is the length a frame of hdr and atts announces: the size that
+// counts against a frame limit.
+func FrameLen(hdr []byte, atts [][]byte) uint64 {
+	total := uint64(minFrame) + 4*uint64(len(atts)) + uint64(len(hdr))
+	for _, a := range atts {
+		total += uint64(len(a))
+	}
+	return total
+}
+
 // WriteFrameLimit writes one frame. Integers are u32 big-endian: the length
 // of the rest, the header's length, the number of attachments and their
 // lengths; then the header and the attachments. A frame over limit (<= 0
@@ -197,10 +208,7 @@ func WriteFrame(w io.Writer, scratch []byte, hdr []byte, atts [][]byte) ([]byte,
 // Not safe for concurrent use on one writer: callers serialize.
 func WriteFrameLimit(w io.Writer, scratch []byte, hdr []byte, atts [][]byte, limit int) ([]byte, error) {
 	limit = frameLimit(limit)
-	total := uint64(minFrame) + 4*uint64(len(atts)) + uint64(len(hdr))
-	for _, a := range atts {
-		total += uint64(len(a))
-	}
+	total := FrameLen(hdr, atts)
 	if total > uint64(limit) {
 		return scratch, fmt.Errorf("%w: %d bytes (a header of %d bytes and %d attachments) exceed the %d-byte limit",
 			ErrFrameTooLarge, total, len(hdr), len(atts), limit)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 
@@ -50,18 +51,9 @@ func DecodeShared(data []byte, atts [][]byte, ld Loader) (any, error) {
 
 // resolveShared resolves {"$a": [slot, off, n]}.
 func resolveShared(tv any, ld Loader) (any, *convert.Trace) {
-	l, ok := tv.([]any)
-	if !ok || len(l) != 3 {
-		return nil, convert.Failf("bad shared-memory reference %v: not [slot, offset, length]", tv)
-	}
-	var v [3]uint64
-	for i := range v {
-		n, _ := l[i].(json.Number)
-		x, err := strconv.ParseUint(string(n), 10, 64)
-		if err != nil {
-			return nil, convert.Failf("bad shared-memory reference %v: not three non-negative integers", tv)
-		}
-		v[i] = x
+	v, bad := sharedRef(tv)
+	if bad != "" {
+		return nil, convert.Failf("bad shared-memory reference %v: %s", tv, bad)
 	}
 	if ld == nil {
 		return nil, convert.Failf("shared-memory reference %v, but no shared memory", tv)
@@ -71,4 +63,57 @@ func resolveShared(tv any, ld Loader) (any, *convert.Trace) {
 		return nil, convert.Failf("%v", err)
 	}
 	return b, nil
+}
+
+// sharedRef parses a worker's reference [slot, off, n], or says what is
+// wrong with it.
+func sharedRef(tv any) (v [3]uint64, bad string) {
+	l, ok := tv.([]any)
+	if !ok || len(l) != 3 {
+		return v, "not [slot, offset, length]"
+	}
+	for i := range v {
+		n, _ := l[i].(json.Number)
+		x, err := strconv.ParseUint(string(n), 10, 64)
+		if err != nil {
+			return v, "not three non-negative integers"
+		}
+		v[i] = x
+	}
+	return v, ""
+}
+
+// SharedRefs calls f with every well-formed worker reference
+// {"$a": [slot, off, n]} in the value data, whatever else is wrong with
+// it: decoding stops at the first error, and the pieces after it must be
+// freed all the same.
+func SharedRefs(data []byte, f func(slot, off, n uint64)) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) == nil {
+		sharedRefs(v, f, 0)
+	}
+}
+
+func sharedRefs(v any, f func(slot, off, n uint64), depth int) {
+	if depth > MaxDepth {
+		return
+	}
+	switch x := v.(type) {
+	case []any:
+		for _, item := range x {
+			sharedRefs(item, f, depth+1)
+		}
+	case map[string]any:
+		if tv, ok := x[tagShared]; ok && len(x) == 1 {
+			if r, bad := sharedRef(tv); bad == "" {
+				f(r[0], r[1], r[2])
+			}
+			return
+		}
+		for _, item := range x {
+			sharedRefs(item, f, depth+1)
+		}
+	}
 }

@@ -101,3 +101,14 @@ func FuzzDecodeShared(f *testing.F) {
 		}
 	})
 }
+
+// SharedRefs finds every well-formed worker reference, wherever it is
+// nested, and nothing else.
+func TestSharedRefs(t *testing.T) {
+	var got [][3]uint64
+	wire.SharedRefs([]byte(`[{"$a":[1,2,3]},{"$a":"x"},{"$a":[0,-1,2]},[{"k":{"$a":[4,5,6]}}],`+
+		`{"$d":[["$a",{"$a":[7,8,9]}]]},{"$a":[1,2,3],"b":{"$a":[10,11,12]}}]`),
+		func(slot, off, n uint64) { got = append(got, [3]uint64{slot, off, n}) })
+	assert.ElementsMatch(t, [][3]uint64{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}, {10, 11, 12}}, got)
+	wire.SharedRefs([]byte(`[{"$a":[1,2,3]}`), func(uint64, uint64, uint64) { t.Fatal("not JSON: no references") })
+}
