@@ -134,7 +134,7 @@ func Run(ctx context.Context, ex Example, o Options) (_ *Result, err error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, engine.HTTPConfig{})
+	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, engine.HTTPConfig{}, engine.ThreadDirect)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,10 @@ func Serve(ctx context.Context, ex Example, o ServeOptions) (err error) {
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = DefaultCloseTimeout
 	}
-	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, o.HTTP)
+	// Dedicated: a Ctrl-C must get Serve back even while Python is blocked
+	// in C, which in Direct mode holds the submitting goroutine (here, this
+	// one) until the call returns.
+	env, closeEnv, err := start(ctx, ex, o.Scale, o.Out, o.HTTP, engine.ThreadDedicated)
 	if err != nil {
 		return err
 	}
@@ -242,8 +245,9 @@ func Serve(ctx context.Context, ex Example, o ServeOptions) (err error) {
 // Python written to a temporary directory and its engine started (with
 // its monitor served on http when http.Addr is set). closeEnv undoes it,
 // giving up on batches still running after timeout: a Ctrl-C must not
-// wait for ever on Python blocked in a call.
-func start(ctx context.Context, ex Example, scale int, out io.Writer, http engine.HTTPConfig) (env *Env, closeEnv func(timeout time.Duration) error, err error) {
+// wait for ever on Python blocked in a call. threadMode is the embedded
+// pool's engine.ThreadConfig.Mode.
+func start(ctx context.Context, ex Example, scale int, out io.Writer, http engine.HTTPConfig, threadMode string) (env *Env, closeEnv func(timeout time.Duration) error, err error) {
 	ft, system := engine.DefaultPython(), "/usr/bin/python3"
 	if err := ensureModules(system, ex.Modules, ex.Packages); err != nil {
 		return nil, nil, err
@@ -267,7 +271,8 @@ func start(ctx context.Context, ex Example, scale int, out io.Writer, http engin
 			"default": {Python: ft, Workers: 2},
 			"system":  {Python: system, Workers: 2},
 		},
-		HTTP: http,
+		HTTP:   http,
+		Thread: engine.ThreadConfig{Mode: threadMode},
 	}
 	if ex.Stores != nil {
 		cfg.Stores = ex.Stores()

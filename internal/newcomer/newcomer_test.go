@@ -247,7 +247,10 @@ func TestNewcomerModule(t *testing.T) {
 
 	auto, proc := got["auto"], got["process"]
 	require.NotEmpty(t, auto.Ran)
-	require.Equal(t, []string{"thread"}, keys(auto.Ran), "Auto runs a @slither.thread_safe function on the embedded pool")
+	// Auto runs a @slither.thread_safe function on the embedded pool; when
+	// its batches take longer than a process round trip it also measures
+	// the process pool with a few (pools.Router's cost model).
+	require.Contains(t, keys(auto.Ran), "thread", "Auto runs a @slither.thread_safe function on the embedded pool")
 	require.Equal(t, []string{"process"}, keys(proc.Ran))
 	require.Equal(t, want, auto.Results, "Auto on the thread pool returns what plain Python returns")
 	require.Equal(t, want, proc.Results, "the process pool returns what plain Python returns")
