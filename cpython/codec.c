@@ -141,16 +141,15 @@ static PyObject *corrupt(void) {
 static PyObject *ref_bytes(reader *r, const char *p, Py_ssize_t n) {
     PyObject **sp = r->spares;
     if (!sp || n > SLITHER_SPARE_MAX) return PyBytes_FromStringAndSize(p, n);
-    int slot = -1;
+    int slot = -1, held = -1;
     for (int i = 0; i < SLITHER_SPARES; i++) {
         PyObject *o = sp[i];
         if (!o) {
             if (slot < 0) slot = i;
             continue;
         }
-        if (Py_REFCNT(o) != 1) { // Python kept it: it is no spare any more
-            Py_CLEAR(sp[i]);
-            if (slot < 0) slot = i;
+        if (Py_REFCNT(o) != 1) { // in this call's arguments already, or kept by Python
+            if (held < 0) held = i;
             continue;
         }
         if (Py_SIZE(o) == n) {
@@ -164,11 +163,10 @@ static PyObject *ref_bytes(reader *r, const char *p, Py_ssize_t n) {
     }
     PyObject *o = PyBytes_FromStringAndSize(p, n);
     if (o) {
-        if (slot < 0) { // all in use with other sizes: the newest size wins slot 0
-            slot = 0;
-            Py_CLEAR(sp[0]);
-        }
-        sp[slot] = Py_NewRef(o);
+        // An empty place, else one whose object is held elsewhere (no spare
+        // now: dropping our reference frees nothing in use), else the first.
+        if (slot < 0) slot = held >= 0 ? held : 0;
+        Py_XSETREF(sp[slot], Py_NewRef(o));
     }
     return o;
 }

@@ -3,6 +3,7 @@
 package cpython_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime"
@@ -279,4 +280,37 @@ func TestInterruptSurvivesANestedCall(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestStaleThreadInterruptHitsNothingLater: a Thread's call that was
+// interrupted (the interrupt landed, no ClearInterrupt after) leaves no
+// mark that a later call's nested call would raise again.
+func TestStaleThreadInterruptHitsNothingLater(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	a, b := thread(t), caller(t)
+	a.SetHost(func(string, []any) (any, error) { a.Interrupt(); return nil, nil })
+	_, err := a.CallBatch("cpytest", "started_then_spin_bounded", []any{5.0})
+	require.ErrorIs(t, err, cpython.ErrCancelled)
+	a.SetHost(func(string, []any) (any, error) {
+		_, err := b.CallBatch("cpytest", "echo", []any{1})
+		return nil, err
+	})
+	_, err = a.CallBatch("cpytest", "host_then_spin", []any{0.0})
+	require.NoError(t, err, "a later call with a nested Caller call was cancelled")
+}
+
+// TestSparesServeABatchOfLargeItems: several large arguments of one size
+// in one batch each get a spare on the next call (none is dropped as
+// "kept" because an earlier item of the same batch holds it).
+func TestSparesServeABatchOfLargeItems(t *testing.T) {
+	c := caller(t)
+	items := []any{bytes.Repeat([]byte("a"), 1<<20), bytes.Repeat([]byte("b"), 1<<20), bytes.Repeat([]byte("c"), 1<<20)}
+	ids := func() []any {
+		out, err := c.CallBatch("cpytest", "ids", items)
+		require.NoError(t, err)
+		return out
+	}
+	first, second := ids(), ids()
+	assert.ElementsMatch(t, first, second, "each item refilled a spare of the first call")
 }

@@ -90,7 +90,7 @@ uint64_t *slither_import_counter(void);
 // warm memory instead of a fresh allocation per call, which on a machine
 // with costly page faults is most of a large payload's cost.
 #define SLITHER_SPARES 4
-#define SLITHER_SPARE_MAX (16 << 20)
+#define SLITHER_SPARE_MAX (4 << 20)
 
 // A Go []byte of a call's arguments, named by index by an 'r' value: Go
 // memory the Go encoder pinned for the call (Go -> Python).

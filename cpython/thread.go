@@ -164,6 +164,12 @@ func (t *Thread) invoke(fn *C.PyObject, in []byte, refList []uintptr, mode C.int
 	refs, nrefs := crefs(refList)
 	status := C.slither_call(t.ts, t.b.ctx, fn, cbytes(in), C.size_t(len(in)), refs, nrefs, mode, C.int(MaxDepth))
 	runtime.KeepAlive(in)
+	if t.calls == 1 {
+		// The interrupt mark is for the call that ended: a later call's
+		// nested calls must not raise it again (resend_outer). An async
+		// exception still pending is ClearInterrupt's to drop.
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&t.b.ctx.cancel)), 0)
+	}
 	return t.b.result(status)
 }
 
