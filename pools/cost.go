@@ -407,6 +407,15 @@ func (r *Router) byCost(name, safe, how string, pinned bool, items int) Decision
 		fast, slow = slow, fast
 	}
 	loser := other(c.faster)
+	if f := c.fails[side(c.faster)]; f >= probeFailures && c.fails[side(loser)] < probeFailures &&
+		now.Sub(c.failAt[side(c.faster)]) < probeInterval { // after that, one batch tries it again
+		// The faster pool now fails the function (a module gone there, a
+		// timeout): its cost says nothing until it succeeds again.
+		d.Route, d.Class = loser, RouteFaster
+		d.Reason = name + " is thread-safe (" + how + "); the " + poolName(c.faster) + " pool failed its last " +
+			strconv.Itoa(f) + " batches, so it runs on the " + poolName(loser) + " pool"
+		return d
+	}
 	if !pinned {
 		s := c.live[side(loser)]
 		switch {

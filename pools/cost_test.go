@@ -514,3 +514,26 @@ func TestAutoProbesOneAtATime(t *testing.T) {
 	}
 	assert.Contains(t, classes(later), "process/probe")
 }
+
+// TestAutoLeavesAFasterPoolThatFails: the pool measured faster that then
+// fails the function batch after batch loses it to the other pool until
+// it succeeds again.
+func TestAutoLeavesAFasterPoolThatFails(t *testing.T) {
+	r, _, pr := costRouter(t, 4*time.Millisecond, 1*time.Millisecond)
+	ds := run(t, r, "f", 12)
+	require.Equal(t, "process/faster", classes(ds)[len(ds)-1])
+	pr.closedErr = pools.ErrWorkerCrashed
+	ctx := context.Background()
+	b := pools.Batch{Module: "m", Function: "f", Items: []any{1, 2}}
+	var routes []string
+	for range 6 {
+		d, err := r.Decide(ctx, b)
+		require.NoError(t, err)
+		_, _ = d.Submit(ctx, b)
+		routes = append(routes, d.Route.String())
+	}
+	assert.Equal(t, []string{"process", "process", "process", "thread", "thread", "thread"}, routes)
+	d, err := r.Decide(ctx, b)
+	require.NoError(t, err)
+	assert.Contains(t, d.Reason, "the process pool failed its last 3 batches, so it runs on the thread pool")
+}
