@@ -99,7 +99,7 @@ func TestApplyEnvRejectsUnknownNames(t *testing.T) {
 	err = c.ApplyEnv([]string{"SLITHER_POOL_GPU_WORKERS=1", "SLITHER_THREAD_WROKERS=2", "SLITHER_THREAD_DISABLED=yes",
 		"SLITHER_POOL_CPU_PATHS=/x"})
 	assert.ErrorContains(t, err, "SLITHER_POOL_GPU_WORKERS: names no configured process pool (SLITHER_POOL_<NAME>_<SETTING>, names: CPU, CPU_BIG; ")
-	assert.ErrorContains(t, err, "SLITHER_THREAD_WROKERS: unknown setting (SLITHER_THREAD_<SETTING>, settings: DISABLED, MAX_SESSIONS, REQUIRED, WORKERS)")
+	assert.ErrorContains(t, err, "SLITHER_THREAD_WROKERS: unknown setting (SLITHER_THREAD_<SETTING>, settings: DISABLED, MAX_SESSIONS, MODE, REQUIRED, WORKERS)")
 	assert.ErrorContains(t, err, `SLITHER_THREAD_DISABLED="yes": not a boolean`)
 	assert.ErrorContains(t, err, `SLITHER_POOL_CPU_PATHS: unknown setting for process pool "cpu"`, "lists are set in the file")
 	assert.Len(t, c.Process, 2)

@@ -61,12 +61,13 @@ import (
 // process.
 // Batches of a pinned session never probe (the session would stay there).
 //
-// A batch that the thread pool's estimate says takes less time than a
-// process pool's round trip could possibly take (minRoundTrip: items x
-// the thread cost per item) is never sent to the process pool: the process pool cannot
-// be faster, since it pays that round trip on top of the same work. So
-// cheap functions stay on threads, deterministically, as before Auto
-// measured costs.
+// A batch that the thread pool's estimate says takes less than
+// minProbeBatch (items x the thread cost per item) is never sent to the
+// process pool: that pool pays a round trip (30-100 us measured here) on
+// top of the same work, so on so short a batch it can win little or
+// nothing even where it runs the Python faster. So cheap functions stay on
+// threads, as before Auto measured costs, also in slow (race-detector)
+// builds.
 const (
 	costSamples    = 8
 	costMinSamples = 3
@@ -78,10 +79,9 @@ const (
 	switchMargin   = 1.05
 	costMaxProbes  = 1
 	probeFailures  = 3
-	// minRoundTrip is a lower bound of a process pool's round trip
-	// (a pipe each way and a wake-up on both sides): 30-100 us measured
-	// on the development machine.
-	minRoundTrip = 20 * time.Microsecond
+	// minProbeBatch: a few process round trips (a pipe each way and a
+	// wake-up on both sides).
+	minProbeBatch = 200 * time.Microsecond
 )
 
 // Executor names of `slither bench` (capacity.Measured.Costs) that seed
@@ -313,18 +313,18 @@ func (r *Router) record(name string, route Route, items int, service time.Durati
 }
 
 // processCannotWin reports whether a batch of items takes the thread pool
-// less time, by its measured estimate, than a process pool round trip
-// (see the cost model's doc), and why, for the reason.
+// less than minProbeBatch by its measured estimate (see the cost model's
+// doc), and why, for the reason.
 func (r *Router) processCannotWin(et estimate, items int) (bool, string) {
 	if !et.live {
 		return false, ""
 	}
 	b := et.ns * float64(max(items, 1))
-	if b >= float64(minRoundTrip) {
+	if b >= float64(minProbeBatch) {
 		return false, ""
 	}
-	return true, "this batch takes the thread pool about " + ns(b) + ", less than a process pool round trip (at least " +
-		ns(float64(minRoundTrip)) + "), so the process pool cannot be faster"
+	return true, "this batch takes the thread pool about " + ns(b) + ", under " + ns(float64(minProbeBatch)) +
+		": too short for the process pool's round trip to pay off"
 }
 
 // mayProbe reports whether a probe of route's pool may be sent now, and

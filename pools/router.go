@@ -393,10 +393,14 @@ func (d Decision) Submit(ctx context.Context, b Batch) ([]any, error) {
 	start := time.Now()
 	out, err := d.Pool.Submit(ctx, b)
 	if d.router != nil {
-		// Service time, not Submit's wall time: see cost.go.
-		svc := ci.Service
-		if svc <= 0 { // a pool that does not measure it
-			svc = time.Since(start)
+		// Service time, not Submit's wall time: see cost.go. Read only on
+		// success: a pool whose Submit returned on a cancel may still
+		// write it when the call ends.
+		var svc time.Duration
+		if err == nil {
+			if svc = ci.Service; svc <= 0 { // a pool that does not measure it
+				svc = time.Since(start)
+			}
 		}
 		// A batch cancelled by its caller says nothing of the pool.
 		failed := err != nil && ctx.Err() == nil

@@ -1,15 +1,17 @@
 """text_analysis: the Python stage (runs in the embedded pool: it only
-keeps per-thread state)."""
+keeps per-worker state)."""
 
 import os
-import threading
 
 import slither
 
 POSITIVE = {"good", "great", "excellent", "happy", "bright", "calm", "strong", "clear"}
 NEGATIVE = {"bad", "poor", "terrible", "sad", "dark", "noisy", "weak", "broken"}
 
-_local = threading.local()  # per-worker state: each worker is a thread here
+# Per-worker state, keyed by worker id: a worker runs one batch at a time,
+# so each entry has one writer. Not threading.local: the embedded pool's
+# Direct mode runs a worker's batches on whichever OS thread submits them.
+_docs = {}
 
 
 @slither.thread_safe
@@ -23,10 +25,11 @@ def analyze(batch):
         for w in words:
             freq[w] = freq.get(w, 0) + 1
         score = sum(1 for w in words if w in POSITIVE) - sum(1 for w in words if w in NEGATIVE)
-        _local.docs = getattr(_local, "docs", 0) + 1
+        wid = slither.context().worker_id
+        _docs[wid] = _docs.get(wid, 0) + 1
         out.append({
             "id": doc["id"], "freq": freq, "sentiment": score,
             "readability": round(sum(len(w) for w in words) / max(1, len(words)), 3),
-            "worker": slither.context().worker_id, "pid": os.getpid(), "worker_docs": _local.docs,
+            "worker": slither.context().worker_id, "pid": os.getpid(), "worker_docs": _docs[wid],
         })
     return out
