@@ -114,7 +114,12 @@ func poolExecutor(ctx context.Context, name string, o Options) (runner, func(), 
 			defer s.Close()
 			return drive(ctx, p, w, w.function, s.ID(), o.Workers, nil, nil)
 		}
-		return drive(ctx, p, w, w.function, "", o.Workers, nil, settle)
+		c := drive(ctx, p, w, w.function, "", o.Workers, nil, settle)
+		if settle != nil && c.Correct {
+			c.Note = fmt.Sprintf("results in recycled buffers (thread.Options.Alloc), checked as they arrive: every %dth in full, "+
+				"the others by length and their first and last 4 KiB", fullCheckEvery)
+		}
+		return c
 	}
 	return run, closeFn, nil
 }
