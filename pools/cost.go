@@ -395,6 +395,25 @@ func (r *Router) byCost(name, safe, how string, pinned bool, items int) Decision
 		d.Route, d.Class, d.Reason = Thread, RouteThreadSafe, safe
 		return d
 	}
+	if et.live != ep.live {
+		// One pool measured here, the other only seeded: compare like with
+		// like (both seeds, each measured on its own by slither bench) until
+		// both are measured here, and measure the other now and then. A
+		// live figure taken while the other pool kept the cores busy, or
+		// while a pool warmed up, is no match for a seed.
+		if st, sp := r.seed(name, Thread), r.seed(name, Process); st > 0 && sp > 0 {
+			unmeasured, n := Process, ep.n
+			if !et.live {
+				unmeasured, n = Thread, et.n
+			}
+			if c.since >= exploreEvery && probing(unmeasured) {
+				return probe(unmeasured, "measuring the "+poolName(unmeasured)+" pool ("+plural(n, "batch")+" of "+
+					strconv.Itoa(costMinSamples)+" so far; until then both pools' slither bench costs decide)")
+			}
+			et, ep = estimate{ns: st}, estimate{ns: sp}
+			d.ThreadCost, d.ProcessCost = st, sp
+		}
+	}
 	if c.faster != Thread && c.faster != Process {
 		c.faster = Thread // where it started, unless the other is clearly cheaper (below)
 	}

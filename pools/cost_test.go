@@ -222,11 +222,16 @@ func TestAutoStartsFromSeeds(t *testing.T) {
 	assert.Equal(t, 1.9e6, costs[0].Process.Seed)
 	assert.False(t, costs[0].Process.Measured)
 
-	// Three batches measured at 5 ms replace the process seed.
-	ds = run(t, r, "f", 3)
-	assert.Equal(t, "thread/faster", classes(ds)[2])
-	assert.Equal(t, "m.f is thread-safe (declared in Go) and the thread pool is 1.2x faster than the process pool "+
-		"(4.0 ms vs 5.0 ms per item, slither bench vs 3 batches)", ds[2].Reason)
+	// Measured here, the process pool (5 ms) is not compared with the
+	// thread pool's seed: the seeds decide, and the thread pool is
+	// measured too; with both measured here, the threads win.
+	ds = run(t, r, "f", 12)
+	assert.Contains(t, classes(ds), "thread/probe")
+	assert.Contains(t, ds[4].Reason, "until then both pools' slither bench costs decide")
+	last := ds[len(ds)-1]
+	assert.Equal(t, "thread/faster", classes(ds)[len(ds)-1])
+	assert.Equal(t, "m.f is thread-safe (declared in Go) and the thread pool ran it 1.2x faster than the process pool "+
+		"(4.0 ms vs 5.0 ms per item, 7 vs 5 batches)", last.Reason)
 
 	// A free-threaded process pool takes the process-ft seed.
 	r, _, pr = costRouter(t, 4*time.Millisecond, 5*time.Millisecond)
