@@ -406,7 +406,21 @@ func (r *Router) byCost(name, safe, how string, pinned bool, items int) Decision
 			if !et.live {
 				unmeasured, n = Thread, et.n
 			}
-			if c.since >= exploreEvery && probing(unmeasured) {
+			// Measured at once where the seeds send the function (the
+			// choice must be confirmed here), or when the pick's own
+			// measurement here already exceeds the other's seed (the seeds'
+			// verdict is in doubt); otherwise the seeds' loser waits for
+			// the periodic re-probes, which cost less.
+			seedsPick, measured := Thread, et
+			if sp*switchMargin < st {
+				seedsPick, measured = Process, ep
+			}
+			other := st
+			if seedsPick == Thread {
+				other = sp
+			}
+			doubt := measured.live && measured.ns >= other
+			if (unmeasured == seedsPick || doubt) && c.since >= exploreEvery && probing(unmeasured) {
 				return probe(unmeasured, "measuring the "+poolName(unmeasured)+" pool ("+plural(n, "batch")+" of "+
 					strconv.Itoa(costMinSamples)+" so far; until then both pools' slither bench costs decide)")
 			}

@@ -542,3 +542,26 @@ func TestAutoLeavesAFasterPoolThatFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, d.Reason, "the process pool failed its last 3 batches, so it runs on the thread pool")
 }
+
+// TestAutoTrustsSeedsItsMeasurementsAgreeWith: with both pools seeded and
+// the seeds' pick measured here as the seeds said, the seeds' loser is not
+// probed at once (each probe of a pool 4x slower costs), only by the
+// periodic re-probes.
+func TestAutoTrustsSeedsItsMeasurementsAgreeWith(t *testing.T) {
+	r, th, _ := costRouter(t, 4*time.Millisecond, 1*time.Millisecond)
+	r.CostSeeds = map[string]map[string]float64{"m.f": {"thread": 4e6, "process-gil": 1e6}}
+	ds := run(t, r, "f", 64)
+	probes := 0
+	for i, d := range ds {
+		if classes(ds)[i] == "thread/probe" {
+			probes++
+			assert.Contains(t, d.Reason, "re-measuring the thread pool", "a periodic re-probe, not a forced one")
+			continue
+		}
+		require.Equal(t, "process/faster", classes(ds)[i], d.Reason)
+	}
+	// One periodic re-probe (the first comes probeMinGap decisions in,
+	// none having been made before), not a probe every second batch.
+	assert.Equal(t, 1, probes)
+	assert.Equal(t, 1, submitted(th))
+}
