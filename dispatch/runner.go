@@ -194,8 +194,12 @@ func (r *runner) launch(seq int, items []Item, pre error) bool {
 	go func() {
 		defer r.wg.Done()
 		res := r.run(seq, items, pre)
+		// Handed over before the slot is freed: with the slot free first,
+		// a later batch could start, end and be handed over before this
+		// one (Halt would then name the later batch's error, even with
+		// MaxInFlight 1). The consumer drains until results closes.
+		r.results <- res
 		<-r.slots
-		r.results <- res // the consumer drains until results closes
 	}()
 	return true
 }
