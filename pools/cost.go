@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -312,10 +311,10 @@ func (r *Router) record(name string, route Route, items int, service time.Durati
 	c.live[side(route)].add(float64(service.Nanoseconds())/float64(items), now)
 }
 
-// processCannotWin reports whether a batch of items takes the thread pool
+// tooShortToProbe reports whether a batch of items takes the thread pool
 // less than minProbeBatch by its measured estimate (see the cost model's
 // doc), and why, for the reason.
-func (r *Router) processCannotWin(et estimate, items int) (bool, string) {
+func tooShortToProbe(et estimate, items int) (bool, string) {
 	if !et.live {
 		return false, ""
 	}
@@ -327,8 +326,9 @@ func (r *Router) processCannotWin(et estimate, items int) (bool, string) {
 		": too short for the process pool's round trip to pay off"
 }
 
-// mayProbe reports whether a probe of route's pool may be sent now, and
-// takes its place if so (see costMaxProbes and probeFailures).
+// mayProbeLocked reports whether a probe of route's pool may be sent now,
+// and takes its place if so (see costMaxProbes and probeFailures).
+// r.costMu held.
 func (r *Router) mayProbeLocked(c *fnCost, route Route, now time.Time) bool {
 	if c.probes >= costMaxProbes && now.Sub(c.probeT) < probeInterval {
 		return false
@@ -381,7 +381,7 @@ func (r *Router) byCost(name, safe, how string, pinned bool, items int) Decision
 		d.Reason = name + " is thread-safe (" + how + "); probe: " + why
 		return d
 	}
-	if cannot, why := r.processCannotWin(et, items); cannot {
+	if short, why := tooShortToProbe(et, items); short {
 		d.Route, d.Class, d.Reason = Thread, RouteThreadSafe, safe+"; "+why
 		return d
 	}
@@ -488,77 +488,4 @@ func other(r Route) Route {
 		return Process
 	}
 	return Thread
-}
-
-func poolName(r Route) string { return r.String() }
-
-func verb(a, b estimate) string {
-	if a.live && b.live {
-		return "ran it"
-	}
-	return "is"
-}
-
-// compare is "(1.9 ms vs 4.0 ms per item, 8 vs 12 batches)", naming a seed
-// as "slither bench".
-func compare(fast, slow estimate) string {
-	src := func(e estimate) string {
-		if e.live {
-			return plural(e.n, "batch")
-		}
-		return "slither bench"
-	}
-	counts := src(fast) + " vs " + src(slow)
-	switch {
-	case fast.live && slow.live:
-		counts = strconv.Itoa(fast.n) + " vs " + plural(slow.n, "batch")
-	case !fast.live && !slow.live:
-		counts = "per slither bench"
-	}
-	return "(" + ns(fast.ns) + " vs " + ns(slow.ns) + " per item, " + counts + ")"
-}
-
-func describe(e estimate) string {
-	if e.live {
-		return ns(e.ns) + " per item over " + plural(e.n, "batch")
-	}
-	return ns(e.ns) + " per item per slither bench"
-}
-
-// ratio is slow/fast to one decimal, e.g. "2.1x".
-func ratio(slow, fast float64) string {
-	return strings.TrimSuffix(strconv.FormatFloat(slow/fast, 'f', 1, 64), ".0") + "x"
-}
-
-// ns formats a cost in nanoseconds to two significant digits: "450 ns",
-// "1.9 us", "12 ms", "3.4 s".
-func ns(v float64) string {
-	units := []struct {
-		div  float64
-		name string
-	}{{1e9, "s"}, {1e6, "ms"}, {1e3, "us"}}
-	for _, u := range units {
-		if v >= u.div {
-			return sig2(v/u.div) + " " + u.name
-		}
-	}
-	return sig2(v) + " ns"
-}
-
-func sig2(v float64) string {
-	if v >= 9.95 { // two digits either way
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 1, 64)
-}
-
-func plural(n int, what string) string {
-	s := strconv.Itoa(n) + " " + what
-	if n != 1 {
-		if strings.HasSuffix(what, "ch") {
-			return s + "es"
-		}
-		return s + "s"
-	}
-	return s
 }
