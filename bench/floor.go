@@ -69,7 +69,7 @@ func copyRate(workers, n int, d time.Duration, fresh bool) (float64, time.Durati
 	deadline := start.Add(d)
 	for i := range workers {
 		wg.Add(1)
-		go func() {
+		go func() { // wg.Wait below waits for it (it ends at the deadline)
 			defer wg.Done()
 			b := &local[i]
 			<-begin

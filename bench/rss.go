@@ -21,7 +21,7 @@ type rssSampler struct {
 func startRSS(root int) *rssSampler {
 	s := &rssSampler{done: make(chan struct{})}
 	s.wg.Add(1)
-	go func() {
+	go func() { // stop waits for it (close(s.done), then s.wg.Wait)
 		defer s.wg.Done()
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()

@@ -43,7 +43,7 @@ func (p *Pool) startWorkers(n int) error {
 		w := &worker{pool: p, id: i, pinned: make(chan *job, 1), wake: make(chan struct{}, 1)}
 		p.workers = append(p.workers, w)
 		p.running.Add(1)
-		go p.work(w, ready)
+		go p.work(w, ready) // stopWorkers waits for it (p.running.Wait) before it closes p.done
 	}
 	var startErr error
 	for range n {

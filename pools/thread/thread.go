@@ -379,6 +379,9 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
+		// Close waits for it through p.done, which it closes last; a Close
+		// that gave up leaves it to the next Close (or to the batches it
+		// waits for, which the abort has interrupted).
 		if p.mode == Direct {
 			go p.stopSlots()
 		} else {
